@@ -1,0 +1,3 @@
+from metaforge.cli import main
+
+main()

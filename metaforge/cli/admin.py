@@ -1,0 +1,61 @@
+"""`mf verify` and `mf rebuild`: keeping the log honest and the index derived."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from metaforge.cli.output import JsonOpt, emit_json, progress_bar, say
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+    app.command("rebuild")(rebuild)
+
+
+def verify(
+    repair: Annotated[bool, typer.Option("--repair", help="Drop a torn last line (a crash mid-write), and only that.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the hash chain, seq continuity and segment layout; check the index agrees with the log."""
+    from metaforge.cli import state
+    from metaforge.repo import Repo
+    from metaforge.thread.verify import verify as run_verify
+
+    repo = Repo.find(state.cwd)
+    with progress_bar("verifying") as update:
+        report = run_verify(repo, repair, progress=lambda n: update(n, n))
+    if json_out:
+        emit_json(report)
+    else:
+        if report["repaired"]:
+            r = report["repaired"]
+            say(f"repaired: dropped the torn tail of {r['file']} (line {r['line']}, {r['bytes_dropped']} bytes)")
+        if report["ok"]:
+            say(f"[green]✓[/] {report['events']} events in {report['segments']} segment(s): chain intact, "
+                f"seq 1..{report['events']} without a gap; index agrees")
+        for p in report["problems"]:
+            say(f"[red]✗[/] {p['message']}" + (f" ({p['hint']})" if p.get("hint") else ""))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def rebuild(json_out: JsonOpt = False) -> None:
+    """Rebuild the graph index from the event log."""
+    import time
+
+    from metaforge.cli import state
+    from metaforge.repo import Repo
+
+    repo = Repo.find(state.cwd)
+    started = time.perf_counter()
+    with repo.log.lock(), progress_bar("rebuilding the index") as update:
+        repo.index.rebuild(repo.log, progress=update)
+    pos = repo.index.position()
+    entities = repo.index.conn.execute("SELECT count(*) FROM nodes WHERE deleted = 0").fetchone()[0]
+    out = {"events": pos.seq, "entities": entities, "seconds": round(time.perf_counter() - started, 3)}
+    if json_out:
+        emit_json(out)
+    else:
+        say(f"[green]✓[/] rebuilt the index from {out['events']} events: {entities} entities in {out['seconds']} s")

@@ -1,0 +1,87 @@
+"""The typer app: global options, the command groups, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from metaforge import __version__
+from metaforge.cli import admin, init, mutate, read, state
+
+app = typer.Typer(
+    name="mf",
+    help="mf keeps the digital twin of a hardware product inside its git repository: an append-only "
+         "event log of every design decision, a graph index to query it, and the link to the files.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"mf {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    directory: Annotated[Optional[str], typer.Option("-C", help="Run as if mf was started in this directory.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    state.cwd, state.debug = directory, debug
+
+
+init.register(app)
+app.add_typer(mutate.app, name="mutate")
+read.register(app)
+admin.register(app)
+
+
+def run(args: list[str]) -> int:
+    """Run one command line; return the exit code (0 ok, 1 findings, 2 bad input, 3 internal)."""
+    from metaforge.errors import MetaforgeError
+
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="mf", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: typer has printed nothing yet
+        exc.show() if hasattr(exc, "show") else sys.stderr.write(f"mf: {exc.format_message()}\n")
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("mf: interrupted\n")
+        return 130
+    except MetaforgeError as exc:
+        _report(exc, args, exc.exit_code)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # an internal error: one line, the traceback with --debug
+        _report(exc, args, 3)
+        return 3
+
+
+def _report(exc: Exception, args: list[str], code: int) -> None:
+    from metaforge.cli.output import emit_json
+    from metaforge.errors import MetaforgeError
+
+    if state.debug or "--debug" in args:
+        import traceback
+
+        traceback.print_exc()
+    if isinstance(exc, MetaforgeError):
+        line = f"mf: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        err = {"kind": exc.kind, "message": exc.message, "hint": exc.hint, "exit_code": code}
+    else:
+        line = f"mf: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        err = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}", "hint": None, "exit_code": code}
+    sys.stderr.write(line + "\n")
+    if "--json" in args:
+        emit_json({"ok": False, "error": err})

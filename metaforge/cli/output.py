@@ -1,0 +1,92 @@
+"""One place for output: data to stdout (JSON or rich), messages and progress to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Write JSON to stdout (only JSON) for scripts and CI.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")]
+MessageOpt = Annotated[str | None, typer.Option("--message", "-m", help="Why: the decision rationale, kept in the event.")]
+ExpectOpt = Annotated[int | None, typer.Option("--expect-version", help="Refuse unless the entity is at this version (optimistic concurrency).")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="user:<name> or agent:<code> (default: MF_ACTOR, else user:<git user.name>).")]
+
+_console = None
+_err = None
+
+
+def console():
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(soft_wrap=False, highlight=False)
+    return _console
+
+
+def err_console():
+    global _err
+    if _err is None:
+        from rich.console import Console
+
+        _err = Console(stderr=True, highlight=False)
+    return _err
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def say(message: str) -> None:
+    """A message for a person, on stderr."""
+    err_console().print(message)
+
+
+def warn(message: str) -> None:
+    err_console().print(f"[yellow]warning:[/] {message}", markup=True)
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"value", "unit"}:
+        from metaforge.thread.units import format_quantity
+
+        return format_quantity(value)
+    if isinstance(value, list):
+        return ", ".join(fmt_value(v) for v in value)
+    if isinstance(value, (dict, bool)) or value is None:
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True):
+    """Yields update(done, total); draws a bar on stderr only for a person at a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console(), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, done))
+
+        yield update
+
+
+def open_repo():
+    """The repository around the working directory (or `mf -C PATH`), its index caught up."""
+    from metaforge.cli import state
+    from metaforge.repo import Repo
+
+    repo = Repo.find(state.cwd)
+    with progress_bar("catching up the index") as update:
+        for w in repo.sync_warnings(progress=update):
+            warn(w)
+    return repo

@@ -1,0 +1,150 @@
+"""Queries: `mf show`, `mf query`, `mf trace`, `mf log`, `mf status` (answered from the index)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, open_repo
+
+
+def register(app: typer.Typer) -> None:
+    for name, fn in (("show", show), ("query", query), ("trace", trace), ("log", log), ("status", status)):
+        app.command(name)(fn)
+
+
+def show(id: Annotated[str, typer.Argument(help="Entity id, Type:name.")], json_out: JsonOpt = False) -> None:
+    """Show an entity: properties, version, who made it, its relationships."""
+    from metaforge.thread.queries import show as show_entity
+
+    node = show_entity(open_repo().index, id)
+    if json_out:
+        emit_json(node)
+        return
+    from rich.table import Table
+
+    c = console()
+    c.print(f"[bold]{node['id']}[/]  [dim]version {node['version']} · created {node['createdAt']} by "
+            f"{node['createdBy']} · updated {node['updatedAt']} by {node['updatedBy']}[/]")
+    if node["properties"]:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for key, value in sorted(node["properties"].items()):
+            table.add_row(f"  {key}", fmt_value(value))
+        c.print(table)
+    for edge in node["out"]:
+        c.print(f"  → {edge['rel']} {edge['id']}")
+    for edge in node["in"]:
+        c.print(f"  ← {edge['rel']} {edge['id']}")
+
+
+def query(
+    type_name: Annotated[Optional[str], typer.Option("--type", "-t", help="Only entities of this type.")] = None,
+    where: Annotated[Optional[list[str]], typer.Option("--where", "-w", help="key=value, or != < <= > >= ~ (units convert: current>500mA). Repeat to AND.")] = None,
+    columns: Annotated[Optional[str], typer.Option("--columns", "-c", help="Comma-separated properties to show as columns.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List entities by type and property."""
+    from metaforge.thread.queries import query as run_query
+
+    nodes = run_query(open_repo().index, type_name, where or [], limit)
+    if json_out:
+        emit_json(nodes)
+        return
+    from rich.table import Table
+
+    cols = [c.strip() for c in columns.split(",")] if columns else None
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("id")
+    table.add_column("v", justify="right")
+    for col in cols or ["properties"]:
+        table.add_column(col)
+    for n in nodes:
+        if cols:
+            cells = [fmt_value(n["properties"].get(col, "")) for col in cols]
+        else:
+            text = ", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(n["properties"].items()))
+            cells = [text if len(text) < 100 else text[:97] + "…"]
+        table.add_row(n["id"], str(n["version"]), *cells)
+    console().print(table)
+    console().print(f"[dim]{len(nodes)} entit{'y' if len(nodes) == 1 else 'ies'}[/]")
+
+
+def trace(
+    id: Annotated[str, typer.Argument(help="Entity id to trace from.")],
+    depth: Annotated[int, typer.Option("--depth", "-d", help="How many relationships deep.")] = 10,
+    direction: Annotated[str, typer.Option("--direction", help="up, down or both.")] = "both",
+    json_out: JsonOpt = False,
+) -> None:
+    """Everything upstream and downstream of an entity through its relationships."""
+    from metaforge.errors import BadInput
+    from metaforge.thread.queries import trace as run_trace
+
+    if direction not in ("up", "down", "both"):
+        raise BadInput(f"--direction {direction}: expected up, down or both")
+    result = run_trace(open_repo().index, id, depth, direction)
+    if json_out:
+        emit_json(result)
+        return
+    from rich.tree import Tree
+
+    root = Tree(f"[bold]{result['id']}[/]")
+    for side, arrow in (("downstream", "→"), ("upstream", "←")):
+        if side in result:
+            branch = root.add(f"[dim]{side}[/]")
+            _grow(branch, result[side], arrow)
+    console().print(root)
+
+
+def _grow(tree, children: list[dict], arrow: str) -> None:
+    for child in children:
+        label = f"{arrow} [cyan]{child['rel']}[/] {child['id']}" + (" [dim](above)[/]" if child.get("seen") else "")
+        _grow(tree.add(label), child["children"], arrow)
+
+
+def log(
+    id: Annotated[Optional[str], typer.Argument(help="Only events of this entity.")] = None,
+    event_type: Annotated[Optional[str], typer.Option("--type", "-t", help="Only this event type (node.* for a family).")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (0: all).")] = 50,
+    since: Annotated[Optional[int], typer.Option("--since-seq", help="Only events after this seq.")] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Oldest first.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The history: events newest first, with actor and rationale."""
+    from metaforge.cli.mutate import _summary
+    from metaforge.thread.queries import history
+
+    events = history(open_repo(), id, event_type, limit or None, since, reverse)
+    if json_out:
+        emit_json(events)
+        return
+    from rich.markup import escape
+
+    c = console()
+    for e in events:
+        why = f"  [italic]— {escape(e['msg'])}[/]" if e.get("msg") else ""
+        c.print(f"[yellow]#{e['seq']}[/] [dim]{e['ts'][:19].replace('T', ' ')} {escape(e['actor'])}[/] "
+                f"{e['type']} [bold]{e['entity']}[/] v{e['version']}  {escape(_summary(e))}{why}", soft_wrap=True)
+
+
+def status(json_out: JsonOpt = False) -> None:
+    """Semantic version, what the twin holds, the last event."""
+    from metaforge.thread.queries import status as run_status
+
+    info = run_status(open_repo())
+    if json_out:
+        emit_json(info)
+        return
+    c = console()
+    git = info["git"]
+    c.print(f"[bold]{info['root']}[/]  git {git['branch'] or '(detached)'} @ {git['commit'] or '(no commit yet)'}")
+    c.print(f"semantic version [bold]{info['semantic_version']}[/]"
+            + (f"  head {info['head_hash'][:12]} in {info['head_segment']}" if info["head_hash"] else ""))
+    c.print(f"{info['entities']} entities, {info['edges']} relationships")
+    for kind, n in info["entities_by_type"].items():
+        c.print(f"  {kind:<16} {n}")
+    last = info["last_event"]
+    if last:
+        c.print(f"last event: #{last['seq']} {last['type']} {last['entity']} v{last['version']} "
+                f"by {last['actor']} at {last['ts']}")

@@ -1,0 +1,54 @@
+"""One error hierarchy for the whole library; the CLI maps each class to an exit code.
+
+Exit codes a git hook can rely on: 0 success, 1 findings (refused change, failed check),
+2 bad usage or bad input, 3 internal error.
+"""
+
+
+class MetaforgeError(Exception):
+    """Base of every error `mf` reports to a person: a one-line message and the fix."""
+
+    exit_code = 3
+    kind = "error"
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class BadInput(MetaforgeError):
+    """The user gave something malformed: an id, a value, a file."""
+
+    exit_code = 2
+    kind = "bad_input"
+
+
+class NotARepository(BadInput):
+    kind = "not_a_repository"
+
+
+class Refused(MetaforgeError):
+    """A well-formed request the state does not allow (stale version, existing entity...)."""
+
+    exit_code = 1
+    kind = "refused"
+
+
+class VersionConflict(Refused):
+    kind = "version_conflict"
+
+
+class LogCorrupt(MetaforgeError):
+    """The event log fails its own checks: torn tail, broken chain, gap in seq."""
+
+    exit_code = 1
+    kind = "log_corrupt"
+
+
+class CheckFailed(MetaforgeError):
+    exit_code = 1
+    kind = "check_failed"

@@ -1,0 +1,243 @@
+"""The graph index: `.metaforge/index.db`, a projection of the event log into SQLite.
+
+It holds nodes (type, properties, version, created/updated at/by), typed edges, one row per
+event (for `mf log`, pointing back into the log), and where in the log it stands. Rows and
+position are written in one transaction, so a replay is harmless and any command can catch
+up or rebuild it. It is never merged or committed: delete it and the next command rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from metaforge.store import sqlite
+from metaforge.store.log import SEGMENT_EVENTS, EventLog, Position, Record
+from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (
+  id TEXT PRIMARY KEY, type TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, created_by TEXT NOT NULL, updated_by TEXT NOT NULL,
+  created_seq INTEGER NOT NULL, updated_seq INTEGER NOT NULL, deleted INTEGER NOT NULL, props TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nodes_by_type ON nodes (type, deleted, id);
+CREATE TABLE IF NOT EXISTS edges (
+  src TEXT NOT NULL, rel TEXT NOT NULL, dst TEXT NOT NULL,
+  created_at TEXT NOT NULL, created_by TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (src, rel, dst)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS edges_by_dst ON edges (dst, rel, src);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY, type TEXT NOT NULL, entity TEXT NOT NULL, version INTEGER NOT NULL,
+  ts TEXT NOT NULL, actor TEXT NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_entity ON events (entity, seq);
+"""
+_CHUNK = 50_000
+_NODE_COLUMNS = "id, type, version, created_at, updated_at, created_by, updated_by, created_seq, updated_seq, props, deleted"
+
+Progress = Callable[[int, int], None]  # (events done, events in all)
+
+
+class GraphIndex:
+    def __init__(self, path: Path):
+        self.path = path
+        self._conn = None
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self):
+        try:
+            conn = sqlite.connect(str(self.path))
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() \
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() else None
+        except sqlite.DatabaseError:
+            conn, row = None, ("damaged",)
+        if row is None and conn is not None:
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            return conn
+        if row[0] != SCHEMA_VERSION:
+            # an index from another mf version or a damaged file: it is derived, so start over
+            if conn is not None:
+                conn.close()
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(f"{self.path}{suffix}")
+                except FileNotFoundError:
+                    pass
+            return self._open()
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # ---- position ------------------------------------------------------------------------
+
+    def position(self) -> Position:
+        rows = dict(self.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'pos.%'"))
+        if not rows:
+            return Position()
+        return Position(int(rows["pos.seq"]), rows["pos.hash"], int(rows["pos.segment"]),
+                        int(rows["pos.size"]), int(rows["pos.mtime_ns"]))
+
+    def is_current(self, log: EventLog) -> bool:
+        pos = self.position()
+        return log.stat_head() == (pos.segment, pos.size, pos.mtime_ns)
+
+    def sync(self, log: EventLog, *, locked: bool, progress: Progress | None = None) -> bool:
+        """Bring the index up to the end of the log. Returns True if anything was applied."""
+        if self.is_current(log):
+            return False
+        if not locked:
+            with log.lock():
+                return self.sync(log, locked=True, progress=progress)
+        pos = self.position()
+        seg, size, mtime = log.stat_head()
+        if (seg, size) == (pos.segment, pos.size) and pos.seq and log.tail_hash(seg, size) == pos.hash:
+            self._write_meta(pos._replace(mtime_ns=mtime))  # touched, not changed
+            return False
+        grew = (seg, size) > (pos.segment, pos.size)
+        if pos.seq and not (grew and log.tail_hash(pos.segment, pos.size) == pos.hash):
+            return self.rebuild(log, progress=progress)  # the log was replaced (checkout, reset)
+        self._replay(log, pos, progress, clear=False)
+        return True
+
+    def rebuild(self, log: EventLog, progress: Progress | None = None) -> bool:
+        self._replay(log, Position(), progress, clear=True)
+        return True
+
+    def _replay(self, log: EventLog, start: Position, progress: Progress | None, clear: bool) -> None:
+        total = _estimate_events(log, start)
+        state = GraphState(base=EmptyBase() if clear else self)
+        reader = log.read(start)
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if clear:
+                for table in ("nodes", "edges", "events"):
+                    conn.execute(f"DELETE FROM {table}")
+            batch: list[Record] = []
+            done = 0
+            for rec in reader:
+                batch.append(rec)
+                if len(batch) >= _CHUNK:
+                    self._fold(state, batch)
+                    done += len(batch)
+                    batch = []
+                    if progress:
+                        progress(done, total)
+            self._fold(state, batch)
+            if progress:
+                progress(done + len(batch), max(total, done + len(batch)))
+            end = reader.position
+            st = os.stat(log.path(end.segment)) if end.segment else None
+            self._write_state(state)
+            self._write_meta(end._replace(mtime_ns=st.st_mtime_ns if st else 0))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _fold(self, state: GraphState, batch: list[Record]) -> None:
+        if not batch:
+            return
+        state.prefetch(r.event["entity"] for r in batch)
+        for r in batch:
+            state.apply(r.event)
+        self._insert_events(batch)
+
+    # ---- writing a command's result --------------------------------------------------------
+
+    def commit(self, state: GraphState, records: list[Record], end: Position) -> None:
+        """Write the state a command folded, its events and the new log end: one transaction."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert_events(records)
+            self._write_state(state)
+            self._write_meta(end)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _insert_events(self, records: list[Record]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e["seq"], e["type"], e["entity"], e["version"], e["ts"], e["actor"], r.segment, r.offset)
+             for r in records for e in (r.event,)])
+
+    def _write_state(self, state: GraphState) -> None:
+        dumps = json.dumps
+        rows = []
+        for nid in state.dirty:
+            n = state.nodes[nid]
+            rows.append((n.id, n.type, n.id.split(":", 1)[1], n.version, n.created_at, n.updated_at,
+                         n.created_by, n.updated_by, n.created_seq, n.updated_seq, int(n.deleted),
+                         dumps(n.props, sort_keys=True, ensure_ascii=False, separators=(",", ":"))))
+        self.conn.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        added, removed = [], []
+        for edge in state.dirty_edges:
+            info = state.edges[edge]
+            if info is None:
+                removed.append(edge)
+            else:
+                added.append((*edge, info.created_at, info.created_by, info.seq))
+        self.conn.executemany("DELETE FROM edges WHERE src = ? AND rel = ? AND dst = ?", removed)
+        self.conn.executemany("INSERT OR REPLACE INTO edges VALUES (?, ?, ?, ?, ?, ?)", added)
+        state.dirty.clear()
+        state.dirty_edges.clear()
+
+    def _write_meta(self, pos: Position) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+            ("pos.seq", str(pos.seq)), ("pos.hash", pos.hash), ("pos.segment", str(pos.segment)),
+            ("pos.size", str(pos.size)), ("pos.mtime_ns", str(pos.mtime_ns))])
+
+    # ---- the Base protocol: what the fold reads -------------------------------------------
+
+    def load_nodes(self, ids: Iterable[str]) -> dict[str, Node]:
+        ids = list(ids)
+        out: dict[str, Node] = {}
+        loads = json.loads
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            sql = f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id IN ({','.join('?' * len(chunk))})"
+            for r in self.conn.execute(sql, chunk):
+                out[r[0]] = Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], loads(r[9]), bool(r[10]))
+        return out
+
+    def load_edges(self, triples: Iterable[Edge]) -> dict[Edge, EdgeInfo]:
+        out = {}
+        for src, rel, dst in triples:
+            row = self.conn.execute("SELECT created_at, created_by, seq FROM edges WHERE src = ? AND rel = ? AND dst = ?",
+                                    (src, rel, dst)).fetchone()
+            if row:
+                out[(src, rel, dst)] = EdgeInfo(*row)
+        return out
+
+    def edges_touching(self, node_id: str) -> list[Edge]:
+        rows = self.conn.execute("SELECT src, rel, dst FROM edges WHERE src = ? UNION "
+                                 "SELECT src, rel, dst FROM edges WHERE dst = ?", (node_id, node_id))
+        return [tuple(r) for r in rows]
+
+
+def _estimate_events(log: EventLog, start: Position) -> int:
+    """About how many events lie past `start` (for a progress bar), without reading them."""
+    num, size, _ = log.stat_head()
+    if not num:
+        return 0
+    return max(0, (num - 1) * SEGMENT_EVENTS + size // 300 - start.seq)

@@ -1,0 +1,334 @@
+"""The append-only event log: JSON Lines in segment files under `.metaforge/events/`.
+
+Segment N holds exactly the events with seq in ((N-1)*SEGMENT_EVENTS, N*SEGMENT_EVENTS], so a
+line's number in its file follows from its seq, and a merge that re-sequences events knows
+where each one goes. Full segments are never touched again; a branch only ever changes the
+last one or two.
+
+Writers hold an exclusive flock on `.metaforge/log.lock`. A batch is made atomic with a
+rollback journal (the sizes of the files before the batch): written and fsync'd before the
+first byte of the batch, removed after the last byte is fsync'd. Whoever takes the lock next
+and finds a journal rolls the unfinished batch back, so a killed writer leaves all of its
+batch or none of it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+from metaforge.errors import LogCorrupt
+from metaforge.events import GENESIS, Draft, check_hash, encode
+
+SEGMENT_EVENTS = 10_000
+_SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
+
+
+def segment_of(seq: int) -> int:
+    return (seq - 1) // SEGMENT_EVENTS + 1
+
+
+def segment_name(num: int) -> str:
+    return f"{num:06d}.jsonl"
+
+
+def line_of(seq: int) -> int:
+    return seq - (segment_of(seq) - 1) * SEGMENT_EVENTS
+
+
+class Position(NamedTuple):
+    """Where the log ends: the last event and the size of the file it is in."""
+
+    seq: int = 0
+    hash: str = GENESIS
+    segment: int = 0
+    size: int = 0
+    mtime_ns: int = 0
+
+
+class TornTail(LogCorrupt):
+    """The last segment ends in a partial line (a crash mid-write): repairable."""
+
+    def __init__(self, path: str, line: int, size: int, keep: int):
+        super().__init__(f"{path}:{line}: torn last line ({size - keep} bytes without an end)",
+                         "run `mf verify --repair` to drop the torn tail")
+        self.path, self.line, self.size, self.keep = path, line, size, keep
+
+
+@dataclass(slots=True)
+class Record:
+    """An event as read from (or just written to) the log, with where it lives."""
+
+    event: dict
+    segment: int
+    offset: int
+
+
+class EventLog:
+    def __init__(self, mfdir: Path):
+        self.dir = mfdir / "events"
+        self.lock_path = mfdir / "log.lock"
+        self.journal_path = mfdir / "log.journal"
+        self.rel = ".metaforge/events"
+
+    # ---- files -------------------------------------------------------------------------
+
+    def path(self, num: int) -> Path:
+        return self.dir / segment_name(num)
+
+    def display(self, num: int) -> str:
+        return f"{self.rel}/{segment_name(num)}"
+
+    def segments(self) -> list[int]:
+        """Segment numbers present, checked to run 1..N without a hole."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            raise LogCorrupt(f"{self.rel}/ is missing", "restore it from git: git checkout -- .metaforge/events")
+        nums = sorted(int(m.group(1)) for n in names if (m := _SEGMENT_RE.match(n)))
+        for expect, num in enumerate(nums, start=1):
+            if num != expect:
+                raise LogCorrupt(f"{self.display(expect)} is missing (found {self.display(num)})",
+                                 "restore it from git: git checkout -- .metaforge/events")
+        return nums
+
+    def stat_head(self) -> tuple[int, int, int]:
+        """(last segment, its size, its mtime_ns) without reading anything: the fast check."""
+        nums = self.segments()
+        if not nums:
+            return 0, 0, 0
+        st = os.stat(self.path(nums[-1]))
+        return nums[-1], st.st_size, st.st_mtime_ns
+
+    # ---- locking and recovery ----------------------------------------------------------
+
+    @contextmanager
+    def lock(self):
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.recover()
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def recover(self) -> bool:
+        """Roll back a batch whose writer died before it finished (call under the lock)."""
+        try:
+            journal = json.loads(self.journal_path.read_text())
+        except FileNotFoundError:
+            return False
+        except ValueError:
+            journal = None  # torn journal: the writer died before writing any event
+        if journal:
+            for name, size in journal["sizes"].items():
+                with open(self.dir / name, "r+b") as f:
+                    f.truncate(size)
+                    os.fsync(f.fileno())
+            for name in journal["created"]:
+                try:
+                    os.unlink(self.dir / name)
+                except FileNotFoundError:
+                    pass
+            _fsync_dir(self.dir)
+        os.unlink(self.journal_path)
+        _fsync_dir(self.journal_path.parent)
+        return True
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def append(self, head: Position, drafts: list[Draft], actor: str, ts: str,
+               ids: list[str] | None = None) -> tuple[list[Record], Position]:
+        """Append a batch after `head` (which must be the true end: call under the lock)."""
+        if not drafts:
+            return [], head
+        seq, prev = head.seq, head.hash
+        sizes: dict[int, int] = {}
+        if head.segment:
+            sizes[head.segment] = head.size
+        chunks: dict[int, list[bytes]] = {}
+        records: list[Record] = []
+        for i, draft in enumerate(drafts):
+            seq += 1
+            line, eid, prev = encode(seq, draft, ts, actor, prev, ids[i] if ids else None)
+            num = segment_of(seq)
+            offset = sizes.get(num, 0)
+            sizes[num] = offset + len(line)
+            chunks.setdefault(num, []).append(line)
+            records.append(Record(_record_dict(seq, eid, draft, ts, actor, prev), num, offset))
+        created = [n for n in chunks if n != head.segment]
+        journal = {"sizes": {segment_name(head.segment): head.size} if head.segment in chunks else {},
+                   "created": [segment_name(n) for n in created]}
+        _write_durable(self.journal_path, json.dumps(journal).encode())
+        for num, lines in chunks.items():
+            with open(self.path(num), "ab") as f:
+                f.write(b"".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
+        if created:
+            _fsync_dir(self.dir)
+        os.unlink(self.journal_path)  # the commit point
+        _fsync_dir(self.journal_path.parent)
+        last = max(chunks)
+        st = os.stat(self.path(last))
+        return records, Position(seq, prev, last, st.st_size, st.st_mtime_ns)
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def read(self, start: Position = Position(), stop_at_torn: bool = False) -> "LogReader":
+        return LogReader(self, start, stop_at_torn)
+
+    def tail_hash(self, num: int, size: int) -> str | None:
+        """The hash of the line that ends at byte `size` of segment `num`, if it is valid."""
+        try:
+            with open(self.path(num), "rb") as f:
+                if size <= 0 or os.fstat(f.fileno()).st_size < size:
+                    return None
+                back = 4096
+                while True:
+                    f.seek(max(0, size - back))
+                    chunk = f.read(min(back, size))
+                    if not chunk.endswith(b"\n"):
+                        return None
+                    cut = chunk.rfind(b"\n", 0, len(chunk) - 1)
+                    if cut >= 0 or back >= size:
+                        return check_hash(chunk[cut + 1:-1])
+                    back *= 4
+        except FileNotFoundError:
+            return None
+
+    def lines_at(self, refs: list[tuple[int, int]]) -> list[dict]:
+        """Events stored at (segment, offset) pairs, read straight from their files."""
+        out, handles = [], {}
+        try:
+            for num, offset in refs:
+                f = handles.get(num) or handles.setdefault(num, open(self.path(num), "rb"))
+                f.seek(offset)
+                out.append(json.loads(f.readline()))
+        finally:
+            for f in handles.values():
+                f.close()
+        return out
+
+    def repair(self) -> dict | None:
+        """Drop a torn tail, and only that. Returns what was dropped, or None if nothing was."""
+        reader = self.read(stop_at_torn=True)
+        for _ in reader:
+            pass
+        torn = reader.torn
+        if torn is None:
+            return None
+        path = self.path(torn.segment)
+        if torn.keep == 0:
+            os.unlink(path)
+            _fsync_dir(self.dir)
+        else:
+            with open(path, "r+b") as f:
+                f.truncate(torn.keep)
+                os.fsync(f.fileno())
+        return {"file": self.display(torn.segment), "line": torn.line, "bytes_dropped": torn.size - torn.keep}
+
+
+@dataclass(slots=True)
+class _Torn:
+    segment: int
+    line: int
+    size: int
+    keep: int
+
+
+class LogReader:
+    """Iterates the log from a position, checking seq, chain and hashes as it goes.
+
+    After iteration `position` is where the log ends. With stop_at_torn, a torn tail ends
+    the iteration and is described in `torn`; otherwise it raises TornTail.
+    """
+
+    def __init__(self, log: EventLog, start: Position, stop_at_torn: bool):
+        self.log, self.position, self.stop_at_torn = log, start, stop_at_torn
+        self.torn: _Torn | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        log = self.log
+        nums = log.segments()
+        seq, prev = self.position.seq, self.position.hash
+        first = segment_of(seq + 1)
+        if self.position.segment and self.position.segment != first and self.position.segment in nums:
+            first = self.position.segment  # the recorded segment may still grow
+        loads = json.loads
+        for num in nums:
+            if num < first:
+                continue
+            start = self.position.size if num == self.position.segment else 0
+            with open(log.path(num), "rb") as f:
+                f.seek(start)
+                data = f.read()
+            end = start + len(data)
+            if not data:
+                self.position = self.position._replace(segment=num, size=end)
+                continue
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            offset = start
+            for line in lines:
+                lineno = line_of(seq + 1)
+                where = f"{log.display(num)}:{lineno}"
+                if not line:
+                    raise LogCorrupt(f"{where}: empty line", "restore the file from git")
+                try:
+                    d = loads(line)
+                except ValueError:
+                    raise LogCorrupt(f"{where}: not a JSON event", "restore the file from git")
+                h = check_hash(line)
+                if h is None:
+                    raise LogCorrupt(f"{where}: hash does not match the line (edited or damaged)",
+                                     "restore the file from git: a corrected fact is a new event")
+                if d.get("seq") != seq + 1:
+                    raise LogCorrupt(f"{where}: seq {d.get('seq')} where {seq + 1} was expected")
+                if segment_of(seq + 1) != num:
+                    raise LogCorrupt(f"{where}: seq {seq + 1} belongs in {log.display(segment_of(seq + 1))}")
+                if d.get("prev") != prev:
+                    raise LogCorrupt(f"{where}: chain broken (prev does not match the previous event's hash)",
+                                     "an event before it was edited, removed or reordered")
+                seq, prev = seq + 1, h
+                yield Record(d, num, offset)
+                offset += len(line) + 1
+            if tail:
+                if num != nums[-1]:
+                    raise LogCorrupt(f"{log.display(num)}:{line_of(seq + 1)}: line without an end in a full segment")
+                torn = _Torn(num, line_of(seq + 1), end, offset)
+                if not self.stop_at_torn:
+                    raise TornTail(log.display(num), torn.line, torn.size, torn.keep)
+                self.torn = torn
+                end = offset
+            self.position = Position(seq, prev, num, end, 0)
+
+
+def _record_dict(seq: int, eid: str, draft: Draft, ts: str, actor: str, h: str) -> dict:
+    return {"seq": seq, "id": eid, "type": draft.type, "entity": draft.entity, "version": draft.version,
+            "ts": ts, "actor": actor, "payload": draft.payload, "msg": draft.msg, "hash": h}
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

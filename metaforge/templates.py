@@ -1,0 +1,46 @@
+"""`mf init --template NAME` starting points: plain folders a user can read and copy.
+
+A template is a folder with `template.toml` (a description), `twin.yaml` (changes applied as
+the first command, the same format as `mf mutate apply`) and optionally `files/` (copied into
+the repository, never over an existing file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metaforge.errors import BadInput
+
+
+def template_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    # installed wheel: metaforge/_templates; source checkout or editable install: ../templates
+    return [d for d in (here / "_templates", here.parent / "templates") if d.is_dir()]
+
+
+def available() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for base in template_dirs():
+        for d in sorted(base.iterdir()):
+            if (d / "twin.yaml").is_file():
+                found.setdefault(d.name, d)
+    return found
+
+
+def find(name: str) -> Path:
+    path = Path(name)
+    if (path / "twin.yaml").is_file():
+        return path
+    found = available()
+    if name not in found:
+        raise BadInput(f"unknown template '{name}'", "available: " + (", ".join(found) or "none"))
+    return found[name]
+
+
+def describe(path: Path) -> str:
+    import tomllib
+
+    try:
+        return tomllib.loads((path / "template.toml").read_text()).get("description", "")
+    except (OSError, ValueError):
+        return ""

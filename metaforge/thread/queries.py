@@ -1,0 +1,200 @@
+"""Queries, the read side: answered from the graph index, never by replaying the log."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from metaforge.errors import BadInput
+from metaforge.store.log import segment_name
+
+_NODE_SQL = ("SELECT id, type, name, version, created_at, updated_at, created_by, updated_by, "
+             "created_seq, updated_seq, deleted, props FROM nodes")
+
+
+def _node_dict(r) -> dict:
+    return {"id": r[0], "type": r[1], "name": r[2], "version": r[3], "createdAt": r[4], "updatedAt": r[5],
+            "createdBy": r[6], "updatedBy": r[7], "createdSeq": r[8], "updatedSeq": r[9],
+            "properties": json.loads(r[11])}
+
+
+def show(index, node_id: str) -> dict:
+    row = index.conn.execute(_NODE_SQL + " WHERE id = ?", (node_id,)).fetchone()
+    if row is None:
+        raise BadInput(f"unknown entity {node_id}", "list what exists with `mf query`")
+    if row[10]:
+        raise BadInput(f"{node_id} was removed (version {row[3]}, seq {row[9]})", f"see `mf log {node_id}`")
+    node = _node_dict(row)
+    conn = index.conn
+    node["out"] = [{"rel": r, "id": d} for r, d in
+                   conn.execute("SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst", (node_id,))]
+    node["in"] = [{"rel": r, "id": s} for r, s in
+                  conn.execute("SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src", (node_id,))]
+    return node
+
+
+# ---- mf query --------------------------------------------------------------------------------
+
+_WHERE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(!=|>=|<=|=|>|<|~)\s*(.*)$")
+_ATTRS = {"id": "id", "name": "name", "type": "type", "version": "version",
+          "created_by": "createdBy", "updated_by": "updatedBy"}
+
+
+@dataclass
+class Condition:
+    key: str
+    op: str
+    text: str
+
+    @classmethod
+    def parse(cls, expr: str) -> "Condition":
+        m = _WHERE.match(expr.strip())
+        if not m:
+            raise BadInput(f"--where '{expr}': expected key=value (or != < <= > >= ~)")
+        return cls(m.group(1), m.group(2), m.group(3).strip())
+
+    def matches(self, node: dict) -> bool:
+        value = node[_ATTRS[self.key]] if self.key in _ATTRS else node["properties"].get(self.key)
+        if value is None:
+            return self.op == "!=" and self.text != ""
+        if self.op == "~":
+            return self.text.lower() in json.dumps(value, ensure_ascii=False).lower()
+        if isinstance(value, list):
+            return (self.text in [str(v) for v in value]) == (self.op == "=") if self.op in ("=", "!=") else False
+        left, right = _comparable(value, self.text, self.key)
+        try:
+            return {"=": left == right, "!=": left != right, ">": left > right, "<": left < right,
+                    ">=": left >= right, "<=": left <= right}[self.op]
+        except TypeError:
+            return False
+
+
+def _comparable(value: Any, text: str, key: str) -> tuple[Any, Any]:
+    from metaforge.thread import units
+
+    if isinstance(value, dict) and "unit" in value:
+        dimension = units.dimension_name(value["unit"]) if value["unit"] else "ratio"
+        try:
+            q = units.parse_quantity(text, dimension or "ratio")
+        except units.UnitError as exc:
+            raise BadInput(f"--where {key}: {exc}") from None
+        if not q["unit"] and not value["unit"]:
+            return value["value"], q["value"]
+        return units.to_base(value["value"], value["unit"]), units.to_base(q["value"], q["unit"])
+    if isinstance(value, bool):
+        return value, text.lower() in ("true", "yes", "1")
+    if isinstance(value, (int, float)):
+        try:
+            return value, float(text)
+        except ValueError:
+            raise BadInput(f"--where {key}: '{text}' is not a number") from None
+    return str(value), text
+
+
+def query(index, type_name: str | None = None, where: list[str] = (), limit: int | None = None) -> list[dict]:
+    conditions = [Condition.parse(w) for w in where]
+    sql, args = _NODE_SQL + " WHERE deleted = 0", []
+    if type_name:
+        sql, args = sql + " AND type = ?", [type_name]
+    sql += " ORDER BY id"
+    out = []
+    for row in index.conn.execute(sql, args):
+        node = _node_dict(row)
+        if all(c.matches(node) for c in conditions):
+            out.append(node)
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+# ---- mf trace --------------------------------------------------------------------------------
+
+def trace(index, node_id: str, depth: int = 10, direction: str = "both") -> dict:
+    show(index, node_id)  # refuses an unknown or removed id
+    conn = index.conn
+    types = dict(conn.execute("SELECT id, type FROM nodes WHERE deleted = 0"))
+    out: dict[str, Any] = {"id": node_id, "type": types.get(node_id)}
+    reached: dict[str, int] = {}
+
+    def walk(start: str, sql: str) -> list[dict]:
+        seen = {start}
+
+        def expand(nid: str, level: int) -> list[dict]:
+            if level > depth:
+                return []
+            children = []
+            for rel, other in conn.execute(sql, (nid,)):
+                child = {"id": other, "type": types.get(other), "rel": rel, "children": []}
+                if other in seen:
+                    child["seen"] = True
+                else:
+                    seen.add(other)
+                    reached[other] = min(reached.get(other, level), level)
+                    child["children"] = expand(other, level + 1)
+                children.append(child)
+            return children
+
+        return expand(start, 1)
+
+    if direction in ("both", "down"):
+        out["downstream"] = walk(node_id, "SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst")
+    if direction in ("both", "up"):
+        out["upstream"] = walk(node_id, "SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src")
+    out["reached"] = [{"id": i, "type": types.get(i), "distance": d} for i, d in sorted(reached.items())]
+    return out
+
+
+# ---- mf log ----------------------------------------------------------------------------------
+
+def history(repo, entity: str | None = None, event_type: str | None = None, limit: int | None = 50,
+            since_seq: int | None = None, reverse: bool = False) -> list[dict]:
+    """Events newest first (oldest first with reverse), read from the log through the index."""
+    sql, args = "SELECT segment, offset FROM events WHERE 1 = 1", []
+    if entity:
+        sql += " AND entity = ?"
+        args.append(entity)
+    if event_type:
+        if event_type.endswith("*") or event_type.endswith("."):
+            sql += " AND type LIKE ?"
+            args.append(event_type.rstrip("*").rstrip(".") + ".%")
+        else:
+            sql += " AND type = ?"
+            args.append(event_type)
+    if since_seq is not None:
+        sql += " AND seq > ?"
+        args.append(since_seq)
+    sql += " ORDER BY seq " + ("ASC" if reverse else "DESC")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    refs = list(repo.index.conn.execute(sql, args))
+    return repo.log.lines_at(refs)
+
+
+# ---- mf status -------------------------------------------------------------------------------
+
+def status(repo) -> dict:
+    from metaforge.repo import git
+
+    index = repo.index
+    conn = index.conn
+    pos = index.position()
+    counts = dict(conn.execute("SELECT type, count(*) FROM nodes WHERE deleted = 0 GROUP BY type ORDER BY type"))
+    edges = dict(conn.execute("SELECT rel, count(*) FROM edges GROUP BY rel ORDER BY rel"))
+    last = conn.execute("SELECT seq, type, entity, version, ts, actor FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    commit = git(["rev-parse", "--short", "HEAD"], cwd=repo.root, check=False)
+    branch = git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=repo.root, check=False)
+    return {
+        "root": str(repo.root),
+        "semantic_version": pos.seq,
+        "head_hash": pos.hash if pos.seq else None,
+        "segments": pos.segment,
+        "head_segment": f".metaforge/events/{segment_name(pos.segment)}" if pos.segment else None,
+        "entities": sum(counts.values()),
+        "entities_by_type": counts,
+        "edges": sum(edges.values()),
+        "edges_by_relation": edges,
+        "last_event": dict(zip(("seq", "type", "entity", "version", "ts", "actor"), last)) if last else None,
+        "git": {"commit": commit or None, "branch": branch or None},
+    }

@@ -1,0 +1,165 @@
+"""Quantities as written (`1.2A`, `2200mAh`, `85C`): a number, a unit, and its dimension.
+
+pint decides what a unit is. Loading pint costs ~0.35 s, more than a whole `mf mutate set`
+may take, so the dimension pint gives for each unit string is memoized in the user's cache
+directory; pint is imported only for a unit never seen before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from metaforge import __version__
+
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
+
+# Dimension names used by the schemas, each with a reference unit: a value fits a dimension
+# when pint gives its unit the same dimensionality as the reference unit.
+DIMENSIONS = {
+    "current": "A", "voltage": "V", "power": "W", "energy": "J", "charge": "C",
+    "capacitance": "F", "resistance": "ohm", "inductance": "H", "temperature": "kelvin",
+    "frequency": "Hz", "time": "s", "mass": "kg", "length": "m", "area": "m^2",
+    "thermal_resistance": "K/W", "heat_capacity": "J/K", "angular_velocity": "rpm",
+    "force": "N", "data_rate": "bit/s", "ratio": "percent",
+}
+
+# What a hardware engineer writes that pint reads otherwise: `85C` is 85 °C, not coulombs.
+_TEMPERATURE_ALIASES = {"C": "degC", "°C": "degC", "F": "degF", "°F": "degF", "K": "kelvin"}
+_UNIT_ALIASES = {"Ω": "ohm", "kΩ": "kohm", "MΩ": "Mohm", "mΩ": "mohm", "%": "percent", "µ": "u"}
+
+
+class UnitError(ValueError):
+    pass
+
+
+_memo: dict[str, str] | None = None
+
+
+def _memo_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "metaforge" / f"units-{__version__}-2.json"
+
+
+def _load_memo() -> dict[str, str]:
+    global _memo
+    if _memo is None:
+        try:
+            _memo = json.loads(_memo_path().read_text())
+        except (OSError, ValueError):
+            _memo = {}
+    return _memo
+
+
+def _save_memo() -> None:
+    path = _memo_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_memo, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs speed
+
+
+_registry = None
+
+
+def registry():
+    """pint's registry, created on first use (0.35 s)."""
+    global _registry
+    if _registry is None:
+        import pint
+
+        _registry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    return _registry
+
+
+def _info(unit: str) -> list:
+    """[dimensionality, factor, offset] of a unit: base value = value * factor + offset."""
+    memo = _load_memo()
+    info = memo.get(unit)
+    if info is None:
+        reg = registry()
+        try:
+            dims = reg.Unit(unit).dimensionality
+            zero = reg.Quantity(0, unit).to_base_units().magnitude
+            one = reg.Quantity(1, unit).to_base_units().magnitude
+        except Exception as exc:  # pint raises several unrelated classes for a bad unit
+            raise UnitError(f"unknown unit '{unit}'") from exc
+        dim = " * ".join(f"{k}^{v:g}" for k, v in sorted(dims.items())) or "dimensionless"
+        info = memo[unit] = [dim, float(one - zero), float(zero)]
+        _save_memo()
+    return info
+
+
+def dimensionality(unit: str) -> str:
+    """pint's dimensionality of a unit string, or UnitError if pint does not know it."""
+    return _info(unit)[0]
+
+
+def to_base(value: float, unit: str) -> float:
+    """The value in SI base units (°C → K, mA → A), for comparing quantities."""
+    _, factor, offset = _info(unit)
+    return value * factor + offset
+
+
+def dimension_name(unit: str) -> str | None:
+    dim = dimensionality(unit)
+    return next((n for n, ref in DIMENSIONS.items() if dimensionality(ref) == dim), None)
+
+def normalize_unit(unit: str, dimension: str | None) -> str:
+    unit = unit.replace("µ", "u").replace("μ", "u")
+    if dimension == "temperature":
+        unit = _TEMPERATURE_ALIASES.get(unit, unit)
+    return _UNIT_ALIASES.get(unit, unit)
+
+
+def parse_quantity(text: str, dimension: str) -> dict:
+    """`"1.2A"` for dimension `current` → {"value": 1.2, "unit": "A"}; UnitError if it does not fit."""
+    m = _NUMBER.match(text)
+    if not m:
+        raise UnitError(f"'{text}' is not a number with a unit (e.g. {example(dimension)})")
+    number, unit = m.group(1), m.group(2)
+    value = float(number)
+    if value.is_integer() and not any(c in number for c in ".eE"):
+        value = int(value)
+    if not unit:
+        if dimension == "ratio":
+            return {"value": value, "unit": ""}
+        raise UnitError(f"'{text}' needs a unit of {dimension.replace('_', ' ')} (e.g. {example(dimension)})")
+    unit = normalize_unit(unit, dimension)
+    check_unit(unit, dimension, text)
+    return {"value": value, "unit": unit}
+
+
+def check_unit(unit: str, dimension: str, text: str | None = None) -> None:
+    dim = dimensionality(unit)
+    if dim != dimensionality(DIMENSIONS[dimension]):
+        shown = text or unit
+        actual = dimension_name(unit)
+        what = f"is a {actual.replace('_', ' ')}" if actual else f"has dimension {dim}"
+        raise UnitError(f"'{shown}' {what}, not a {dimension.replace('_', ' ')} (e.g. {example(dimension)})")
+
+
+_EXAMPLES = {
+    "current": "1.2A", "voltage": "3.3V", "power": "250mW", "energy": "24Wh", "charge": "2200mAh",
+    "capacitance": "10uF", "resistance": "4.7kohm", "inductance": "2.2uH", "temperature": "85C",
+    "frequency": "168MHz", "time": "10min", "mass": "12g", "length": "36mm", "area": "100mm^2",
+    "thermal_resistance": "40K/W", "heat_capacity": "15J/K", "angular_velocity": "12000rpm",
+    "force": "9.8N", "data_rate": "1Mbit/s", "ratio": "5%",
+}
+
+
+def example(dimension: str) -> str:
+    return _EXAMPLES.get(dimension, "1")
+
+
+_SHOWN = {"degC": "°C", "degF": "°F", "percent": "%", "ohm": "Ω", "kohm": "kΩ", "Mohm": "MΩ", "mohm": "mΩ"}
+
+
+def format_quantity(q: dict) -> str:
+    unit = _SHOWN.get(q.get("unit", ""), q.get("unit", ""))
+    return f"{q['value']}{unit}" if unit else str(q["value"])
