@@ -9,7 +9,7 @@ import typer
 from metaforge.cli.output import ActorOpt, DryRunOpt, ExpectOpt, JsonOpt, MessageOpt, console, emit_json, say
 
 app = typer.Typer(help="Change the twin: every change is validated, then appended to the event log.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
 
 IdArg = Annotated[str, typer.Argument(help="Entity id, Type:name (e.g. BOMItem:C42).")]
 PairsArg = Annotated[Optional[list[str]], typer.Argument(help="key=value (units as written: current=1.2A), or key:=JSON.")]
