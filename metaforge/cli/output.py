@@ -33,7 +33,7 @@ def err_console():
     if _err is None:
         from rich.console import Console
 
-        _err = Console(stderr=True, highlight=False)
+        _err = Console(stderr=True, highlight=False, soft_wrap=True)
     return _err
 
 
