@@ -166,7 +166,7 @@ def apply(file: Annotated[str, typer.Argument(help="A YAML or JSON list of chang
         import sys
         import tempfile
 
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
+        with tempfile.NamedTemporaryFile("w", suffix=".changes", delete=False) as tmp:
             tmp.write(sys.stdin.read())
         path, shown = Path(tmp.name), "<stdin>"
     else:

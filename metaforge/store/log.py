@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+import orjson
+
 from metaforge.errors import LogCorrupt
-from metaforge.events import GENESIS, Draft, check_hash, encode
+from metaforge.events import GENESIS, Draft, check_hash, encode, line_hash
 
 SEGMENT_EVENTS = 10_000
 _SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
@@ -211,7 +213,7 @@ class EventLog:
             for num, offset in refs:
                 f = handles.get(num) or handles.setdefault(num, open(self.path(num), "rb"))
                 f.seek(offset)
-                out.append(json.loads(f.readline()))
+                out.append(orjson.loads(f.readline()))
         finally:
             for f in handles.values():
                 f.close()
@@ -262,7 +264,7 @@ class LogReader:
         first = segment_of(seq + 1)
         if self.position.segment and self.position.segment != first and self.position.segment in nums:
             first = self.position.segment  # the recorded segment may still grow
-        loads = json.loads
+        loads = orjson.loads
         for num in nums:
             if num < first:
                 continue
@@ -277,27 +279,17 @@ class LogReader:
             lines = data.split(b"\n")
             tail = lines.pop()
             offset = start
+            last_seq = num * SEGMENT_EVENTS
             for line in lines:
-                lineno = line_of(seq + 1)
-                where = f"{log.display(num)}:{lineno}"
-                if not line:
-                    raise LogCorrupt(f"{where}: empty line", "restore the file from git")
+                seq += 1
                 try:
                     d = loads(line)
-                except ValueError:
-                    raise LogCorrupt(f"{where}: not a JSON event", "restore the file from git")
-                h = check_hash(line)
-                if h is None:
-                    raise LogCorrupt(f"{where}: hash does not match the line (edited or damaged)",
-                                     "restore the file from git: a corrected fact is a new event")
-                if d.get("seq") != seq + 1:
-                    raise LogCorrupt(f"{where}: seq {d.get('seq')} where {seq + 1} was expected")
-                if segment_of(seq + 1) != num:
-                    raise LogCorrupt(f"{where}: seq {seq + 1} belongs in {log.display(segment_of(seq + 1))}")
-                if d.get("prev") != prev:
-                    raise LogCorrupt(f"{where}: chain broken (prev does not match the previous event's hash)",
-                                     "an event before it was edited, removed or reordered")
-                seq, prev = seq + 1, h
+                    h = line_hash(line)
+                    if h is None or d["seq"] != seq or d["prev"] != prev or seq > last_seq:
+                        raise ValueError
+                except (ValueError, KeyError, TypeError):
+                    self._explain(line, num, seq, prev)
+                prev = h
                 yield Record(d, num, offset)
                 offset += len(line) + 1
             if tail:
@@ -309,6 +301,28 @@ class LogReader:
                 self.torn = torn
                 end = offset
             self.position = Position(seq, prev, num, end, 0)
+
+
+    def _explain(self, line: bytes, num: int, seq: int, prev: str) -> None:
+        """Say exactly what is wrong with the line that failed the fast check (always raises)."""
+        where = f"{self.log.display(num)}:{seq - (num - 1) * SEGMENT_EVENTS}"
+        if not line:
+            raise LogCorrupt(f"{where}: empty line", "restore the file from git")
+        try:
+            d = orjson.loads(line)
+            if not isinstance(d, dict):
+                raise ValueError
+        except ValueError:
+            raise LogCorrupt(f"{where}: not a JSON event", "restore the file from git") from None
+        if line_hash(line) is None:
+            raise LogCorrupt(f"{where}: hash does not match the line (edited or damaged)",
+                             "restore the file from git: a corrected fact is a new event")
+        if d.get("seq") != seq:
+            raise LogCorrupt(f"{where}: seq {d.get('seq')} where {seq} was expected")
+        if segment_of(seq) != num:
+            raise LogCorrupt(f"{where}: seq {seq} belongs in {self.log.display(segment_of(seq))}")
+        raise LogCorrupt(f"{where}: chain broken (prev does not match the previous event's hash)",
+                         "an event before it was edited, removed or reordered")
 
 
 def _record_dict(seq: int, eid: str, draft: Draft, ts: str, actor: str, h: str) -> dict:

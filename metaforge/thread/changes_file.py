@@ -56,8 +56,10 @@ def read_changes(path: Path, display: str | None = None) -> tuple[list[Change], 
 
 
 def _load_json(text: str, name: str) -> Any:
+    import orjson
+
     try:
-        return json.loads(text)
+        return orjson.loads(text)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{name}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaforge import events as ev
+from metaforge.batch import no_gc
 from metaforge.errors import BadInput, MetaforgeError, Refused, VersionConflict
 from metaforge.thread.entities import check_relation, parse_id, validate_properties
 from metaforge.thread.graph import GraphState
@@ -172,7 +173,7 @@ def execute(repo, changes: list[Change], *, actor: str, message: str | None = No
     if not changes:
         raise BadInput("nothing to do: no changes given")
     ts = ev.now()
-    with repo.log.lock():
+    with repo.log.lock(), no_gc():
         index = repo.index
         index.sync(repo.log, locked=True)
         head = index.position()

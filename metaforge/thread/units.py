@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from metaforge import __version__
@@ -119,6 +120,11 @@ def normalize_unit(unit: str, dimension: str | None) -> str:
 
 def parse_quantity(text: str, dimension: str) -> dict:
     """`"1.2A"` for dimension `current` → {"value": 1.2, "unit": "A"}; UnitError if it does not fit."""
+    return dict(_parse_quantity(text, dimension))  # a copy: callers may keep and change it
+
+
+@lru_cache(maxsize=65536)  # a BOM repeats its values (10uF, 3.3V) thousands of times
+def _parse_quantity(text: str, dimension: str) -> dict:
     m = _NUMBER.match(text)
     if not m:
         raise UnitError(f"'{text}' is not a number with a unit (e.g. {example(dimension)})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from metaforge.batch import no_gc
 from metaforge.errors import LogCorrupt
 from metaforge.store.log import Position
 from metaforge.thread.graph import GraphState
@@ -12,7 +13,7 @@ from metaforge.thread.graph import GraphState
 
 def verify(repo, repair: bool = False, progress=None) -> dict:
     report: dict = {"ok": True, "events": 0, "segments": 0, "problems": [], "repaired": None, "index": None}
-    with repo.log.lock():
+    with repo.log.lock(), no_gc():
         if repair:
             report["repaired"] = repo.log.repair()
         state = GraphState()
