@@ -37,7 +37,7 @@ def test_apply_reads_json_too(repo, mf):
 
 @pytest.mark.parametrize("name, text, message", [
     ("bad.yaml", "- add: BOMItem:C1\n  props: {quantity: 1\n", "bad.yaml:3:1: malformed YAML"),
-    ("bad.json", '[{"add": "BOMItem:C1",}]', "bad.json:1:23: malformed JSON"),
+    ("bad.json", '[{"add": "BOMItem:C1",}]', "bad.json:1:22: malformed JSON: trailing comma"),
     ("unknown.yaml", "- add: BOMItem:C1\n- set: BOMItem:C9\n  props: {quantity: 1}\n",
      "unknown.yaml:2: set BOMItem:C9: unknown entity BOMItem:C9"),
     ("rel.yaml", "- add: BOMItem:C1\n- add: DesignElement:D\n- link: [DesignElement:D, HOLDS, BOMItem:C1]\n",
