@@ -54,21 +54,21 @@ def render(result) -> None:
 
     from rich.table import Table
 
-    data = result.as_dict()
-    events = data["events"]
-    if not events:
-        say("nothing to change: " + ", ".join(data["unchanged"]))
+    drafts = result.drafts()
+    if not drafts:
+        say("nothing to change: " + ", ".join(o.change.describe() for o in result.outcomes))
         return
     verb = "would append" if result.dry_run else "appended"
-    seqs = f"seq {events[0]['seq']}" + (f"..{events[-1]['seq']}" if len(events) > 1 else "")
-    say(f"[green]✓[/] {verb} {len(events)} event{'s' * (len(events) != 1)} ({seqs}) as {data['actor']}")
+    first, n = result.first_seq, len(drafts)
+    seqs = f"seq {first}" + (f"..{first + n - 1}" if n > 1 else "")
+    say(f"[green]✓[/] {verb} {n} event{'s' * (n != 1)} ({seqs}) as {result.actor}")
     table = Table(box=None, pad_edge=False, show_header=False)
-    for e in events[:20]:
-        table.add_row(str(e["seq"]), e["type"], e["entity"], f"v{e['version']}", _summary(e))
+    for seq, d in enumerate(drafts[:20], start=first):
+        table.add_row(str(seq), d.type, d.entity, f"v{d.version}", _summary({"payload": d.payload}))
     console().print(table)
-    if len(events) > 20:
-        counts = Counter(e["type"] for e in events)
-        say(f"… and {len(events) - 20} more (" + ", ".join(f"{n} {t}" for t, n in counts.items()) + ")")
+    if n > 20:
+        counts = Counter(d.type for d in drafts)
+        say(f"… and {n - 20} more (" + ", ".join(f"{c} {t}" for t, c in counts.items()) + ")")
 
 
 def _summary(e: dict) -> str:

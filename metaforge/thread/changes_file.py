@@ -21,14 +21,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from metaforge.batch import no_gc
 from metaforge.errors import BadInput
 from metaforge.thread.commands import OPS, Change
 
-_KEYS = {"props", "properties", "keys", "expect_version", "msg", "message"}
+_KEYS = frozenset({"props", "properties", "keys", "expect_version", "msg", "message"})
+_OPS = frozenset(OPS)
 
 
 def read_changes(path: Path, display: str | None = None) -> tuple[list[Change], str | None]:
-    name = display or str(path)
+    with no_gc():
+        return _read_changes(path, display or str(path))
+
+
+def _read_changes(path: Path, name: str) -> tuple[list[Change], str | None]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -96,13 +102,13 @@ def _load_yaml(text: str, name: str):
 def _change(item: Any, where: str) -> Change:
     if not isinstance(item, dict):
         raise BadInput(f"{where}: a change is a mapping like {{set: BOMItem:C42, props: {{...}}}}")
-    ops = [op for op in OPS if op in item]
+    ops = _OPS & item.keys()
     if len(ops) != 1:
         raise BadInput(f"{where}: a change names exactly one of {', '.join(OPS)}")
-    op = ops[0]
-    unknown = set(item) - _KEYS - {op}
-    if unknown:
-        raise BadInput(f"{where}: unknown key '{sorted(unknown)[0]}' (allowed: {op}, {', '.join(sorted(_KEYS))})")
+    op, = ops
+    if len(item) > 1 and not item.keys() - {op} <= _KEYS:
+        unknown = sorted(item.keys() - _KEYS - {op})[0]
+        raise BadInput(f"{where}: unknown key '{unknown}' (allowed: {op}, {', '.join(sorted(_KEYS))})")
     target = item[op]
     props = item.get("props", item.get("properties")) or {}
     if not isinstance(props, dict):
