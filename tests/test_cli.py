@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, mf_process
 
-COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["verify"], ["rebuild"],
+COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["verify"], ["rebuild"], ["types"],
             ["mutate"], ["mutate", "add"], ["mutate", "set"], ["mutate", "unset"], ["mutate", "remove"],
             ["mutate", "link"], ["mutate", "unlink"], ["mutate", "apply"]]
 

@@ -68,3 +68,23 @@ def test_status(twin, mf):
     assert s["edges_by_relation"]["INSTANCE_OF"] == 1
     assert s["git"]["branch"] in ("main", "master")
     assert "semantic version" in mf("status", cwd=twin).out
+
+
+def test_types_lists_the_schema_with_the_projects_additions(repo, mf):
+    cfg = repo / ".metaforge" / "config.toml"
+    cfg.write_text(cfg.read_text() + '\n[types.BOMItem]\nripple = "voltage"\n')
+    info = mf("types", "--json", cwd=repo).json
+    assert info["types"]["BOMItem"]["properties"]["current"] == "current"
+    assert info["types"]["BOMItem"]["properties"]["ripple"] == "voltage"
+    assert info["relations"]["INSTANCE_OF"] == {"from": ["DeviceInstance"], "to": ["TwinModel"]}
+    assert "ripple" not in mf("types", "BOMItem", "--json").json["types"]["BOMItem"]["properties"]  # outside the repo
+    r = mf("types", "Widget")
+    assert r.code == 2 and "unknown entity type 'Widget'" in r.err
+
+
+def test_the_index_binding_can_load_sqlite_extensions(twin):
+    from metaforge.repo import Repo
+
+    conn = Repo.find(twin).index.conn
+    conn.enable_load_extension(True)  # the knowledge layer loads sqlite-vec through this
+    conn.enable_load_extension(False)

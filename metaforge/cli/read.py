@@ -10,7 +10,8 @@ from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, open_re
 
 
 def register(app: typer.Typer) -> None:
-    for name, fn in (("show", show), ("query", query), ("trace", trace), ("log", log), ("status", status)):
+    for name, fn in (("show", show), ("query", query), ("trace", trace), ("log", log), ("status", status),
+                     ("types", types)):
         app.command(name)(fn)
 
 
@@ -148,3 +149,30 @@ def status(json_out: JsonOpt = False) -> None:
     if last:
         c.print(f"last event: #{last['seq']} {last['type']} {last['entity']} v{last['version']} "
                 f"by {last['actor']} at {last['ts']}")
+
+
+def types(
+    name: Annotated[Optional[str], typer.Argument(help="One entity type (default: all, and the relations).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The entity types with their properties and kinds, and the relations (with this repo's additions)."""
+    from metaforge.cli import state
+    from metaforge.errors import NotARepository
+    from metaforge.repo import Repo
+    from metaforge.thread.entities import describe_types
+
+    try:
+        table = Repo.find(state.cwd).types
+    except NotARepository:
+        table = None
+    info = describe_types(table, name)
+    if json_out:
+        emit_json(info)
+        return
+    c = console()
+    for type_name, schema in info["types"].items():
+        c.print(f"[bold]{type_name}[/]")
+        for prop, kind in schema["properties"].items():
+            c.print(f"  {prop:<22} {kind}")
+    for rel, ends in info.get("relations", {}).items():
+        c.print(f"[cyan]{rel}[/]  {' | '.join(ends['from'])} → {' | '.join(ends['to'])}")

@@ -229,3 +229,18 @@ def merged_types(extra: dict[str, dict[str, str]] | None) -> dict[str, dict[str,
             _annotation(kind)
             target[key] = kind
     return out
+
+
+def describe_types(types: dict | None = None, only: str | None = None) -> dict:
+    """The schema of every entity type (its pydantic model's properties) and of the relations."""
+    table = types or ENTITY_TYPES
+    if only is not None and only not in table:
+        raise BadInput(f"unknown entity type '{only}'", "known types: " + ", ".join(sorted(table)))
+    out: dict = {"types": {}}
+    for name in sorted(table) if only is None else [only]:
+        fields = model_for(name, table).model_fields
+        out["types"][name] = {"properties": {k: table[name][k] for k in sorted(fields)}}
+    if only is None:
+        out["relations"] = {rel: {"from": sorted(src) if src else ["any"], "to": sorted(dst) if dst else ["any"]}
+                            for rel, (src, dst) in sorted(RELATIONS.items())}
+    return out
