@@ -11,10 +11,11 @@ class MetaforgeError(Exception):
     exit_code = 3
     kind = "error"
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, details: dict | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = details or {}
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -40,6 +41,12 @@ class Refused(MetaforgeError):
 
 class VersionConflict(Refused):
     kind = "version_conflict"
+
+
+class ConstraintViolation(Refused):
+    """The state after the change breaks an error-level constraint."""
+
+    kind = "constraint_violation"
 
 
 class LogCorrupt(MetaforgeError):

@@ -79,7 +79,7 @@ def _report(exc: Exception, args: list[str], code: int) -> None:
         traceback.print_exc()
     if isinstance(exc, MetaforgeError):
         line = f"mf: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
-        err = {"kind": exc.kind, "message": exc.message, "hint": exc.hint, "exit_code": code}
+        err = {"kind": exc.kind, "message": exc.message, "hint": exc.hint, "exit_code": code, **exc.details}
     else:
         line = f"mf: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
         err = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}", "hint": None, "exit_code": code}

@@ -47,6 +47,9 @@ def _run(changes, *, message, dry_run, json_out, actor) -> None:
         emit_json(result.as_dict())
     else:
         render(result)
+        render_verdicts(result.verdicts)
+    if result.refused:  # only a dry run gets here: it shows what a real run would refuse
+        raise typer.Exit(1)
 
 
 def render(result) -> None:
@@ -69,6 +72,21 @@ def render(result) -> None:
     if n > 20:
         counts = Counter(d.type for d in drafts)
         say(f"… and {n - 20} more (" + ", ".join(f"{c} {t}" for t, c in counts.items()) + ")")
+
+
+def render_verdicts(verdicts, show_passing: bool = False) -> None:
+    marks = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "invalid": "[red]![/]"}
+    for v in verdicts:
+        if v.status == "pass" and not show_passing:
+            continue
+        mark = marks[v.status] if v.severity == "error" or v.status == "pass" else "[yellow]⚠[/]"
+        say(f"{mark} {v.severity:<7} {escape(v.message)}")
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _summary(e: dict) -> str:

@@ -11,7 +11,7 @@ from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, open_re
 
 def register(app: typer.Typer) -> None:
     for name, fn in (("show", show), ("query", query), ("trace", trace), ("log", log), ("status", status),
-                     ("types", types)):
+                     ("types", types), ("check", check)):
         app.command(name)(fn)
 
 
@@ -176,3 +176,25 @@ def types(
             c.print(f"  {prop:<22} {kind}")
     for rel, ends in info.get("relations", {}).items():
         c.print(f"[cyan]{rel}[/]  {' | '.join(ends['from'])} → {' | '.join(ends['to'])}")
+
+
+def check(json_out: JsonOpt = False,
+          all_: Annotated[bool, typer.Option("--all", "-a", help="Also list the constraints that pass.")] = False) -> None:
+    """Evaluate every constraint on the current state; exit 1 on an error-level violation (for CI and hooks)."""
+    from metaforge.cli.mutate import render_verdicts
+    from metaforge.thread.constraints.engine import check_all
+
+    repo = open_repo()
+    verdicts = check_all(repo.index, repo.types)
+    failed = [v for v in verdicts if v.blocking]
+    if json_out:
+        emit_json({"ok": not failed, "constraints": len(verdicts),
+                   "errors": len(failed), "warnings": sum(1 for v in verdicts if v.status != "pass" and not v.blocking),
+                   "verdicts": [v.as_dict() for v in verdicts]})
+    else:
+        render_verdicts(verdicts, show_passing=all_)
+        passed = sum(1 for v in verdicts if v.status == "pass")
+        console().print(f"{len(verdicts)} constraints: {passed} pass, {len(failed)} error(s), "
+                        f"{len(verdicts) - passed - len(failed)} warning(s)")
+    if failed:
+        raise typer.Exit(1)

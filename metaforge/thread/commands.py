@@ -14,7 +14,7 @@ from typing import Any
 
 from metaforge import events as ev
 from metaforge.batch import no_gc
-from metaforge.errors import BadInput, MetaforgeError, Refused, VersionConflict
+from metaforge.errors import BadInput, ConstraintViolation, MetaforgeError, Refused, VersionConflict
 from metaforge.thread.entities import check_relation, parse_id, validate_properties
 from metaforge.thread.graph import GraphState
 
@@ -59,6 +59,11 @@ class Result:
     actor: str
     ts: str
     dry_run: bool
+    verdicts: list = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return any(v.blocking for v in self.verdicts)
 
     @property
     def appended(self) -> int:
@@ -75,6 +80,7 @@ class Result:
                            "payload": d.payload, **({"msg": d.msg} if d.msg else {})})
             seq += 1
         return {"dry_run": self.dry_run, "appended": self.appended, "actor": self.actor, "ts": self.ts,
+                "refused": self.refused, "verdicts": [v.as_dict() for v in self.verdicts],
                 "first_seq": self.first_seq if events else None, "last_seq": self.last_seq if events else None,
                 "events": events,
                 "unchanged": [o.change.describe() for o in self.outcomes if not o.drafts]}
@@ -192,8 +198,29 @@ def execute(repo, changes: list[Change], *, actor: str, message: str | None = No
                 raise
         drafts = [d for o in outcomes for d in o.drafts]
         result = Result(outcomes, head.seq + 1, head.seq + len(drafts), actor, ts, dry_run)
+        result.verdicts = _check_constraints(repo, index, state)
         if dry_run or not drafts:
             return result
+        refuse_if_blocked(result)
         records, end = repo.log.append(head, drafts, actor, ts)
         index.commit(state, records, end)
         return result
+
+
+def _check_constraints(repo, index, state) -> list:
+    """Verdicts of the constraints the change can affect; refuse on an error-level one."""
+    from metaforge.thread.constraints.engine import check_change
+
+    verdicts, _ = check_change(index, state, repo.types, list(state.dirty))
+    for v in verdicts:
+        if v.status == "invalid" and v.constraint in state.dirty:
+            raise BadInput(f"{v.constraint}: {v.message.split(': ', 1)[1]}",
+                           "fix the expression: see `mf types` for the properties and their kinds")
+    return verdicts
+
+
+def refuse_if_blocked(result: Result) -> None:
+    blocking = [v for v in result.verdicts if v.blocking]
+    if blocking:
+        raise ConstraintViolation("refused: " + "; ".join(v.message for v in blocking),
+                                  details={"verdicts": [v.as_dict() for v in result.verdicts]})

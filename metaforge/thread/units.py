@@ -166,6 +166,10 @@ def example(dimension: str) -> str:
 _SHOWN = {"degC": "°C", "degF": "°F", "percent": "%", "ohm": "Ω", "kohm": "kΩ", "Mohm": "MΩ", "mohm": "mΩ"}
 
 
+def shown_unit(unit: str) -> str:
+    return _SHOWN.get(unit, unit)
+
+
 def format_quantity(q: dict) -> str:
     unit = _SHOWN.get(q.get("unit", ""), q.get("unit", ""))
     return f"{q['value']}{unit}" if unit else str(q["value"])
