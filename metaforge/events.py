@@ -69,6 +69,7 @@ class Draft:
     version: int
     payload: dict
     msg: str | None = None
+    actor: str | None = None  # when one event of a batch is someone else's (an approval)
 
 
 def new_id() -> str:
@@ -84,7 +85,7 @@ def encode(seq: int, draft: Draft, ts: str, actor: str, prev: str, event_id: str
     eid = event_id or new_id()
     body = {
         "v": FORMAT, "seq": seq, "id": eid, "type": draft.type, "entity": draft.entity,
-        "version": draft.version, "ts": ts, "actor": actor, "payload": draft.payload,
+        "version": draft.version, "ts": ts, "actor": draft.actor or actor, "payload": draft.payload,
     }
     if draft.msg:
         body["msg"] = draft.msg

@@ -13,9 +13,13 @@ from metaforge.errors import BadInput
 
 
 def template_dirs() -> list[Path]:
+    from metaforge.thread.template_save import user_templates_dir
+
     here = Path(__file__).resolve().parent
-    # installed wheel: metaforge/_templates; source checkout or editable install: ../templates
-    return [d for d in (here / "_templates", here.parent / "templates") if d.is_dir()]
+    # yours (mf template save) first; then the built-in ones: metaforge/_templates in a wheel,
+    # ../templates in a source checkout or editable install
+    candidates = (user_templates_dir(), here / "_templates", here.parent / "templates")
+    return [d for d in candidates if d.is_dir()]
 
 
 def available() -> dict[str, Path]:

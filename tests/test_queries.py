@@ -19,7 +19,9 @@ def test_query_by_type_and_where_with_units(twin, mf):
     assert ids("--type", "Requirement") == ["Requirement:REQ-001", "Requirement:REQ-002", "Requirement:REQ-003",
                                             "Requirement:REQ-004"]
     # 90 mA and 25 mA are at least 0.02 A; 0.88 mA and 0.7 mA are not
-    assert ids("--type", "BOMItem", "--where", "current>=0.02A") == ["BOMItem:U1", "BOMItem:U6"]
+    assert ids("--type", "BOMItem", "--where", "current>=0.02A", "--where", "rail=3V3") == ["BOMItem:U1", "BOMItem:U6"]
+    assert ids("--type", "BOMItem", "--where", "current>=0.02A") == ["BOMItem:GPS1", "BOMItem:RX1", "BOMItem:U1",
+                                                                     "BOMItem:U6"]
     assert ids("--type", "BOMItem", "--where", "rail=3V3", "--where", "current<1mA") == ["BOMItem:U2", "BOMItem:U3"]
     assert ids("--where", "max_temp<=60C") == ["BOMItem:BT1", "TwinModel:DroneFlightController-v2.1"]
     assert ids("--where", "references=M3") == ["BOMItem:M1"]
@@ -35,15 +37,16 @@ def test_query_by_type_and_where_with_units(twin, mf):
 def test_trace_goes_upstream_and_downstream(twin, mf):
     t = mf("trace", "Requirement:REQ-003", "--json", cwd=twin).json
     assert [c["id"] for c in t["downstream"]] == ["TestProcedure:EVT-PWR-01"]
-    up = t["upstream"][0]
-    assert (up["rel"], up["id"]) == ("SATISFIES", "DesignElement:LDO-3V3")
+    assert [(u["rel"], u["id"]) for u in t["upstream"]] == [("DERIVED_FROM", "Constraint:power-budget-3v3"),
+                                                             ("SATISFIES", "DesignElement:LDO-3V3")]
     reached = {r["id"]: r["distance"] for r in t["reached"]}
     assert reached["DesignElement:power"] == 2
     assert reached["TwinModel:DroneFlightController-v2.1"] == 3
     assert reached["DeviceInstance:FC-SN-20260301-001"] == 4
     assert "BOMItem:U4" not in reached  # a sibling of the path, not upstream of the requirement
     shallow = mf("trace", "Requirement:REQ-003", "--depth", "1", "--direction", "up", "--json", cwd=twin).json
-    assert "downstream" not in shallow and {r["id"] for r in shallow["reached"]} == {"DesignElement:LDO-3V3"}
+    assert "downstream" not in shallow
+    assert {r["id"] for r in shallow["reached"]} == {"DesignElement:LDO-3V3", "Constraint:power-budget-3v3"}
     assert "VERIFIED_BY TestProcedure:EVT-PWR-01" in mf("trace", "Requirement:REQ-003", cwd=twin).out
 
 

@@ -11,6 +11,7 @@ from metaforge.cli.output import ActorOpt, JsonOpt, console, emit_json, say
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init_command)
+    app.add_typer(template_app, name="template")
 
 
 def init_command(
@@ -51,3 +52,35 @@ def init_command(
         say(f"  template {result.template}: {result.events} events, {len(result.files)} files"
             + (f" ({len(result.skipped)} existing files kept)" if result.skipped else ""))
     say("  next: mf mutate add TYPE:NAME key=value -m 'why' · mf status · mf query")
+
+
+template_app = typer.Typer(help="Templates: starting points for `mf init --template`.", no_args_is_help=True,
+                           rich_markup_mode=None)
+
+
+@template_app.command("save")
+def template_save(
+    name: Annotated[str, typer.Argument(help="Name of the new template.")],
+    to: Annotated[Optional[str], typer.Option("--to", help="Folder to save it in (default: ~/.config/metaforge/templates).")] = None,
+    description: Annotated[str, typer.Option("--description", "-d", help="One line saying what it is.")] = "",
+    force: Annotated[bool, typer.Option("--force", help="Replace a template of that name.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Save this repository's twin (entities, relationships, types, approval rules, model files) as a template."""
+    from pathlib import Path
+
+    from metaforge.cli.output import open_repo
+    from metaforge.thread.template_save import save
+
+    out = save(open_repo(), name, Path(to) if to else None, description, force)
+    if json_out:
+        emit_json(out)
+    else:
+        say(f"[green]✓[/] saved template {name} in {out['path']}: {out['entities']} entities, "
+            f"{out['relationships']} relationships, {len(out['files'])} files; use `mf init DIR --template {name}`")
+
+
+@template_app.command("list")
+def template_list(json_out: JsonOpt = False) -> None:
+    """List the templates (yours and the built-in ones)."""
+    init_command(list_templates=True, json_out=json_out)

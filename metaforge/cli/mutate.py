@@ -58,6 +58,11 @@ def render(result) -> None:
     from rich.table import Table
 
     drafts = result.drafts()
+    if result.proposal:
+        number = result.proposal.split(":", 1)[1]
+        say(f"[yellow]needs approval[/]: proposed as {result.proposal} ({len(drafts)} event(s) waiting); "
+            f"`mf approve {number}` or `mf reject {number} -m WHY`")
+        return
     if not drafts:
         say("nothing to change: " + ", ".join(o.change.describe() for o in result.outcomes))
         return
@@ -74,13 +79,15 @@ def render(result) -> None:
         say(f"… and {n - 20} more (" + ", ".join(f"{c} {t}" for t, c in counts.items()) + ")")
 
 
-def render_verdicts(verdicts, show_passing: bool = False) -> None:
+def render_verdicts(verdicts, show_passing: bool = False, to_stdout: bool = False) -> None:
     marks = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "invalid": "[red]![/]"}
+    out = console().print if to_stdout else say
     for v in verdicts:
         if v.status == "pass" and not show_passing:
             continue
         mark = marks[v.status] if v.severity == "error" or v.status == "pass" else "[yellow]⚠[/]"
-        say(f"{mark} {v.severity:<7} {escape(v.message)}")
+        out(f"{mark} {v.severity:<7} {escape(v.message)}", soft_wrap=True) if to_stdout else \
+            out(f"{mark} {v.severity:<7} {escape(v.message)}")
 
 
 def escape(text: str) -> str:

@@ -192,7 +192,7 @@ def check(json_out: JsonOpt = False,
                    "errors": len(failed), "warnings": sum(1 for v in verdicts if v.status != "pass" and not v.blocking),
                    "verdicts": [v.as_dict() for v in verdicts]})
     else:
-        render_verdicts(verdicts, show_passing=all_)
+        render_verdicts(verdicts, show_passing=all_, to_stdout=True)
         passed = sum(1 for v in verdicts if v.status == "pass")
         console().print(f"{len(verdicts)} constraints: {passed} pass, {len(failed)} error(s), "
                         f"{len(verdicts) - passed - len(failed)} warning(s)")

@@ -19,7 +19,7 @@ from metaforge.store import sqlite
 from metaforge.store.log import SEGMENT_EVENTS, EventLog, Position, Record
 from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "nodes": """CREATE TABLE IF NOT EXISTS nodes (
@@ -31,6 +31,10 @@ _TABLES = {
   src TEXT NOT NULL, rel TEXT NOT NULL, dst TEXT NOT NULL,
   created_at TEXT NOT NULL, created_by TEXT NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY (src, rel, dst)
+) WITHOUT ROWID""",
+    "proposals": """CREATE TABLE IF NOT EXISTS proposals (
+  id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL, proposed_by TEXT NOT NULL,
+  proposed_at TEXT NOT NULL, decided_by TEXT, decided_at TEXT, decision TEXT, msg TEXT, payload TEXT NOT NULL
 ) WITHOUT ROWID""",
     "events": """CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY, type TEXT NOT NULL, entity TEXT NOT NULL, version INTEGER NOT NULL,
@@ -144,7 +148,7 @@ class GraphIndex:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if clear:  # dropping is much faster than deleting every row
-                for table in ("nodes", "edges", "events"):
+                for table in ("nodes", "edges", "events", "proposals"):
                     conn.execute(f"DROP TABLE {table}")
                     conn.execute(_TABLES[table])
             batch: list[Record] = []
@@ -196,6 +200,9 @@ class GraphIndex:
             raise
 
     def _insert_events(self, records: list[Record]) -> None:
+        for r in records:
+            if r.event["type"].startswith("proposal."):
+                self._project_proposal(r.event)
         self.conn.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(e["seq"], e["type"], e["entity"], e["version"], e["ts"], e["actor"], r.segment, r.offset)
@@ -221,6 +228,15 @@ class GraphIndex:
         self.conn.executemany("INSERT OR REPLACE INTO edges VALUES (?, ?, ?, ?, ?, ?)", added)
         state.dirty.clear()
         state.dirty_edges.clear()
+
+    def _project_proposal(self, e: dict) -> None:
+        if e["type"] == "proposal.created":
+            self.conn.execute("INSERT OR REPLACE INTO proposals VALUES (?, ?, 'pending', ?, ?, NULL, NULL, NULL, ?, ?)",
+                              (e["entity"], e["seq"], e["actor"], e["ts"], e.get("msg"),
+                               orjson.dumps(e["payload"]).decode()))
+        elif e["type"] in ("proposal.approved", "proposal.rejected"):
+            self.conn.execute("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ?, decision = ? WHERE id = ?",
+                              (e["type"].split(".")[1], e["actor"], e["ts"], e.get("msg"), e["entity"]))
 
     def _write_meta(self, pos: Position) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [

@@ -327,7 +327,7 @@ class LogReader:
 
 def _record_dict(seq: int, eid: str, draft: Draft, ts: str, actor: str, h: str) -> dict:
     return {"seq": seq, "id": eid, "type": draft.type, "entity": draft.entity, "version": draft.version,
-            "ts": ts, "actor": actor, "payload": draft.payload, "msg": draft.msg, "hash": h}
+            "ts": ts, "actor": draft.actor or actor, "payload": draft.payload, "msg": draft.msg, "hash": h}
 
 
 def _write_durable(path: Path, data: bytes) -> None:

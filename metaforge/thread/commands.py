@@ -60,6 +60,7 @@ class Result:
     ts: str
     dry_run: bool
     verdicts: list = field(default_factory=list)
+    proposal: str | None = None  # set when the command became a proposal awaiting approval
 
     @property
     def refused(self) -> bool:
@@ -67,7 +68,9 @@ class Result:
 
     @property
     def appended(self) -> int:
-        return 0 if self.dry_run else self.last_seq - self.first_seq + 1 if self.last_seq >= self.first_seq else 0
+        if self.dry_run or self.proposal:
+            return 0
+        return max(0, self.last_seq - self.first_seq + 1)
 
     def drafts(self) -> list[ev.Draft]:
         return [d for o in self.outcomes for d in o.drafts]
@@ -81,6 +84,7 @@ class Result:
             seq += 1
         return {"dry_run": self.dry_run, "appended": self.appended, "actor": self.actor, "ts": self.ts,
                 "refused": self.refused, "verdicts": [v.as_dict() for v in self.verdicts],
+                "proposal": self.proposal,
                 "first_seq": self.first_seq if events else None, "last_seq": self.last_seq if events else None,
                 "events": events,
                 "unchanged": [o.change.describe() for o in self.outcomes if not o.drafts]}
@@ -174,37 +178,67 @@ class _Planner:
 
 
 def execute(repo, changes: list[Change], *, actor: str, message: str | None = None,
-            dry_run: bool = False) -> Result:
-    """Run one command (a batch of changes): all of it lands, or none of it and an error says why."""
+            dry_run: bool = False, approval: bool = True) -> Result:
+    """Run one command (a batch of changes): all of it lands, or none of it and an error says why.
+
+    A command that the project's approval rules cover lands as a proposal instead (see
+    `approval`); `approval=False` is for the approval of such a proposal itself.
+    """
     if not changes:
         raise BadInput("nothing to do: no changes given")
-    ts = ev.now()
     with repo.log.lock(), no_gc():
-        index = repo.index
-        index.sync(repo.log, locked=True)
-        head = index.position()
-        state = GraphState(base=index)
-        state.prefetch([c.id for c in changes] + [c.dst for c in changes if c.dst])
-        planner = _Planner(state, repo.types, head.seq, ts, actor)
-        outcomes = []
-        for c in changes:
-            if c.msg is None:
-                c.msg = message
-            try:
-                outcomes.append(Outcome(c, planner.plan(c)))
-            except MetaforgeError as exc:
-                if c.where:
-                    exc.message = f"{c.where}: {c.describe()}: {exc.message}"
-                raise
-        drafts = [d for o in outcomes for d in o.drafts]
-        result = Result(outcomes, head.seq + 1, head.seq + len(drafts), actor, ts, dry_run)
-        result.verdicts = _check_constraints(repo, index, state)
-        if dry_run or not drafts:
+        planned = plan(repo, changes, actor=actor, message=message, dry_run=dry_run)
+        result = planned.result
+        if dry_run or not result.drafts():
             return result
         refuse_if_blocked(result)
-        records, end = repo.log.append(head, drafts, actor, ts)
-        index.commit(state, records, end)
+        if approval:
+            from metaforge.thread import approval as approvals
+
+            rule = approvals.rule_for(repo.config, changes, planned.state)
+            if rule is not None:
+                approvals.propose(repo, planned, rule, message)
+                return result
+        commit(repo, planned, result.drafts())
         return result
+
+
+@dataclass
+class Planned:
+    head: Any
+    state: GraphState
+    result: Result
+
+
+def plan(repo, changes: list[Change], *, actor: str, message: str | None, dry_run: bool = False) -> Planned:
+    """Check and fold a batch on the current state, with its constraint verdicts (under the lock)."""
+    ts = ev.now()
+    index = repo.index
+    index.sync(repo.log, locked=True)
+    head = index.position()
+    state = GraphState(base=index)
+    state.prefetch([c.id for c in changes] + [c.dst for c in changes if c.dst])
+    planner = _Planner(state, repo.types, head.seq, ts, actor)
+    outcomes = []
+    for c in changes:
+        if c.msg is None:
+            c.msg = message
+        try:
+            outcomes.append(Outcome(c, planner.plan(c)))
+        except MetaforgeError as exc:
+            if c.where:
+                exc.message = f"{c.where}: {c.describe()}: {exc.message}"
+            raise
+    n = sum(len(o.drafts) for o in outcomes)
+    result = Result(outcomes, head.seq + 1, head.seq + n, actor, ts, dry_run)
+    result.verdicts = _check_constraints(repo, index, state)
+    return Planned(head, state, result)
+
+
+def commit(repo, planned: Planned, drafts: list[ev.Draft]) -> None:
+    """Append a planned batch and write its folded state to the index."""
+    records, end = repo.log.append(planned.head, drafts, planned.result.actor, planned.result.ts)
+    repo.index.commit(planned.state, records, end)
 
 
 def _check_constraints(repo, index, state) -> list:

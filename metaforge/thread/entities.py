@@ -34,7 +34,7 @@ _PHASES = "concept|EVT|DVT|PVT|production|retired"
 ENTITY_TYPES: dict[str, dict[str, str]] = {
     "TwinModel": {"product": "str", "revision": "str", "phase": f"enum:{_PHASES}", "owner": "str",
                   "mass": "mass", "max_power": "power", "min_temp": "temperature", "max_temp": "temperature"},
-    "DesignElement": {"kind": "enum:schematic|pcb|enclosure|firmware|mechanical|subsystem|component|assembly|part|net|sheet|other",
+    "DesignElement": {"kind": "enum:schematic|pcb|enclosure|firmware|mechanical|subsystem|component|assembly|part|net|pin|sheet|other",
                       "reference": "str", "lib_id": "str", "sheet_path": "str", "artifact_path": "str",
                       "pin": "str", "net": "str", "layer": "str", "layers": "int", "thickness": "length",
                       "width": "length", "height": "length", "depth": "length", "material": "str",

@@ -86,6 +86,10 @@ def _apply_template(repo: Repo, tpl: Path, result: InitResult, actor: str | None
     from metaforge.thread.commands import execute
 
     result.template = tpl.name
+    extra_config = tpl / "config.toml"
+    if extra_config.is_file():  # the template's approval rules, types, ...
+        config = repo.mfdir / "config.toml"
+        config.write_text(config.read_text() + extra_config.read_text())
     files = tpl / "files"
     if files.is_dir():
         for src in sorted(p for p in files.rglob("*") if p.is_file()):
@@ -99,8 +103,9 @@ def _apply_template(repo: Repo, tpl: Path, result: InitResult, actor: str | None
             result.files.append(str(rel))
     changes, message = read_changes(tpl / "twin.yaml", f"template {tpl.name}/twin.yaml")
     try:
+        # the template is the starting point: its own constraints are not proposals
         out = execute(repo, changes, actor=actor or default_actor(repo.root),
-                      message=message or f"created from template {tpl.name}")
+                      message=message or f"created from template {tpl.name}", approval=False)
     except MetaforgeError:
         for rel in result.files:
             (repo.root / rel).unlink(missing_ok=True)

@@ -120,9 +120,9 @@ def evaluate(c: Compiled, source: StateSource, types: dict) -> Verdict:
     ev = Evaluator(source, types)
     try:
         ok = ev.eval(c.ast)
+        detail = _explain(c.ast, source, types, failed=ok is not True)
         if ok is True:
-            return Verdict(c.id, c.severity, "pass", f"{name}: ok", c.expression, ev.notes)
-        detail = _explain(c.ast, ev, source, types)
+            return Verdict(c.id, c.severity, "pass", f"{name}: {detail}", c.expression, ev.notes)
     except EvalError as exc:
         return Verdict(c.id, c.severity, "invalid", f"{name}: cannot evaluate: {exc}", c.expression, ev.notes)
     because = f" ({', '.join(ev.notes)})" if ev.notes else ""
@@ -134,22 +134,20 @@ def evaluate(c: Compiled, source: StateSource, types: dict) -> Verdict:
 _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
-def _explain(ast, ev: Evaluator, source, types) -> str:
-    """Why a condition is not true, with the numbers: `612 mA > 480 mA`."""
+def _explain(ast, source, types, failed: bool) -> str:
+    """The numbers behind a verdict: `612 mA > 480 mA` when it fails, `116.6 mA <= 480 mA` when not."""
     if isinstance(ast, Bin) and ast.op in COMPARISONS:
         side = Evaluator(source, types)
         left, right = side.eval(ast.left), side.eval(ast.right)
         if left is None or right is None:
-            missing = "left" if left is None else "right"
-            return f"the {missing} side has no value"
-        return f"{show(left)} {_NEGATED[ast.op]} {show(right)}"
+            return f"the {'left' if left is None else 'right'} side has no value"
+        return f"{show(left)} {_NEGATED[ast.op] if failed else ast.op} {show(right)}"
     if isinstance(ast, Bin) and ast.op == "and":
-        parts = [_explain(p, ev, source, types) for p in (ast.left, ast.right)
-                 if Evaluator(source, types).eval(p) is not True]
-        return "; ".join(parts)
+        parts = [p for p in (ast.left, ast.right) if (Evaluator(source, types).eval(p) is not True) == failed]
+        return "; ".join(_explain(p, source, types, failed) for p in parts)
     if isinstance(ast, Agg) and ast.func == "unique":
-        return "values are not unique"
-    return "condition is false"
+        return "values are not unique" if failed else "values are unique"
+    return "condition is false" if failed else "condition holds"
 
 
 def affected(compiled: list[Compiled], touched: dict[str, tuple[dict | None, dict | None]]) -> list[Compiled]:

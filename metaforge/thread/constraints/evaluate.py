@@ -173,9 +173,9 @@ class Evaluator:
         if left is None or right is None:
             return None
         if op in "+-":
-            unit = left.unit
-            if op == "-" and left.dims == _TEMPERATURE:
-                unit = "K"  # the difference of two temperatures is a temperature difference
+            unit = left.unit or right.unit
+            if op == "-" and left.dims == _TEMPERATURE and _absolute(left.unit) and _absolute(right.unit):
+                unit = "K"  # 85 °C - 50 °C is a temperature difference: 35 K, not 35 °C
             return Q(left.value + right.value if op == "+" else left.value - right.value, left.dims, unit)
         if op == "*":
             return Q(left.value * right.value, combine(left.dims, right.dims, 1),
@@ -184,6 +184,11 @@ class Evaluator:
             raise EvalError("division by zero")
         dims = combine(left.dims, right.dims, -1)
         return Q(left.value / right.value, dims, left.unit if not right.dims else None)
+
+
+def _absolute(unit: str | None) -> bool:
+    """°C and °F have an offset: a value in them is a temperature, not a difference."""
+    return bool(unit) and units._info(unit)[2] != 0
 
 
 def compare(op: str, left: Any, right: Any) -> bool:

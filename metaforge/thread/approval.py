@@ -1,0 +1,172 @@
+"""The approval workflow: changes that need a second pair of eyes become proposals.
+
+`.metaforge/config.toml` says which:
+
+    [[approval.rules]]
+    types = ["Constraint"]            # any change to a Constraint
+    [[approval.rules]]
+    types = ["BOMItem"]
+    phase_at_least = "DVT"            # once a TwinModel's phase is DVT or later
+
+Such a command, once it passes validation and the constraints, appends one
+`proposal.created` event (entity `Proposal:<seq>`) instead of its changes. `approve` replays the
+changes on the state at approval time, refusing if an entity they touch has moved since the
+proposal or a constraint now fails, and appends them with `proposal.approved` in one batch;
+`reject` appends `proposal.rejected` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from metaforge import events as ev
+from metaforge.batch import no_gc
+from metaforge.errors import BadInput, Refused, VersionConflict
+from metaforge.thread.commands import Change, Planned, commit, plan, refuse_if_blocked
+
+PHASES = ["concept", "EVT", "DVT", "PVT", "production", "retired"]
+PROPOSAL_CREATED, PROPOSAL_APPROVED, PROPOSAL_REJECTED = "proposal.created", "proposal.approved", "proposal.rejected"
+
+
+def rules(config: dict) -> list[dict]:
+    found = (config.get("approval") or {}).get("rules") or []
+    for i, rule in enumerate(found):
+        if not isinstance(rule, dict) or not isinstance(rule.get("types", []), list):
+            raise BadInput(f".metaforge/config.toml: approval.rules[{i}]: expected types = [\"Type\", ...]")
+        if rule.get("phase_at_least") not in (None, *PHASES):
+            raise BadInput(f".metaforge/config.toml: approval.rules[{i}].phase_at_least: one of {', '.join(PHASES)}")
+    return found
+
+
+def rule_for(config: dict, changes: list[Change], state) -> dict | None:
+    """The first approval rule the command falls under, or None."""
+    found = rules(config)
+    if not found:
+        return None
+    touched = {c.id.split(":", 1)[0] for c in changes} | {c.dst.split(":", 1)[0] for c in changes if c.dst}
+    for rule in found:
+        types = set(rule.get("types") or [])
+        if types and not types & touched:
+            continue
+        ops = set(rule.get("ops") or [])
+        if ops and not ops & {c.op for c in changes}:
+            continue
+        phase = rule.get("phase_at_least")
+        if phase and _current_phase(state) < PHASES.index(phase):
+            continue
+        return rule
+    return None
+
+
+def _current_phase(state) -> int:
+    rows = state.base.conn.execute("SELECT id FROM nodes WHERE type = 'TwinModel' AND deleted = 0").fetchall()
+    state.prefetch(r[0] for r in rows)
+    phases = [PHASES.index(n.props["phase"]) for n in state.nodes.values()
+              if n is not None and not n.deleted and n.type == "TwinModel" and n.props.get("phase") in PHASES]
+    return max(phases, default=-1)
+
+
+def describe_rule(rule: dict) -> str:
+    text = "changes to " + (", ".join(rule.get("types") or []) or "anything")
+    if rule.get("phase_at_least"):
+        text += f" once the phase is {rule['phase_at_least']} or later"
+    return text
+
+
+def propose(repo, planned: Planned, rule: dict, message: str | None) -> str:
+    """Append the proposal for a planned command instead of the command (under the lock)."""
+    result = planned.result
+    changes = [o.change for o in result.outcomes]
+    ids = {c.id for c in changes} | {c.dst for c in changes if c.dst}
+    found = repo.index.load_nodes(ids)
+    base = {i: (found[i].version if i in found else 0) for i in sorted(ids)}
+    pid = f"Proposal:{planned.head.seq + 1}"
+    payload = {"changes": [change_to_dict(c) for c in changes], "base": base, "rule": describe_rule(rule),
+               "events": [{"type": d.type, "entity": d.entity, "version": d.version, "payload": d.payload}
+                          for d in result.drafts()],
+               "verdicts": [v.as_dict() for v in result.verdicts if v.status != "pass"]}
+    draft = ev.Draft(PROPOSAL_CREATED, pid, 1, payload, message)
+    records, end = repo.log.append(planned.head, [draft], result.actor, result.ts)
+    from metaforge.thread.graph import GraphState
+
+    repo.index.commit(GraphState(base=repo.index), records, end)  # the changes themselves wait
+    result.proposal = pid
+    return pid
+
+
+def change_to_dict(c: Change) -> dict:
+    if c.op in ("link", "unlink"):
+        d: dict = {c.op: [c.id, c.rel, c.dst]}
+    else:
+        d = {c.op: c.id}
+    if c.props:
+        d["props"] = c.props
+    if c.keys:
+        d["keys"] = c.keys
+    if c.msg:
+        d["msg"] = c.msg
+    return d
+
+
+def pending(repo, include_decided: bool = False) -> list[dict]:
+    sql = "SELECT id, seq, status, proposed_by, proposed_at, decided_by, decided_at, decision, msg, payload FROM proposals"
+    if not include_decided:
+        sql += " WHERE status = 'pending'"
+    import orjson
+
+    out = []
+    for row in repo.index.conn.execute(sql + " ORDER BY seq"):
+        keys = ("id", "seq", "status", "proposed_by", "proposed_at", "decided_by", "decided_at", "decision", "msg")
+        item = dict(zip(keys, row[:9]))
+        item.update(orjson.loads(row[9]))
+        out.append(item)
+    return out
+
+
+def _load(repo, pid: str) -> dict:
+    pid = pid if pid.startswith("Proposal:") else f"Proposal:{pid}"
+    for p in pending(repo, include_decided=True):
+        if p["id"] == pid:
+            if p["status"] != "pending":
+                raise Refused(f"{pid} was already {p['status']} by {p['decided_by']} at {p['decided_at']}")
+            return p
+    raise BadInput(f"unknown proposal {pid}", "list them with `mf proposals`")
+
+
+def approve(repo, pid: str, *, actor: str, message: str | None = None):
+    """Apply a pending proposal on today's state, or refuse and say what moved."""
+    from metaforge.thread.changes_file import _change
+
+    with repo.log.lock(), no_gc():
+        repo.index.sync(repo.log, locked=True)
+        p = _load(repo, pid)
+        current = repo.index.load_nodes(p["base"].keys())
+        moved = [f"{i} is at version {current[i].version if i in current and not current[i].deleted else 0}, "
+                 f"was {v} when proposed" for i, v in p["base"].items()
+                 if (current[i].version if i in current and not current[i].deleted else 0) != v]
+        if moved:
+            raise VersionConflict(f"{p['id']}: the state moved underneath it: " + "; ".join(moved),
+                                  "reject it and propose the change again on today's state")
+        changes = [_change(dict(d), f"{p['id']} change #{i + 1}") for i, d in enumerate(p["changes"])]
+        planned = plan(repo, changes, actor=p["proposed_by"], message=p.get("msg"))
+        refuse_if_blocked(planned.result)
+        note = f"approved in {p['id']} by {actor}"
+        drafts = [replace(d, msg=f"{d.msg} ({note})" if d.msg else note) for d in planned.result.drafts()]
+        drafts.append(ev.Draft(PROPOSAL_APPROVED, p["id"], 2, {"events": len(drafts)}, message, actor=actor))
+        commit(repo, planned, drafts)
+        return planned.result
+
+
+def reject(repo, pid: str, *, actor: str, message: str):
+    if not message or not message.strip():
+        raise BadInput("say why: mf reject ID -m WHY")
+    with repo.log.lock():
+        repo.index.sync(repo.log, locked=True)
+        p = _load(repo, pid)
+        head = repo.index.position()
+        draft = ev.Draft(PROPOSAL_REJECTED, p["id"], 2, {}, message)
+        records, end = repo.log.append(head, [draft], actor, ev.now())
+        from metaforge.thread.graph import GraphState
+
+        repo.index.commit(GraphState(base=repo.index), records, end)
+        return p
