@@ -141,7 +141,7 @@ def _explain(ast, source, types, failed: bool) -> str:
         left, right = side.eval(ast.left), side.eval(ast.right)
         if left is None or right is None:
             return f"the {'left' if left is None else 'right'} side has no value"
-        return f"{show(left)} {_NEGATED[ast.op] if failed else ast.op} {show(right)}"
+        return f"{show(left)} {_NEGATED[ast.op] if failed else ast.op} {show(right, like=left)}"
     if isinstance(ast, Bin) and ast.op == "and":
         parts = [p for p in (ast.left, ast.right) if (Evaluator(source, types).eval(p) is not True) == failed]
         return "; ".join(_explain(p, source, types, failed) for p in parts)

@@ -44,9 +44,12 @@ def to_value(v: Any) -> Any:
     return v
 
 
-def show(v: Any) -> str:
+def show(v: Any, like: Any = None) -> str:
+    """A value as a person reads it; `like`: another value whose unit to use (612 mA > 500 mA)."""
     if isinstance(v, Q):
         unit = v.unit or _reference_unit(v.dims)
+        if isinstance(like, Q) and like.dims == v.dims and like.unit and _absolute(like.unit) == _absolute(unit):
+            unit = like.unit
         if not unit:
             return f"{v.value:.4g}"
         _, factor, offset = units._info(unit)
