@@ -19,13 +19,14 @@ from metaforge.store import sqlite
 from metaforge.store.log import SEGMENT_EVENTS, EventLog, Position, Record
 from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "4"
 _TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "nodes": """CREATE TABLE IF NOT EXISTS nodes (
   id TEXT PRIMARY KEY, type TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, created_by TEXT NOT NULL, updated_by TEXT NOT NULL,
-  created_seq INTEGER NOT NULL, updated_seq INTEGER NOT NULL, deleted INTEGER NOT NULL, props TEXT NOT NULL
+  created_seq INTEGER NOT NULL, updated_seq INTEGER NOT NULL, deleted INTEGER NOT NULL,
+  props BLOB NOT NULL  -- JSONB: SQLite reads a property without parsing the whole object (3x faster)
 ) WITHOUT ROWID""",
     "edges": """CREATE TABLE IF NOT EXISTS edges (
   src TEXT NOT NULL, rel TEXT NOT NULL, dst TEXT NOT NULL,
@@ -35,6 +36,11 @@ _TABLES = {
     "proposals": """CREATE TABLE IF NOT EXISTS proposals (
   id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL, proposed_by TEXT NOT NULL,
   proposed_at TEXT NOT NULL, decided_by TEXT, decided_at TEXT, decision TEXT, msg TEXT, payload TEXT NOT NULL
+) WITHOUT ROWID""",
+    # sums and counts the constraint engine computed, each true at seq: a command moves them by
+    # what it touched instead of scanning thousands of rows again
+    "aggregates": """CREATE TABLE IF NOT EXISTS aggregates (
+  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, count INTEGER NOT NULL, total REAL NOT NULL, unit TEXT
 ) WITHOUT ROWID""",
     "events": """CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY, type TEXT NOT NULL, entity TEXT NOT NULL, version INTEGER NOT NULL,
@@ -49,7 +55,8 @@ _INDEXES = [
     "CREATE INDEX IF NOT EXISTS events_by_entity ON events (entity, seq)",
 ]
 _CHUNK = 50_000
-_NODE_COLUMNS = "id, type, version, created_at, updated_at, created_by, updated_by, created_seq, updated_seq, props, deleted"
+_NODE_COLUMNS = ("id, type, version, created_at, updated_at, created_by, updated_by, created_seq, updated_seq, "
+                 "json(props), deleted")
 
 Progress = Callable[[int, int], None]  # (events done, events in all)
 
@@ -148,7 +155,7 @@ class GraphIndex:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if clear:  # dropping is much faster than deleting every row
-                for table in ("nodes", "edges", "events", "proposals"):
+                for table in ("nodes", "edges", "events", "proposals", "aggregates"):
                     conn.execute(f"DROP TABLE {table}")
                     conn.execute(_TABLES[table])
             batch: list[Record] = []
@@ -194,6 +201,10 @@ class GraphIndex:
             self._insert_events(records)
             self._write_state(state)
             self._write_meta(end)
+            fresh = getattr(state, "aggregates", None)
+            if fresh:
+                conn.executemany("INSERT OR REPLACE INTO aggregates VALUES (?, ?, ?, ?, ?)",
+                                 [(k, end.seq, c, t, u) for k, (c, t, u) in fresh.items()])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -216,7 +227,7 @@ class GraphIndex:
             rows.append((n.id, n.type, n.id.split(":", 1)[1], n.version, n.created_at, n.updated_at,
                          n.created_by, n.updated_by, n.created_seq, n.updated_seq, int(n.deleted),
                          dumps(n.props, option=sort).decode()))
-        self.conn.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.conn.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, jsonb(?))", rows)
         added, removed = [], []
         for edge in state.dirty_edges:
             info = state.edges[edge]
@@ -228,6 +239,9 @@ class GraphIndex:
         self.conn.executemany("INSERT OR REPLACE INTO edges VALUES (?, ?, ?, ?, ?, ?)", added)
         state.dirty.clear()
         state.dirty_edges.clear()
+
+    def cached_aggregate(self, key: str):
+        return self.conn.execute("SELECT seq, count, total, unit FROM aggregates WHERE key = ?", (key,)).fetchone()
 
     def _project_proposal(self, e: dict) -> None:
         if e["type"] == "proposal.created":

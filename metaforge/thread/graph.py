@@ -63,6 +63,7 @@ class GraphState:
         self.edges: dict[Edge, EdgeInfo | None] = {}  # None: removed in this overlay
         self.dirty: set[str] = set()
         self.dirty_edges: set[Edge] = set()
+        self.aggregates: dict = {}  # constraint sums and counts on this state (see constraints.engine)
 
     # ---- reading through the overlay ---------------------------------------------------
 

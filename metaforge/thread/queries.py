@@ -11,7 +11,7 @@ from metaforge.errors import BadInput
 from metaforge.store.log import segment_name
 
 _NODE_SQL = ("SELECT id, type, name, version, created_at, updated_at, created_by, updated_by, "
-             "created_seq, updated_seq, deleted, props FROM nodes")
+             "created_seq, updated_seq, deleted, json(props) FROM nodes")
 
 
 def _node_dict(r) -> dict:

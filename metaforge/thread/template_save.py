@@ -33,7 +33,7 @@ def save(repo, name: str, dest: Path | None = None, description: str = "", force
         raise BadInput(f"{target} exists", "pass --force to replace it")
     conn = repo.index.conn
     changes, files = [], []
-    for nid, props in conn.execute("SELECT id, props FROM nodes WHERE deleted = 0 ORDER BY type, id"):
+    for nid, props in conn.execute("SELECT id, json(props) FROM nodes WHERE deleted = 0 ORDER BY type, id"):
         props = orjson.loads(props)
         change = {"add": nid}
         if props:

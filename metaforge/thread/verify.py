@@ -52,7 +52,7 @@ def _check_index(repo, state: GraphState, end: Position) -> str:
     if (pos.seq, pos.hash) != (end.seq, end.hash):
         return f"index is at seq {pos.seq}, the log at {end.seq}"
     expected = {nid: n for nid, n in state.nodes.items() if n is not None}
-    rows = index.conn.execute("SELECT id, type, version, created_seq, updated_seq, deleted, props FROM nodes")
+    rows = index.conn.execute("SELECT id, type, version, created_seq, updated_seq, deleted, json(props) FROM nodes")
     seen = 0
     for nid, typ, version, cseq, useq, deleted, props in rows:
         n = expected.get(nid)

@@ -67,9 +67,15 @@ def _reference_unit(dims: Dims) -> str | None:
     return None
 
 
+_MAX_NOTES = 10
+
+
 class Evaluator:
-    def __init__(self, source: Source, types: dict):
-        self.source, self.types = source, types
+    """explain=False computes fast (aggregates pushed down to SQL where they can be);
+    explain=True also records what the value rests on, for the message of a failed verdict."""
+
+    def __init__(self, source: Source, types: dict, explain: bool = True):
+        self.source, self.types, self.explain = source, types, explain
         self.notes: list[str] = []  # "BOMItem:U1 250 mA": what the verdict rests on
 
     def note(self, text: str) -> None:
@@ -102,6 +108,10 @@ class Evaluator:
         return to_value(scope.get(node.name))
 
     def _agg(self, node: Agg, scope):
+        if not self.explain and node.func != "unique" and hasattr(self.source, "aggregate"):
+            pure = pure_equality(node.where)
+            if pure is not None:
+                return self.source.aggregate(node, tuple(pure), self.types)
         hints = tuple(equality_hints(node.where))
         rows = []
         for nid, props in self.source.nodes_of_type(node.type, hints):
@@ -120,8 +130,12 @@ class Evaluator:
         values = [v for _, v in rows]
         if any(not isinstance(v, Q) for v in values):
             raise EvalError(f"{node.func}({node.type}.{node.prop}) met a value that is not a number")
-        for nid, v in rows:
-            self.note(f"{nid} {show(v)}")
+        if self.explain:
+            biggest = sorted(rows, key=lambda r: -abs(r[1].value))
+            for nid, v in sorted(biggest[:_MAX_NOTES]):
+                self.note(f"{nid} {show(v)}")
+            if len(rows) > _MAX_NOTES:
+                self.note(f"and {len(rows) - _MAX_NOTES} more")
         if node.func == "sum":
             if not values:  # the sum of nothing, in the unit the schema gives the property
                 kind = kind_of_property(self.types[node.type][node.prop])
@@ -212,6 +226,17 @@ def compare(op: str, left: Any, right: Any) -> bool:
         return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
     except TypeError:
         raise EvalError(f"cannot order {show(left)} and {show(right)}") from None
+
+
+def pure_equality(where) -> list[tuple[str, str]] | None:
+    """The terms of a where made only of `prop == "text"` joined by `and` (None if it has more)."""
+    if where is None:
+        return []
+    if isinstance(where, Bin) and where.op == "and":
+        left, right = pure_equality(where.left), pure_equality(where.right)
+        return None if left is None or right is None else left + right
+    hints = equality_hints(where)
+    return hints if hints else None
 
 
 def equality_hints(where) -> list[tuple[str, str]]:
