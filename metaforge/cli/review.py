@@ -50,15 +50,18 @@ def _who(actor, repo) -> str:
 
 def approve(id: IdArg, message: MessageOpt = None, actor: ActorOpt = None, json_out: JsonOpt = False) -> None:
     """Apply a proposal on today's state (refused if what it changes has moved, or a constraint fails)."""
-    from metaforge.cli.mutate import render, render_verdicts
+    from metaforge.cli.mutate import render_verdicts
     from metaforge.thread.approval import approve as run
 
     repo = open_repo()
-    result = run(repo, id, actor=_who(actor, repo), message=message)
+    who = _who(actor, repo)
+    result = run(repo, id, actor=who, message=message)
     if json_out:
         emit_json(result.as_dict())
         return
-    render(result)
+    n = len(result.drafts())
+    say(f"[green]✓[/] approved as {who}: {n} change event{'s' * (n != 1)} by {result.actor} landed "
+        f"(seq {result.first_seq}..{result.last_seq}), then proposal.approved at seq {result.last_seq + 1}")
     render_verdicts(result.verdicts)
 
 

@@ -370,14 +370,22 @@ def check_change(index, state, types: dict, touched_ids: Iterable[str]) -> tuple
     touched_ids = list(touched_ids)
     if not touched_ids:
         return [], []
-    before = index.load_nodes(touched_ids)
+    source = StateSource(index, state)
+    compiled = compile_all(source, types)
+    if not compiled:
+        return [], []
+    # only what a constraint can read needs its state before the change
+    named = {r for c in compiled for r in c.refs} | {c.id for c in compiled}
+    agg_types = {a.type for c in compiled for a in c.aggs}
+    relevant = [i for i in touched_ids if i in named or i.split(":", 1)[0] in agg_types]
+    before = index.load_nodes(relevant)
     touched = {}
-    for nid in touched_ids:
+    for nid in relevant:
         old, new = before.get(nid), state.nodes.get(nid)
         touched[nid] = (old.props if old and not old.deleted else None,
                         new.props if new is not None and not new.deleted else None)
-    source = StateSource(index, state, touched)
-    hit = affected(compile_all(source, types), touched)
+    source.touched = touched
+    hit = affected(compiled, touched)
     verdicts = [evaluate(c, source, types) for c in hit]
     state.aggregates = source.fresh  # kept by the index with the command's events, if it lands
     return verdicts, hit
