@@ -26,6 +26,8 @@ class Verdict:
     message: str
     expression: str
     because: list[str] = field(default_factory=list)
+    margin: float | None = None  # how far from the limit, as a fraction of it (0.18: 18 % left)
+    headroom: str | None = None  # the same as a quantity: "363.4 mA", "11.3 K"
 
     @property
     def blocking(self) -> bool:
@@ -33,7 +35,8 @@ class Verdict:
 
     def as_dict(self) -> dict:
         return {"constraint": self.constraint, "severity": self.severity, "status": self.status,
-                "message": self.message, "expression": self.expression, "because": self.because}
+                "message": self.message, "expression": self.expression, "because": self.because,
+                "margin": self.margin, "headroom": self.headroom}
 
 
 @dataclass
@@ -277,35 +280,53 @@ def evaluate(c: Compiled, source: StateSource, types: dict) -> Verdict:
     if c.error:
         return Verdict(c.id, c.severity, "invalid", f"{name}: invalid expression: {c.error}", c.expression)
     try:
-        ok, detail = _judge(c.ast, Evaluator(source, types, explain=False))
+        ok, detail, margin, headroom = _judge(c.ast, Evaluator(source, types, explain=False))
         if ok is True:
-            return Verdict(c.id, c.severity, "pass", f"{name}: {detail}", c.expression)
+            return Verdict(c.id, c.severity, "pass", f"{name}: {detail}", c.expression, [], margin, headroom)
         ev = Evaluator(source, types, explain=True)  # again, noting who contributed
-        ok, detail = _judge(c.ast, ev)
+        ok, detail, margin, headroom = _judge(c.ast, ev)
     except EvalError as exc:
         return Verdict(c.id, c.severity, "invalid", f"{name}: cannot evaluate: {exc}", c.expression)
     because = f" ({', '.join(ev.notes)})" if ev.notes else ""
     custom = c.props.get("message")
     text = f"{name}: {detail}{because}" + (f" — {custom}" if custom else "")
-    return Verdict(c.id, c.severity, "fail", text, c.expression, ev.notes)
+    return Verdict(c.id, c.severity, "fail", text, c.expression, ev.notes, margin, headroom)
 
 
-def _judge(ast, ev: Evaluator) -> tuple[Any, str]:
-    """The verdict of a condition and the numbers behind it: `612 mA > 480 mA` when it fails."""
+def _judge(ast, ev: Evaluator) -> tuple[Any, str, float | None, str | None]:
+    """The verdict of a condition, the numbers behind it (`612 mA > 480 mA` when it fails), and
+    for a limit (< <= > >=) the margin left: as a fraction of the limit, and as a quantity."""
     if isinstance(ast, Bin) and ast.op in COMPARISONS:
         left, right = ev.eval(ast.left), ev.eval(ast.right)
         ok = compare(ast.op, left, right)
         if left is None or right is None:
-            return ok, f"the {'left' if left is None else 'right'} side has no value"
-        return ok, f"{show(left)} {ast.op if ok else _NEGATED[ast.op]} {show(right, like=left)}"
+            return ok, f"the {'left' if left is None else 'right'} side has no value", None, None
+        text = f"{show(left)} {ast.op if ok else _NEGATED[ast.op]} {show(right, like=left)}"
+        return (ok, text, *_margin(ast.op, left, right))
     if isinstance(ast, Bin) and ast.op == "and":
         parts = [_judge(p, ev) for p in (ast.left, ast.right)]
         ok = all(p[0] is True for p in parts)
-        return ok, "; ".join(text for verdict, text in parts if (verdict is True) == ok)
+        margins = [p for p in parts if p[2] is not None]
+        tightest = min(margins, key=lambda p: p[2]) if margins else (None, None, None, None)
+        return ok, "; ".join(p[1] for p in parts if (p[0] is True) == ok), tightest[2], tightest[3]
     ok = ev.eval(ast)
     if isinstance(ast, Agg) and ast.func == "unique":
-        return ok, "values are unique" if ok else "values are not unique"
-    return ok, "condition holds" if ok is True else "condition is false"
+        return ok, "values are unique" if ok else "values are not unique", None, None
+    return ok, "condition holds" if ok is True else "condition is false", None, None
+
+
+def _margin(op: str, left, right) -> tuple[float | None, str | None]:
+    from metaforge.thread.constraints.evaluate import Q, _absolute
+
+    if op not in ("<", "<=", ">", ">=") or not (isinstance(left, Q) and isinstance(right, Q)):
+        return None, None
+    slack = right.value - left.value if op in ("<", "<=") else left.value - right.value
+    absolute = _absolute(left.unit) or _absolute(right.unit)
+    unit = "K" if absolute else (left.unit or right.unit)
+    headroom = show(Q(slack, left.dims, unit if not absolute else "K"))
+    if absolute or right.value == 0:
+        return None, headroom  # a share of 348 K says nothing; the kelvins do
+    return round(slack / abs(right.value), 4), headroom
 
 
 _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
