@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from metaforge import __version__
-from metaforge.cli import admin, diff, init, mutate, read, review, state
+from metaforge.cli import admin, diff, init, merge, mutate, read, review, state
 
 app = typer.Typer(
     name="mf",
@@ -42,6 +42,7 @@ app.add_typer(mutate.app, name="mutate")
 read.register(app)
 review.register(app)
 diff.register(app)
+merge.register(app)
 admin.register(app)
 
 

@@ -16,7 +16,7 @@ import orjson
 
 from metaforge.batch import no_gc
 from metaforge.store import sqlite
-from metaforge.store.log import SEGMENT_EVENTS, EventLog, Position, Record
+from metaforge.store.log import EventLog, Position, Record
 from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
 SCHEMA_VERSION = "4"
@@ -287,7 +287,5 @@ class GraphIndex:
 
 def _estimate_events(log: EventLog, start: Position) -> int:
     """About how many events lie past `start` (for a progress bar), without reading them."""
-    num, size, _ = log.stat_head()
-    if not num:
-        return 0
-    return max(0, (num - 1) * SEGMENT_EVENTS + size // 300 - start.seq)
+    total = sum(os.path.getsize(log.path(n)) for n in log.segments())
+    return max(0, total // 380 - start.seq)  # ~380 bytes an event

@@ -1,9 +1,10 @@
 """The append-only event log: JSON Lines in segment files under `.metaforge/events/`.
 
-Segment N holds exactly the events with seq in ((N-1)*SEGMENT_EVENTS, N*SEGMENT_EVENTS], so a
-line's number in its file follows from its seq, and a merge that re-sequences events knows
-where each one goes. Full segments are never touched again; a branch only ever changes the
-last one or two.
+Segments are numbered 000001.jsonl, 000002.jsonl, ...; each holds a contiguous run of seq and
+every append goes to the last one. A new segment is started only by `mf log seal` (on the main
+branch, when no branch with events is open), never by an append: so everything a branch appends
+after it forks lands in one file, and the git merge driver, which sees one file at a time, sees
+all of it (see thread/merge.py).
 
 Writers hold an exclusive flock on `.metaforge/log.lock`. A batch is made atomic with a
 rollback journal (the sizes of the files before the batch): written and fsync'd before the
@@ -28,20 +29,12 @@ import orjson
 from metaforge.errors import LogCorrupt
 from metaforge.events import GENESIS, Draft, check_hash, encode, line_hash
 
-SEGMENT_EVENTS = 10_000
 _SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
-
-
-def segment_of(seq: int) -> int:
-    return (seq - 1) // SEGMENT_EVENTS + 1
+_BLOCK = 32 << 20  # read segments in 32 MB blocks: a long-lived segment may hold a million events
 
 
 def segment_name(num: int) -> str:
     return f"{num:06d}.jsonl"
-
-
-def line_of(seq: int) -> int:
-    return seq - (segment_of(seq) - 1) * SEGMENT_EVENTS
 
 
 class Position(NamedTuple):
@@ -151,36 +144,40 @@ class EventLog:
         """Append a batch after `head` (which must be the true end: call under the lock)."""
         if not drafts:
             return [], head
-        seq, prev = head.seq, head.hash
-        sizes: dict[int, int] = {}
-        if head.segment:
-            sizes[head.segment] = head.size
-        chunks: dict[int, list[bytes]] = {}
+        num = head.segment or 1
+        seq, prev, offset = head.seq, head.hash, head.size if head.segment else 0
+        lines: list[bytes] = []
         records: list[Record] = []
         for i, draft in enumerate(drafts):
             seq += 1
             line, eid, prev = encode(seq, draft, ts, actor, prev, ids[i] if ids else None)
-            num = segment_of(seq)
-            offset = sizes.get(num, 0)
-            sizes[num] = offset + len(line)
-            chunks.setdefault(num, []).append(line)
             records.append(Record(_record_dict(seq, eid, draft, ts, actor, prev), num, offset))
-        created = [n for n in chunks if n != head.segment]
-        journal = {"sizes": {segment_name(head.segment): head.size} if head.segment in chunks else {},
-                   "created": [segment_name(n) for n in created]}
+            lines.append(line)
+            offset += len(line)
+        path = self.path(num)
+        created = not path.exists()
+        journal = {"sizes": {} if created else {segment_name(num): head.size},
+                   "created": [segment_name(num)] if created else []}
         _write_durable(self.journal_path, json.dumps(journal).encode())
-        for num, lines in chunks.items():
-            with open(self.path(num), "ab") as f:
-                f.write(b"".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
+        with open(path, "ab") as f:
+            f.write(b"".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
         if created:
             _fsync_dir(self.dir)
         os.unlink(self.journal_path)  # the commit point
         _fsync_dir(self.journal_path.parent)
-        last = max(chunks)
-        st = os.stat(self.path(last))
-        return records, Position(seq, prev, last, st.st_size, st.st_mtime_ns)
+        st = os.stat(path)
+        return records, Position(seq, prev, num, st.st_size, st.st_mtime_ns)
+
+    def seal(self) -> str | None:
+        """Start a new segment, so the current one never changes again (under the lock)."""
+        nums = self.segments()
+        if not nums or os.path.getsize(self.path(nums[-1])) == 0:
+            return None
+        self.path(nums[-1] + 1).touch()
+        _fsync_dir(self.dir)
+        return self.display(nums[-1] + 1)
 
     # ---- reading -----------------------------------------------------------------------
 
@@ -261,51 +258,55 @@ class LogReader:
         log = self.log
         nums = log.segments()
         seq, prev = self.position.seq, self.position.hash
-        first = segment_of(seq + 1)
-        if self.position.segment and self.position.segment != first and self.position.segment in nums:
-            first = self.position.segment  # the recorded segment may still grow
+        first = self.position.segment or 1
         loads = orjson.loads
         for num in nums:
             if num < first:
                 continue
             start = self.position.size if num == self.position.segment else 0
+            offset = start
             with open(log.path(num), "rb") as f:
                 f.seek(start)
-                data = f.read()
-            end = start + len(data)
-            if not data:
-                self.position = self.position._replace(segment=num, size=end)
-                continue
-            lines = data.split(b"\n")
-            tail = lines.pop()
-            offset = start
-            last_seq = num * SEGMENT_EVENTS
-            for line in lines:
-                seq += 1
-                try:
-                    d = loads(line)
-                    h = line_hash(line)
-                    if h is None or d["seq"] != seq or d["prev"] != prev or seq > last_seq:
-                        raise ValueError
-                except (ValueError, KeyError, TypeError):
-                    self._explain(line, num, seq, prev)
-                prev = h
-                yield Record(d, num, offset)
-                offset += len(line) + 1
-            if tail:
+                carry = b""
+                while True:
+                    block = f.read(_BLOCK)
+                    data = carry + block
+                    if not block:
+                        break
+                    lines = data.split(b"\n")
+                    carry = lines.pop()
+                    for line in lines:
+                        seq += 1
+                        try:
+                            d = loads(line)
+                            h = line_hash(line)
+                            if h is None or d["seq"] != seq or d["prev"] != prev:
+                                raise ValueError
+                        except (ValueError, KeyError, TypeError):
+                            self._explain(line, num, offset, seq, prev)
+                        prev = h
+                        yield Record(d, num, offset)
+                        offset += len(line) + 1
+            end = offset + len(carry)
+            if carry:
+                lineno = self._line_number(num, offset)
                 if num != nums[-1]:
-                    raise LogCorrupt(f"{log.display(num)}:{line_of(seq + 1)}: line without an end in a full segment")
-                torn = _Torn(num, line_of(seq + 1), end, offset)
+                    raise LogCorrupt(f"{log.display(num)}:{lineno}: line without an end in a sealed segment")
+                torn = _Torn(num, lineno, end, offset)
                 if not self.stop_at_torn:
                     raise TornTail(log.display(num), torn.line, torn.size, torn.keep)
                 self.torn = torn
                 end = offset
             self.position = Position(seq, prev, num, end, 0)
 
+    def _line_number(self, num: int, offset: int) -> int:
+        """The line that starts at byte `offset` of a segment (counted only when something is wrong)."""
+        with open(self.log.path(num), "rb") as f:
+            return f.read(offset).count(b"\n") + 1
 
-    def _explain(self, line: bytes, num: int, seq: int, prev: str) -> None:
+    def _explain(self, line: bytes, num: int, offset: int, seq: int, prev: str) -> None:
         """Say exactly what is wrong with the line that failed the fast check (always raises)."""
-        where = f"{self.log.display(num)}:{seq - (num - 1) * SEGMENT_EVENTS}"
+        where = f"{self.log.display(num)}:{self._line_number(num, offset)}"
         if not line:
             raise LogCorrupt(f"{where}: empty line", "restore the file from git")
         try:
@@ -319,8 +320,6 @@ class LogReader:
                              "restore the file from git: a corrected fact is a new event")
         if d.get("seq") != seq:
             raise LogCorrupt(f"{where}: seq {d.get('seq')} where {seq} was expected")
-        if segment_of(seq) != num:
-            raise LogCorrupt(f"{where}: seq {seq} belongs in {self.log.display(segment_of(seq))}")
         raise LogCorrupt(f"{where}: chain broken (prev does not match the previous event's hash)",
                          "an event before it was edited, removed or reordered")
 

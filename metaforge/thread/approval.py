@@ -22,7 +22,7 @@ from dataclasses import replace
 from metaforge import events as ev
 from metaforge.batch import no_gc
 from metaforge.errors import BadInput, Refused, VersionConflict
-from metaforge.thread.commands import Change, Planned, commit, plan, refuse_if_blocked
+from metaforge.thread.commands import Change, Planned, append_records, commit, plan, refuse_if_blocked
 
 PHASES = ["concept", "EVT", "DVT", "PVT", "production", "retired"]
 PROPOSAL_CREATED, PROPOSAL_APPROVED, PROPOSAL_REJECTED = "proposal.created", "proposal.approved", "proposal.rejected"
@@ -85,12 +85,8 @@ def propose(repo, planned: Planned, rule: dict, message: str | None) -> str:
                "events": [{"type": d.type, "entity": d.entity, "version": d.version, "payload": d.payload}
                           for d in result.drafts()],
                "verdicts": [v.as_dict() for v in result.verdicts if v.status != "pass"]}
-    draft = ev.Draft(PROPOSAL_CREATED, pid, 1, payload, message)
-    records, end = repo.log.append(planned.head, [draft], result.actor, result.ts)
-    from metaforge.thread.graph import GraphState
-
-    repo.index.commit(GraphState(base=repo.index), records, end)  # the changes themselves wait
-    result.proposal = pid
+    append_records(repo, [ev.Draft(PROPOSAL_CREATED, pid, 1, payload, message)], result.actor)
+    result.proposal = pid  # the changes themselves wait for `mf approve`
     return pid
 
 
@@ -163,10 +159,5 @@ def reject(repo, pid: str, *, actor: str, message: str):
     with repo.log.lock():
         repo.index.sync(repo.log, locked=True)
         p = _load(repo, pid)
-        head = repo.index.position()
-        draft = ev.Draft(PROPOSAL_REJECTED, p["id"], 2, {}, message)
-        records, end = repo.log.append(head, [draft], actor, ev.now())
-        from metaforge.thread.graph import GraphState
-
-        repo.index.commit(GraphState(base=repo.index), records, end)
+        append_records(repo, [ev.Draft(PROPOSAL_REJECTED, p["id"], 2, {}, message)], actor)
         return p

@@ -235,6 +235,16 @@ def plan(repo, changes: list[Change], *, actor: str, message: str | None, dry_ru
     return Planned(head, state, result)
 
 
+def append_records(repo, drafts: list[ev.Draft], actor: str) -> int:
+    """Append events that change no entity (proposals, merge decisions) and index them (under the
+    lock). Returns the seq of the first."""
+    repo.index.sync(repo.log, locked=True)
+    head = repo.index.position()
+    records, end = repo.log.append(head, drafts, actor, ev.now())
+    repo.index.commit(GraphState(base=repo.index), records, end)
+    return head.seq + 1
+
+
 def commit(repo, planned: Planned, drafts: list[ev.Draft]) -> None:
     """Append a planned batch and write its folded state to the index."""
     records, end = repo.log.append(planned.head, drafts, planned.result.actor, planned.result.ts)

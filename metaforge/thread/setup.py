@@ -72,6 +72,9 @@ def init(path: Path, template: str | None = None, actor: str | None = None) -> I
         (mfdir / ".gitignore").write_text(GITIGNORE)
         (mfdir / "config.toml").write_text(CONFIG.format(name=root.name))
         result = InitResult(root, created=True, git_initialized=git_initialized)
+        from metaforge.thread.merge import install
+
+        install(Repo(root))  # so branches of this repository merge their twin
         if tpl:
             _apply_template(Repo(root), tpl, result, actor)
     except BaseException:
