@@ -12,6 +12,7 @@ from metaforge.cli.output import JsonOpt, emit_json, progress_bar, say
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.command("rebuild")(rebuild)
+    app.command("seal")(seal)
 
 
 def verify(
@@ -59,3 +60,26 @@ def rebuild(json_out: JsonOpt = False) -> None:
         emit_json(out)
     else:
         say(f"[green]✓[/] rebuilt the index from {out['events']} events: {entities} entities in {out['seconds']} s")
+
+
+def seal(force: Annotated[bool, typer.Option("--force", help="Seal on a branch other than main/master.")] = False,
+         json_out: JsonOpt = False) -> None:
+    """Start a new log segment, so the current one never changes again (keeps files small for git).
+
+    Run it on the main branch when no branch with unmerged events is open: a branch forked
+    before the seal cannot be merged by the driver afterwards (it says so).
+    """
+    from metaforge.cli import state
+    from metaforge.errors import Refused
+    from metaforge.repo import Repo, git
+
+    repo = Repo.find(state.cwd)
+    branch = git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=repo.root, check=False)
+    if branch not in ("main", "master") and not force:
+        raise Refused(f"on branch {branch or '(detached)'}: seal on main or master", "or pass --force")
+    with repo.log.lock():
+        started = repo.log.seal()
+    if json_out:
+        emit_json({"started": started})
+    else:
+        say(f"[green]✓[/] new events go to {started}" if started else "nothing to seal: the last segment is empty")

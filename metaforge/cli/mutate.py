@@ -104,9 +104,12 @@ def _summary(e: dict) -> str:
         return f"{p['key']} = {fmt_value(p['value'])}"
     if "rel" in p:
         return f"{p['rel']} → {p['to']}"
-    parts = [f"{k} = {fmt_value(v)}" for k, v in (p.get("properties") or p.get("set") or {}).items()]
-    parts += [f"−{k}" for k in p.get("unset") or []]
-    text = ", ".join(parts)
+    if e.get("type", "").split(".")[0] in ("node", "property", "edge", ""):
+        parts = [f"{k} = {fmt_value(v)}" for k, v in (p.get("properties") or p.get("set") or {}).items()]
+        parts += [f"−{k}" for k in p.get("unset") or []]
+        text = ", ".join(parts)
+    else:  # proposals, merge decisions, later layers' events: their payload, briefly
+        text = ", ".join(f"{k} = {fmt_value(v) if not isinstance(v, (list, dict)) else len(v)}" for k, v in p.items())
     return text if len(text) < 90 else text[:87] + "…"
 
 

@@ -1,7 +1,7 @@
 """The append-only event log: JSON Lines in segment files under `.metaforge/events/`.
 
 Segments are numbered 000001.jsonl, 000002.jsonl, ...; each holds a contiguous run of seq and
-every append goes to the last one. A new segment is started only by `mf log seal` (on the main
+every append goes to the last one. A new segment is started only by `mf seal` (on the main
 branch, when no branch with events is open), never by an append: so everything a branch appends
 after it forks lands in one file, and the git merge driver, which sees one file at a time, sees
 all of it (see thread/merge.py).
