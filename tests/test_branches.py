@@ -220,3 +220,58 @@ def test_a_fresh_clone_registers_the_driver_with_hooks_install(forked, mf, tmp_p
     assert git(clone, "config", "merge.mf-events.driver", check=False).returncode != 0
     assert mf("hooks", "install", cwd=clone).code == 0
     assert "merge-driver" in git(clone, "config", "merge.mf-events.driver").stdout
+
+
+CONFLICTS = {
+    "property": ([("set", "BOMItem:U1", "current=110mA")], [("set", "BOMItem:U1", "current=95mA")],
+                 "BOMItem:U1.current was set to 95mA on one side and 110mA on the other"),
+    "changed-vs-removed": ([("set", "BOMItem:RX1", "current=120mA")], [("remove", "BOMItem:RX1")],
+                           "BOMItem:RX1 was removed on one side and changed on the other"),
+    "removed-vs-changed": ([("remove", "BOMItem:RX1")], [("set", "BOMItem:RX1", "current=120mA")],
+                           "BOMItem:RX1 was changed on one side and removed on the other"),
+    "linked-vs-removed": ([("link", "DesignElement:power", "USES_COMPONENT", "BOMItem:RX1")], [("remove", "BOMItem:RX1")],
+                          "BOMItem:RX1 was removed on one side and linked on the other"),
+    "created-twice": ([("add", "BOMItem:X9", "current=1mA")], [("add", "BOMItem:X9", "current=2mA")],
+                      "BOMItem:X9 was created on both sides with different properties"),
+    "constraint": ([("set", "BOMItem:U6", "current=75mA")], [("set", "BOMItem:U2", "current=60mA")], "thermal-ldo"),
+}
+
+
+@pytest.mark.parametrize("finish", ["continue", "abort"])
+@pytest.mark.parametrize("kind", sorted(CONFLICTS))
+def test_each_kind_of_conflict_stops_and_finishes(forked, mf, kind, finish):
+    theirs, ours, message = CONFLICTS[kind]
+    on(forked, "feat", mf, "user:alice", *theirs)
+    on(forked, "master", mf, "user:bob", *ours)
+    head = git(forked, "rev-parse", "HEAD").stdout
+    ours_log = (forked / ".metaforge/events/000001.jsonl").read_bytes()
+    r = git(forked, "merge", "feat", "-m", "m", check=False)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert mf("verify", cwd=forked).code == 0  # the stopped merge's log is valid
+    r = mf("merge", f"--{finish}", cwd=forked)
+    assert r.code == 0, r.err
+    if finish == "abort":
+        assert git(forked, "rev-parse", "HEAD").stdout == head
+        assert (forked / ".metaforge/events/000001.jsonl").read_bytes() == ours_log
+    else:
+        assert git(forked, "rev-parse", "HEAD^2", check=False).returncode == 0  # a merge commit
+        assert read_log(forked)[-1]["type"] == "merge.resolved"
+    assert git(forked, "status", "--porcelain").stdout.strip() == ""
+    assert mf("verify", cwd=forked).code == 0
+    assert mf("check", cwd=forked).code == 0
+
+
+def test_a_rebase_that_stops_on_a_conflict_is_continued_by_mf(forked, mf):
+    on(forked, "feat", mf, "user:alice", ("set", "BOMItem:U1", "current=110mA"))
+    on(forked, "feat", mf, "user:alice", ("set", "BOMItem:U2", "current=1mA"))
+    on(forked, "master", mf, "user:bob", ("set", "BOMItem:U1", "current=95mA"))
+    git(forked, "checkout", "-q", "feat")
+    r = git(forked, "rebase", "master", check=False)
+    assert r.returncode != 0 and "BOMItem:U1.current was set to" in r.stdout + r.stderr
+    r = mf("merge", "--continue", "--json", cwd=forked)
+    assert r.code == 0, r.err
+    assert r.json["git"] == "rebase"
+    assert not (forked / ".git" / "rebase-merge").exists()
+    assert mf("show", "BOMItem:U2", "--json", cwd=forked).json["properties"]["current"]["value"] == 1
+    assert mf("show", "BOMItem:U1", "--json", cwd=forked).json["properties"]["current"]["value"] == 95
+    assert mf("verify", cwd=forked).code == 0

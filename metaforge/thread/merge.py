@@ -70,6 +70,10 @@ def merge_logs(repo, base: bytes, ours: bytes, theirs: bytes, earlier: list[byte
     base_ids = {orjson.loads(x)["id"] for x in base_lines}
     ours_events = [orjson.loads(x) for x in ours_lines]
     ours_ids = {e["id"] for e in ours_events}
+    for e in ours_events:  # held back and settled in an earlier step of the same rebase
+        if e["type"] == "merge.resolved":
+            ours_ids.update(e["payload"].get("dropped") or ())
+            ours_ids.update(e["payload"].get("taken") or ())
     if not base_ids <= ours_ids:
         raise Refused("the event log was rewritten on this side since the fork (only appends merge)",
                       "was the log edited, or `mf seal` run on a branch? `mf verify` here says more")
