@@ -275,3 +275,20 @@ def test_a_rebase_that_stops_on_a_conflict_is_continued_by_mf(forked, mf):
     assert mf("show", "BOMItem:U2", "--json", cwd=forked).json["properties"]["current"]["value"] == 1
     assert mf("show", "BOMItem:U1", "--json", cwd=forked).json["properties"]["current"]["value"] == 95
     assert mf("verify", cwd=forked).code == 0
+
+
+def test_proposals_made_on_both_branches_keep_distinct_names(forked, mf):
+    cfg = forked / ".metaforge/config.toml"
+    assert "approval.rules" in cfg.read_text()
+    git(forked, "checkout", "-q", "feat")
+    assert mf("mutate", "set", "Constraint:power-budget-5v", "severity=warning", cwd=forked).code == 0
+    git(forked, "commit", "-qam", "feat proposal")
+    git(forked, "checkout", "-q", "master")
+    assert mf("mutate", "set", "Constraint:esc-current", "severity=warning", cwd=forked).code == 0
+    git(forked, "commit", "-qam", "master proposal")
+    assert git(forked, "merge", "feat", "-m", "m", check=False).returncode == 0
+    pending = mf("proposals", "--json", cwd=forked).json
+    assert len(pending) == 2 and len({p["id"] for p in pending}) == 2
+    for p in pending:
+        assert mf("approve", p["id"], cwd=forked).code == 0
+    assert mf("verify", cwd=forked).code == 0

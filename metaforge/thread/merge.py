@@ -167,9 +167,12 @@ def _replay(repo, index, ours_new: list[dict], theirs_new: list[dict]) -> MergeO
                                                            if isinstance(e.get("payload"), dict) and e["payload"].get("to")})
         out = MergeOutcome(b"")
         seq = index.position().seq
+        proposals = {r[0] for r in index.conn.execute("SELECT id FROM proposals")}
+        renamed: dict[str, str] = {}
         for e in theirs_new:
             if e["id"] in held:
                 continue
+            e = _renumber_proposal(e, seq + 1, proposals, renamed)
             verdict = _one(e, state, ours)
             if isinstance(verdict, Conflict):
                 held[e["id"]] = verdict
@@ -192,6 +195,19 @@ def _replay(repo, index, ours_new: list[dict], theirs_new: list[dict]) -> MergeO
             held[e["id"]] = Conflict("constraint", e["entity"], f"replayed, it breaks {v.message}", e)
     out.conflicts = [held[e["id"]] for e in theirs_new if e["id"] in held]
     return out
+
+
+def _renumber_proposal(e: dict, seq: int, taken: set[str], renamed: dict[str, str]) -> dict:
+    """Proposals are named by the seq that created them; both branches may have used the same
+    one. A replayed proposal takes the seq it lands at, and the events about it follow."""
+    if not e["type"].startswith("proposal."):
+        return e
+    if e["type"] == "proposal.created" and e["entity"] in taken:
+        renamed[e["entity"]] = f"Proposal:{seq}"
+    new = renamed.get(e["entity"])
+    if e["type"] == "proposal.created":
+        taken.add(new or e["entity"])
+    return {**e, "entity": new} if new else e
 
 
 def _one(e: dict, state: GraphState, ours: _OursChanges):
