@@ -11,7 +11,8 @@ from conftest import ROOT, mf_process
 
 COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["verify"], ["rebuild"], ["types"],
             ["check"], ["proposals"], ["approve"], ["reject"], ["template", "save"], ["template", "list"],
-            ["diff"], ["merge"], ["hooks", "install"], ["seal"],
+            ["diff"], ["merge"], ["hooks", "install"], ["seal"], ["ask"], ["knowledge", "update"],
+            ["knowledge", "reconcile"],
             ["mutate"], ["mutate", "add"], ["mutate", "set"], ["mutate", "unset"], ["mutate", "remove"],
             ["mutate", "link"], ["mutate", "unlink"], ["mutate", "apply"]]
 
@@ -23,7 +24,7 @@ def test_every_command_has_help_and_is_in_the_readme(mf, command):
     assert "Usage: mf " + " ".join(command) in r.out
     lines = [l for l in r.out.splitlines() if l.strip()]
     assert len(lines) >= 3  # a description, not just the usage line
-    if command not in (["mutate"], ["template"], ["hooks"]):
+    if command not in (["mutate"], ["template"], ["hooks"], ["knowledge"]):
         assert "--json" in r.out
     assert f"mf {' '.join(command)}" in (ROOT / "README.md").read_text()
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from metaforge import __version__
-from metaforge.cli import admin, diff, init, merge, mutate, read, review, state
+from metaforge.cli import admin, diff, init, knowledge, merge, mutate, read, review, state
 
 app = typer.Typer(
     name="mf",
@@ -43,6 +43,7 @@ read.register(app)
 review.register(app)
 diff.register(app)
 merge.register(app)
+knowledge.register(app)
 admin.register(app)
 
 

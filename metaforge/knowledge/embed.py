@@ -91,15 +91,20 @@ class Embedder:
             if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
                 self.w[k] = np.ascontiguousarray(self.w[k].T)
 
-    def encode(self, texts: list[str], batch: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], batch: int = 32, tokens_per_batch: int = 1024) -> np.ndarray:
         """L2-normalized float32 embeddings, one row per text."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         encodings = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
+        start = 0
+        while start < len(order):
+            # a token budget per batch: long texts in small batches keep the attention arrays in cache
+            width = len(encodings[order[min(start + batch, len(order)) - 1]].ids)
+            size = max(1, min(batch, tokens_per_batch // max(width, 1)))
+            idx = order[start:start + size]
+            start += size
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.float32)

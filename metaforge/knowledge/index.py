@@ -1,0 +1,247 @@
+"""Keeping the knowledge store current, and searching it.
+
+`update` indexes what changed since the store last looked (new events, entities they touched,
+documents whose text changed); `reconcile` recomputes every chunk and makes the store match
+exactly (nothing missing, nothing stale, nothing twice). Both embed only chunks whose text
+changed. `search` is hybrid: the query's embedding against the chunks' (sqlite-vec) and its
+words against their words (FTS5 BM25), fused by reciprocal rank, so an exact part number is
+found as surely as a paraphrase.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from contextlib import contextmanager
+
+from metaforge.knowledge.chunks import (FAMILIES, Chunk, all_entity_chunks, decision_chunks, doc_chunks,
+                                        doc_files, entity_chunk)
+
+
+def store_path(repo):
+    return repo.mfdir / "knowledge.db"
+
+
+@contextmanager
+def _locked(repo):
+    fd = os.open(repo.mfdir / "knowledge.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def open_store(repo):
+    from metaforge.store.knowledge import KnowledgeStore
+
+    return KnowledgeStore(store_path(repo))
+
+
+def _all_events(repo) -> list[dict]:
+    return [r.event for r in repo.log.read()]
+
+
+def expected_chunks(repo) -> dict[str, Chunk]:
+    """Every chunk the repository should have, computed from scratch."""
+    chunks = {c.key: c for c in all_entity_chunks(repo.index)}
+    chunks.update({c.key: c for c in decision_chunks(_all_events(repo))})
+    for path in doc_files(repo.root):
+        chunks.update({c.key: c for c in doc_chunks(repo.root, path)})
+    return chunks
+
+
+def _apply(store, want: dict[str, Chunk], have: dict[str, str], progress=None, remove_missing: bool = True) -> dict:
+    from metaforge.knowledge.embed import embedder
+
+    todo = [c for k, c in want.items() if have.get(k) != c.digest]
+    stale = sorted(k for k in have if k not in want) if remove_missing else []
+    done = 0
+    for start in range(0, len(todo), 256):
+        part = todo[start:start + 256]
+        vectors = embedder().encode([c.text for c in part])
+        store.conn.execute("BEGIN")
+        store.upsert(part, vectors)
+        store.conn.execute("COMMIT")
+        done += len(part)
+        if progress:
+            progress(done, len(todo))
+    if stale:
+        store.conn.execute("BEGIN")
+        store.delete(stale)
+        store.conn.execute("COMMIT")
+    return {"embedded": len(todo), "removed": len(stale)}
+
+
+def reconcile(repo, progress=None) -> dict:
+    with _locked(repo):
+        store = open_store(repo)
+        try:
+            want = expected_chunks(repo)
+            out = _apply(store, want, store.digests(), progress)
+            store.set_meta("indexed_seq", str(repo.index.position().seq))
+            store.set_meta("indexed_hash", repo.index.position().hash)
+            out["chunks"] = store.count()
+            return out
+        finally:
+            store.close()
+
+
+def update(repo, progress=None) -> dict:
+    """Index what changed since the last look: new decisions, entities they touched, changed docs."""
+    with _locked(repo):
+        store = open_store(repo)
+        try:
+            pos = repo.index.position()
+            seen = int(store.meta("indexed_seq", "0"))
+            if store.meta("indexed_hash") and seen <= pos.seq and not _same_history(repo, seen, store):
+                seen = -1  # the log was replaced (a checkout): start from nothing
+            if seen < 0 or seen > pos.seq:
+                store.close()
+                store = None
+                return reconcile_unlocked(repo, progress)
+            want: dict[str, Chunk] = {}
+            have = store.digests()
+            touched: set[str] = set()
+            if seen < pos.seq:
+                new = [r.event for r in repo.log.read(_position_after(repo, seen, store.meta("indexed_hash")))]
+                want.update({c.key: c for c in decision_chunks(new)})
+                for e in new:
+                    touched.add(e["entity"])
+                    if isinstance(e.get("payload"), dict) and e["payload"].get("to"):
+                        touched.add(e["payload"]["to"])
+                want.update(_entities(repo, touched))
+            for path in doc_files(repo.root):
+                want.update({c.key: c for c in doc_chunks(repo.root, path)})
+            gone = [f"entity:{i}" for i in touched if f"entity:{i}" not in want and f"entity:{i}" in have]
+            docs_now = {k for k in want if k.startswith("doc:")}
+            gone += [k for k in have if k.startswith("doc:") and k not in docs_now]
+            sub_have = {k: have[k] for k in want if k in have}
+            out = _apply(store, want, sub_have, progress, remove_missing=False)
+            if gone:
+                store.conn.execute("BEGIN")
+                store.delete(gone)
+                store.conn.execute("COMMIT")
+            store.set_meta("indexed_seq", str(pos.seq))
+            store.set_meta("indexed_hash", pos.hash)
+            out["removed"] = len(gone)
+            out["chunks"] = store.count()
+            return out
+        finally:
+            if store is not None:
+                store.close()
+
+
+def reconcile_unlocked(repo, progress=None) -> dict:
+    store = open_store(repo)
+    try:
+        out = _apply(store, expected_chunks(repo), store.digests(), progress)
+        store.set_meta("indexed_seq", str(repo.index.position().seq))
+        store.set_meta("indexed_hash", repo.index.position().hash)
+        out["chunks"] = store.count()
+        return out
+    finally:
+        store.close()
+
+
+def _position_after(repo, seq: int, hash_: str | None):
+    """Where in the log the event after `seq` starts, to read only what is new."""
+    from metaforge.store.log import Position
+
+    if seq == 0:
+        return Position()
+    row = repo.index.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seq + 1,)).fetchone()
+    return Position(seq, hash_, row[0], row[1]) if row else Position()
+
+
+def _same_history(repo, seen: int, store) -> bool:
+    """Is the event the store last saw still at that seq (and not another branch's)?"""
+    if seen == 0:
+        return True
+    row = repo.index.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seen,)).fetchone()
+    if row is None:
+        return False
+    line = repo.log.lines_at([tuple(row)])[0]
+    return line.get("hash") == store.meta("indexed_hash")
+
+
+def _entities(repo, ids: set[str]) -> dict[str, Chunk]:
+    import orjson
+
+    conn = repo.index.conn
+    out = {}
+    for nid in ids:
+        row = conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (nid,)).fetchone()
+        if row is None:
+            continue
+        outs = [tuple(r) for r in conn.execute("SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst", (nid,))]
+        ins = [tuple(r) for r in conn.execute("SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src", (nid,))]
+        c = entity_chunk(nid, orjson.loads(row[0]), outs, ins)
+        out[c.key] = c
+    return out
+
+
+# ---- search ------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-+/#]*")
+_STOP = {"the", "a", "an", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "were", "did", "do",
+         "does", "we", "why", "what", "which", "how", "when", "who", "it", "its", "at", "by", "with", "from", "that",
+         "this", "be", "been", "has", "have", "had", "our", "us", "i", "you", "there", "about"}
+
+
+def fts_query(question: str) -> str | None:
+    """The question's words, OR'ed, each quoted (so a part number's punctuation cannot break FTS5)."""
+    words = [w for w in _WORD.findall(question) if w.lower() not in _STOP]
+    if not words:
+        return None
+    return " OR ".join('"' + w.replace('"', "") + '"' for w in words)
+
+
+def search(repo, question: str, k: int = 10, family: str | None = None, mode: str = "hybrid") -> list[dict]:
+    from metaforge.knowledge.embed import embedder
+
+    store = open_store(repo)
+    try:
+        kinds = FAMILIES.get(family) if family else None
+        pool = max(50, k * 5)
+        ranks: dict[int, float] = {}
+        if mode in ("hybrid", "vector"):
+            q = embedder().encode([question])[0]
+            rows = store.conn.execute("SELECT rowid, distance FROM vec WHERE embedding MATCH ? AND k = ?",
+                                      (q.tobytes(), pool)).fetchall()
+            for rank, (rowid, _) in enumerate(rows):
+                ranks[rowid] = ranks.get(rowid, 0.0) + 1.0 / (60 + rank)
+        fq = fts_query(question)
+        if mode in ("hybrid", "keyword") and fq:
+            rows = store.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT ?",
+                                      (fq, pool)).fetchall()
+            weight = 1.0 if mode == "keyword" else 0.25  # words confirm meaning; alone they mislead more
+            for rank, (rowid,) in enumerate(rows):
+                ranks[rowid] = ranks.get(rowid, 0.0) + weight / (60 + rank)
+        exact = [w.lower() for w in _WORD.findall(question) if any(ch.isdigit() for ch in w) and len(w) >= 3]
+        results = []
+        for rowid, score in sorted(ranks.items(), key=lambda kv: -kv[1]):
+            row = store.conn.execute("SELECT key, kind, title, text, source FROM chunks WHERE rowid = ?",
+                                     (rowid,)).fetchone()
+            if row is None or (kinds and row[1] not in kinds):
+                continue
+            text = row[3]
+            if exact and any(w in text.lower() for w in exact):
+                score += 1.0 / 60  # a part number or id written out exactly is a strong signal
+            results.append({"key": row[0], "kind": row[1], "title": row[2], "source": row[4],
+                            "score": round(score, 5), "snippet": snippet(text, question)})
+        results.sort(key=lambda r: -r["score"])
+        return results[:k]
+    finally:
+        store.close()
+
+
+def snippet(text: str, question: str, width: int = 220) -> str:
+    words = [w.lower() for w in _WORD.findall(question) if w.lower() not in _STOP]
+    low = text.lower()
+    at = min((low.find(w) for w in words if low.find(w) >= 0), default=0)
+    start = max(0, at - width // 3)
+    piece = text[start:start + width]
+    return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")

@@ -1,0 +1,78 @@
+"""The knowledge store: `.metaforge/knowledge.db` — chunks, their embeddings in sqlite-vec and
+their words in FTS5. Derived: delete it and `mf knowledge reconcile` (or `mf ask`) rebuilds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metaforge.store import sqlite
+
+SCHEMA_VERSION = "1"
+
+
+class KnowledgeStore:
+    def __init__(self, path: Path, dim: int = 384):
+        import sqlite_vec
+
+        self.path = path
+        self.conn = sqlite.connect(str(path))
+        self.conn.enable_load_extension(True)
+        sqlite_vec.load(self.conn)
+        self.conn.enable_load_extension(False)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if str(version) != SCHEMA_VERSION:
+            for table in ("chunks", "vec", "fts", "meta"):
+                self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+            self.conn.execute("CREATE TABLE chunks (rowid INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, kind TEXT NOT NULL,"
+                              " title TEXT NOT NULL, text TEXT NOT NULL, source TEXT NOT NULL, digest TEXT NOT NULL)")
+            self.conn.execute("CREATE INDEX chunks_by_kind ON chunks (kind)")
+            self.conn.execute(f"CREATE VIRTUAL TABLE vec USING vec0(embedding float[{dim}])")
+            self.conn.execute("CREATE VIRTUAL TABLE fts USING fts5(title, text)")
+            self.conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def digests(self, prefix: str | None = None) -> dict[str, str]:
+        sql, args = "SELECT key, digest FROM chunks", []
+        if prefix:
+            sql, args = sql + " WHERE key LIKE ?", [prefix + "%"]
+        return dict(self.conn.execute(sql, args))
+
+    def upsert(self, chunks: list, vectors: np.ndarray) -> None:
+        conn = self.conn
+        for chunk, vector in zip(chunks, vectors):
+            row = conn.execute("SELECT rowid FROM chunks WHERE key = ?", (chunk.key,)).fetchone()
+            if row:
+                self._delete_rowid(row[0])
+            cur = conn.execute("INSERT INTO chunks (key, kind, title, text, source, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                               (chunk.key, chunk.kind, chunk.title, chunk.text, chunk.source, chunk.digest))
+            rowid = cur.lastrowid
+            conn.execute("INSERT INTO vec (rowid, embedding) VALUES (?, ?)", (rowid, vector.astype(np.float32).tobytes()))
+            conn.execute("INSERT INTO fts (rowid, title, text) VALUES (?, ?, ?)", (rowid, chunk.title, chunk.text))
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            row = self.conn.execute("SELECT rowid FROM chunks WHERE key = ?", (key,)).fetchone()
+            if row:
+                self._delete_rowid(row[0])
+
+    def _delete_rowid(self, rowid: int) -> None:
+        self.conn.execute("DELETE FROM chunks WHERE rowid = ?", (rowid,))
+        self.conn.execute("DELETE FROM vec WHERE rowid = ?", (rowid,))
+        self.conn.execute("DELETE FROM fts WHERE rowid = ?", (rowid,))
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
