@@ -122,15 +122,19 @@ class Embedder:
             + w["embeddings.token_type_embeddings.weight"][0]
         x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"]).reshape(b * n, DIM)
         heads, d = 12, DIM // 12  # x stays 2-D (tokens × width): one BLAS call per projection
-        bias = ((1.0 - mask) * -1e9)[:, None, None, :]
+        scale = np.float32(1 / np.sqrt(d))  # a NumPy float64 scalar would turn every score into float64
+        bias = ((1 - mask) * np.float32(-1e9))[:, None, None, :]
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
             q = (x @ w[p + "attention.self.query.weight"] + w[p + "attention.self.query.bias"])
             k = (x @ w[p + "attention.self.key.weight"] + w[p + "attention.self.key.bias"])
             v = (x @ w[p + "attention.self.value.weight"] + w[p + "attention.self.value.bias"])
             q, k, v = (t.reshape(b, n, heads, d).transpose(0, 2, 1, 3) for t in (q, k, v))
-            scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d) + bias
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores = q @ k.transpose(0, 1, 3, 2)
+            scores *= scale
+            scores += bias
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(b * n, DIM)
             attn = ctx @ w[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]

@@ -15,6 +15,8 @@ import os
 import re
 from contextlib import contextmanager
 
+import numpy as np
+
 from metaforge.knowledge.chunks import (FAMILIES, Chunk, all_entity_chunks, decision_chunks, doc_chunks,
                                         doc_files, entity_chunk)
 
@@ -64,6 +66,7 @@ def _apply(store, want: dict[str, Chunk], have: dict[str, str], progress=None, r
         vectors = embedder().encode([c.text for c in part])
         store.conn.execute("BEGIN")
         store.upsert(part, vectors)
+        store.bump()
         store.conn.execute("COMMIT")
         done += len(part)
         if progress:
@@ -71,6 +74,7 @@ def _apply(store, want: dict[str, Chunk], have: dict[str, str], progress=None, r
     if stale:
         store.conn.execute("BEGIN")
         store.delete(stale)
+        store.bump()
         store.conn.execute("COMMIT")
     return {"embedded": len(todo), "removed": len(stale)}
 
@@ -123,6 +127,7 @@ def update(repo, progress=None) -> dict:
             if gone:
                 store.conn.execute("BEGIN")
                 store.delete(gone)
+                store.bump()
                 store.conn.execute("COMMIT")
             store.set_meta("indexed_seq", str(pos.seq))
             store.set_meta("indexed_hash", pos.hash)
@@ -209,10 +214,13 @@ def search(repo, question: str, k: int = 10, family: str | None = None, mode: st
         ranks: dict[int, float] = {}
         if mode in ("hybrid", "vector"):
             q = embedder().encode([question])[0]
-            rows = store.conn.execute("SELECT rowid, distance FROM vec WHERE embedding MATCH ? AND k = ?",
-                                      (q.tobytes(), pool)).fetchall()
-            for rank, (rowid, _) in enumerate(rows):
-                ranks[rowid] = ranks.get(rowid, 0.0) + 1.0 / (60 + rank)
+            rowids, matrix = _matrix(store)
+            if len(rowids):
+                scores = matrix @ q
+                top = np.argpartition(-scores, min(pool, len(scores) - 1))[:pool]
+                for rank, i in enumerate(top[np.argsort(-scores[top])]):
+                    rid = int(rowids[i])
+                    ranks[rid] = ranks.get(rid, 0.0) + 1.0 / (60 + rank)
         fq = fts_query(question)
         if mode in ("hybrid", "keyword") and fq:
             rows = store.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT ?",
@@ -236,6 +244,19 @@ def search(repo, question: str, k: int = 10, family: str | None = None, mode: st
         return results[:k]
     finally:
         store.close()
+
+
+_matrices: dict[str, tuple] = {}
+
+
+def _matrix(store):
+    """The store's vectors, kept in memory between searches of one process until the store changes."""
+    key = str(store.path)
+    version = store.meta("version", "0")
+    held = _matrices.get(key)
+    if held is None or held[0] != version:
+        held = _matrices[key] = (version, *store.vectors())
+    return held[1], held[2]
 
 
 def snippet(text: str, question: str, width: int = 220) -> str:
