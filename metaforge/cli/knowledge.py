@@ -81,9 +81,8 @@ def spawn_update(repo) -> None:
     import subprocess
     import sys
 
-    from metaforge.knowledge.index import store_path
-
-    if not store_path(repo).exists() or os.environ.get("MF_NO_BACKGROUND"):
+    # the path, not knowledge.index: a mutation must not pay for importing NumPy
+    if not (repo.mfdir / "knowledge.db").exists() or os.environ.get("MF_NO_BACKGROUND"):
         return
     subprocess.Popen([sys.executable, "-m", "metaforge", "-C", str(repo.root), "knowledge", "update", "--quiet"],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
