@@ -27,15 +27,24 @@ DOC_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
 
 @dataclass(frozen=True)
 class Chunk:
+    """`text` is what keyword search matches and snippets show; `gist`, when given, is the short
+    statement of what the thing is that gets embedded (a 40-token gist embeds 3x faster than the
+    full property list, and means more: mean pooling over 90 tokens of properties blurs)."""
+
     key: str
     kind: str
     title: str
     text: str
     source: str
+    gist: str = ""
+
+    @property
+    def embed_text(self) -> str:
+        return self.gist or self.text
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(f"{self.kind}\0{self.title}\0{self.text}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{self.kind}\0{self.title}\0{self.text}\0{self.gist}".encode()).hexdigest()[:32]
 
 
 def _value(v) -> str:
@@ -56,7 +65,8 @@ def entity_chunk(node_id: str, props: dict, out_edges: list, in_edges: list) -> 
     if type_name == "TestExecution" and props.get("result") == "fail":
         kind = "failure"
     words = re.sub(r"(?<!^)(?=[A-Z][a-z])", " ", type_name).lower()
-    lead = props.get("description") or props.get("text") or props.get("expression") or ""
+    lead = props.get("description") or props.get("text") or props.get("expression") or \
+        props.get("method") or props.get("notes") or ""
     parts = [f"{words} {name}" + (f": {lead}" if lead else "")]
     skip = {"description", "text", "expression", "currency", "unit_cost", "references", "quantity", "tags"}
     first = [k for k in ("mpn", "manufacturer", "value", "kind", "rail", "message", "severity", "phase", "result")
@@ -65,7 +75,11 @@ def entity_chunk(node_id: str, props: dict, out_edges: list, in_edges: list) -> 
     parts += [f"{k.replace('_', ' ')} {_value(props[k])}" for k in (first + rest)[:14]]  # short text embeds fast
     parts += [f"{rel.lower().replace('_', ' ')} {dst}" for rel, dst in out_edges[:8]]
     parts += [f"{src} {rel.lower().replace('_', ' ')} it" for rel, src in in_edges[:8]]
-    return Chunk(f"entity:{node_id}", kind, node_id, "; ".join(parts), node_id)
+    key_props = [f"{k.replace('_', ' ')} {_value(props[k])}" for k in
+                 ("value", "mpn", "manufacturer", "result", "scenario", "message", "phase", "location", "notes")
+                 if k in props and str(props[k]) not in lead]
+    gist = f"{words} {name}" + (f": {lead}" if lead else "") + (f" ({', '.join(key_props)})" if key_props else "")
+    return Chunk(f"entity:{node_id}", kind, node_id, "; ".join(parts), node_id, gist[:300])
 
 
 def decision_chunks(events: list[dict]) -> list[Chunk]:
@@ -85,8 +99,9 @@ def decision_chunks(events: list[dict]) -> list[Chunk]:
             changes.append(f"{e['type']} {e['entity']} {what}".strip())
         more = f" and {len(evs) - 8} more changes" if len(evs) > 8 else ""
         text = f"design decision by {actor.split(':', 1)[-1]} on {ts[:10]}: {msg}. Changes: {'; '.join(changes)}{more}"
+        gist = f"design decision: {msg} ({'; '.join(changes[:2])})"
         out.append(Chunk(f"decision:{evs[0]['id']}", "decision", f"#{evs[0]['seq']} {msg[:60]}", text,
-                         f"events #{evs[0]['seq']}" + (f"-#{evs[-1]['seq']}" if len(evs) > 1 else "")))
+                         f"events #{evs[0]['seq']}" + (f"-#{evs[-1]['seq']}" if len(evs) > 1 else ""), gist[:400]))
     return out
 
 
@@ -97,7 +112,7 @@ def doc_files(root: Path) -> list[Path]:
                   if p and Path(p.decode()).suffix.lower() in DOC_SUFFIXES and not p.startswith(b".metaforge/"))
 
 
-def doc_chunks(root: Path, path: Path, limit: int = 900) -> list[Chunk]:
+def doc_chunks(root: Path, path: Path, limit: int = 500) -> list[Chunk]:
     """A text file by heading, and long sections by paragraph, with line ranges."""
     rel = path.relative_to(root).as_posix()
     try:

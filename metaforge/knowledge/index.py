@@ -56,21 +56,16 @@ def expected_chunks(repo) -> dict[str, Chunk]:
 
 
 def _apply(store, want: dict[str, Chunk], have: dict[str, str], progress=None, remove_missing: bool = True) -> dict:
-    from metaforge.knowledge.embed import embedder
+    from metaforge.knowledge.embed import encode_many
 
     todo = [c for k, c in want.items() if have.get(k) != c.digest]
     stale = sorted(k for k in have if k not in want) if remove_missing else []
-    done = 0
-    for start in range(0, len(todo), 256):
-        part = todo[start:start + 256]
-        vectors = embedder().encode([c.text for c in part])
+    if todo:
+        vectors = encode_many([c.embed_text for c in todo], progress)
         store.conn.execute("BEGIN")
-        store.upsert(part, vectors)
+        store.upsert(todo, vectors)
         store.bump()
         store.conn.execute("COMMIT")
-        done += len(part)
-        if progress:
-            progress(done, len(todo))
     if stale:
         store.conn.execute("BEGIN")
         store.delete(stale)
