@@ -188,7 +188,7 @@ def test_sums_kept_between_commands_equal_a_fresh_scan(repo, mf):
         "expression": 'sum(BOMItem.current where rail == "A") + count(BOMItem where rail == "B") * 1mA <= 100A'})],
         actor="agent:t")
     rnd = random.Random(7)
-    for step in range(120):
+    for _step in range(120):
         name = f"BOMItem:P{rnd.randrange(12)}"
         props = {"rail": rnd.choice("AB"), "current": f"{rnd.randrange(1, 900)}{rnd.choice(['mA', 'uA', 'A'])}"}
         op = rnd.choice(["add", "set", "set", "remove"])

@@ -6,7 +6,6 @@ import subprocess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import read_log
 
 
 def _answers(mf, path):
@@ -58,7 +57,6 @@ def test_the_index_follows_git_checkout_of_another_log(twin, mf):
 def test_events_appended_by_another_writer_are_caught_up(repo, mf):
     """An index that missed events (a writer killed after its append) catches up on the next read."""
     from metaforge.repo import Repo
-    from metaforge.store.log import Position
     from metaforge.events import Draft
 
     mf("mutate", "add", "BOMItem:A", cwd=repo)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from metaforge.cli.output import ActorOpt, JsonOpt, console, emit_json, say
+from metaforge.cli.output import ActorOpt, JsonOpt, emit_json, say
 
 hooks_app = typer.Typer(help="Git integration: the event-log merge driver.", no_args_is_help=True,
                         rich_markup_mode=None)

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 
 from metaforge import events as ev
-from metaforge.errors import BadInput, MetaforgeError, Refused
+from metaforge.errors import BadInput, Refused
 from metaforge.thread.graph import GraphState
 
 GRAPH = {ev.NODE_CREATED, ev.NODE_UPDATED, ev.NODE_DELETED, ev.PROPERTY_SET, ev.EDGE_CREATED, ev.EDGE_DELETED}

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import orjson
 
 from metaforge.thread.constraints.evaluate import EvalError, Evaluator, compare, show
-from metaforge.thread.constraints.expr import COMPARISONS, Agg, Bin, ExprError, Ref, check, inputs, parse
+from metaforge.thread.constraints.expr import COMPARISONS, Agg, Bin, ExprError, check, inputs, parse
 
 
 @dataclass
@@ -257,7 +257,7 @@ class StateSource:
                     groups.append((n, total * factor + n * offset, lo * factor + offset, hi * factor + offset))
                 else:
                     groups.append((n, total, lo, hi))
-        for nid, n in overlay.items():  # this command's version of the entities it touched
+        for n in overlay.values():  # this command's version of the entities it touched
             if n.deleted or any(n.props.get(k) != v for k, v in equal):
                 continue
             if node.func == "count":
