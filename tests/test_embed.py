@@ -11,14 +11,16 @@ import pytest
 REF = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def embedder():
+@pytest.fixture(scope="module", params=["onnx", "numpy"])
+def embedder(request):
     from metaforge.knowledge.embed import Embedder
 
-    return Embedder()
+    e = Embedder(backend=request.param)
+    assert (e.session is not None) == (request.param == "onnx")
+    return e
 
 
-def test_numpy_embeddings_match_sentence_transformers(embedder):
+def test_embeddings_match_sentence_transformers(embedder):
     got = embedder.encode(REF["sentences"])
     want = np.array(REF["embeddings"], dtype=np.float32)
     assert got.shape == (6, 384)

@@ -88,21 +88,40 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12)
     return (x - mean) / np.sqrt(var + eps) * w + b
 
 
+def _load_weights(directory: Path) -> dict[str, np.ndarray]:
+    return {k.removeprefix("bert."): v for k, v in read_safetensors(directory / "model.safetensors").items()}
+
+
+def _layers(weights: dict) -> int:
+    return sum(1 for k in weights if k.endswith("attention.self.query.weight"))
+
+
 class Embedder:
-    def __init__(self, directory: Path | None = None):
+    """Runs the model with ONNX Runtime (4x faster here) when it is installed, else in NumPy."""
+
+    def __init__(self, directory: Path | None = None, backend: str = "auto"):
         from tokenizers import Tokenizer
 
         directory = directory or model_dir()
-        raw = read_safetensors(directory / "model.safetensors")
-        self.w = {k.removeprefix("bert."): v for k, v in raw.items()}
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self.tokenizer.no_padding()
-        self.layers = sum(1 for k in self.w if k.endswith("attention.self.query.weight"))
-        # transposed once, so every matmul is x @ W
-        for k in list(self.w):
-            if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
-                self.w[k] = np.ascontiguousarray(self.w[k].T)
+        self.session = None
+        if backend in ("auto", "onnx"):
+            try:
+                from metaforge.knowledge.onnx_model import session
+
+                self.session = session(directory / "model.safetensors", lambda: _load_weights(directory), _layers)
+            except ImportError:
+                if backend == "onnx":
+                    raise
+        if self.session is None:
+            self.w = _load_weights(directory)
+            self.layers = _layers(self.w)
+            # transposed once, so every matmul is x @ W
+            for k in list(self.w):
+                if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
+                    self.w[k] = np.ascontiguousarray(self.w[k].T)
 
     def encode(self, texts: list[str], batch: int = 32, tokens_per_batch: int = 1024) -> np.ndarray:
         """L2-normalized float32 embeddings, one row per text."""
@@ -129,6 +148,11 @@ class Embedder:
         return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.session is not None:
+            return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return self._forward_numpy(ids, mask)
+
+    def _forward_numpy(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
         b, n = ids.shape
         x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n] \
@@ -166,58 +190,13 @@ def embedder() -> Embedder:
     return Embedder()
 
 
-def _encode_shard(job: tuple[list[int], list[str]]) -> tuple[list[int], np.ndarray]:
-    idx, texts = job
-    return idx, embedder().encode(texts)
-
-
-def encode_many(texts: list[str], progress=None, workers: int | None = None) -> np.ndarray:
-    """Embed many texts on every core. NumPy's element-wise work is single-threaded, so one
-    single-threaded process per core beats BLAS threads (1.5x): this process and helper
-    processes take shards of the work, this one from the short end, the helpers from the long.
-    Small jobs stay here: a helper costs 0.4 s to start."""
-    import os
-    from collections import deque
-
-    from threadpoolctl import threadpool_limits
-
-    cores = workers or min(os.cpu_count() or 1, 4)
+def encode_many(texts: list[str], progress=None) -> np.ndarray:
+    """Embed many texts in batches, saying how far it got."""
     out = np.zeros((len(texts), DIM), dtype=np.float32)
-    if len(texts) < 160 or cores < 2:
-        for start in range(0, len(texts), 64):
-            out[start:start + 64] = embedder().encode(texts[start:start + 64])
-            if progress:
-                progress(min(start + 64, len(texts)), len(texts))
-        return out
-    import multiprocessing
-
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    jobs = deque((order[i:i + 32], [texts[j] for j in order[i:i + 32]]) for i in range(0, len(order), 32))
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update({k: "1" for k in saved})  # read by NumPy in the helpers as they start
-    done = 0
-    try:
-        with multiprocessing.get_context("spawn").Pool(cores - 1) as pool, threadpool_limits(1):
-            running: deque = deque()
-            while jobs or running:
-                while jobs and len(running) < 2 * (cores - 1):
-                    running.append(pool.apply_async(_encode_shard, (jobs.pop(),)))
-                if jobs:
-                    idx, part = jobs.popleft()
-                    out[idx] = embedder().encode(part)
-                    done += len(idx)
-                else:
-                    running[0].wait()
-                while running and running[0].ready():
-                    idx, vectors = running.popleft().get()
-                    out[idx] = vectors
-                    done += len(idx)
-                if progress:
-                    progress(done, len(texts))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    for start in range(0, len(order), 256):
+        idx = order[start:start + 256]
+        out[idx] = embedder().encode([texts[i] for i in idx])
+        if progress:
+            progress(min(start + 256, len(texts)), len(texts))
     return out
