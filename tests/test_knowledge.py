@@ -165,3 +165,30 @@ def test_ask_from_the_command_line(kb, mf):
     assert any(x["kind"] == "decision" and "3S" in x["snippet"] for x in r.json[:2])
     r = mf("ask", "anything", "--type", "widgets", cwd=kb.root)
     assert r.code == 2
+
+
+def test_a_checkout_to_another_log_recomputes_the_index(tmp_path, mf):
+    import subprocess
+
+    from metaforge.knowledge.index import open_store, update
+    from metaforge.repo import Repo
+
+    path = tmp_path / "p"
+    assert mf("init", str(path)).code == 0
+    mf("mutate", "add", "BOMItem:A1", "description=shunt resistor for current sensing", cwd=path)
+    subprocess.run(["git", "add", "-A"], cwd=path, check=True)
+    subprocess.run(["git", "commit", "-qm", "a"], cwd=path, check=True)
+    subprocess.run(["git", "checkout", "-qb", "other"], cwd=path, check=True)
+    mf("mutate", "add", "BOMItem:B1", "description=buzzer for alarms", "-m", "audible low-battery alarm", cwd=path)
+    repo = Repo.find(path)
+    repo.sync_warnings()
+    update(repo)
+    subprocess.run(["git", "commit", "-qam", "b"], cwd=path, check=True)
+    subprocess.run(["git", "checkout", "-q", "-"], cwd=path, check=True)
+    repo.sync_warnings()
+    update(repo)
+    store = open_store(repo)
+    keys = {k for (k,) in store.conn.execute("SELECT key FROM chunks")}
+    store.close()
+    assert "entity:BOMItem:A1" in keys and "entity:BOMItem:B1" not in keys
+    assert not any(k.startswith("decision:") for k in keys)

@@ -55,13 +55,13 @@ def expected_chunks(repo) -> dict[str, Chunk]:
     return chunks
 
 
-def _apply(store, want: dict[str, Chunk], have: dict[str, str], progress=None, remove_missing: bool = True) -> dict:
+def _apply(store, want: dict[str, Chunk], have: dict[str, str], stale: list[str], progress=None) -> dict:
+    """Embed and store the chunks whose text changed, drop the stale ones: one transaction each."""
     from metaforge.knowledge.embed import encode_many
 
     todo = [c for k, c in want.items() if have.get(k) != c.digest]
-    stale = sorted(k for k in have if k not in want) if remove_missing else []
     if todo:
-        vectors = encode_many([c.embed_text for c in todo], progress)
+        vectors = encode_many([c.embed_text for c in todo], progress)  # before the write lock is taken
         store.conn.execute("BEGIN")
         store.upsert(todo, vectors)
         store.bump()
@@ -74,18 +74,25 @@ def _apply(store, want: dict[str, Chunk], have: dict[str, str], progress=None, r
     return {"embedded": len(todo), "removed": len(stale)}
 
 
+def _done(repo, store, out: dict) -> dict:
+    pos = repo.index.position()
+    store.set_meta("indexed_seq", str(pos.seq))
+    store.set_meta("indexed_hash", pos.hash)
+    return {**out, "chunks": store.count()}
+
+
 def reconcile(repo, progress=None) -> dict:
     with _locked(repo):
-        store = open_store(repo)
-        try:
-            want = expected_chunks(repo)
-            out = _apply(store, want, store.digests(), progress)
-            store.set_meta("indexed_seq", str(repo.index.position().seq))
-            store.set_meta("indexed_hash", repo.index.position().hash)
-            out["chunks"] = store.count()
-            return out
-        finally:
-            store.close()
+        return _reconcile(repo, progress)
+
+
+def _reconcile(repo, progress=None) -> dict:
+    store = open_store(repo)
+    try:
+        want, have = expected_chunks(repo), store.digests()
+        return _done(repo, store, _apply(store, want, have, sorted(k for k in have if k not in want), progress))
+    finally:
+        store.close()
 
 
 def update(repo, progress=None) -> dict:
@@ -95,55 +102,30 @@ def update(repo, progress=None) -> dict:
         try:
             pos = repo.index.position()
             seen = int(store.meta("indexed_seq", "0"))
-            if store.meta("indexed_hash") and seen <= pos.seq and not _same_history(repo, seen, store):
-                seen = -1  # the log was replaced (a checkout): start from nothing
-            if seen < 0 or seen > pos.seq:
-                store.close()
-                store = None
-                return reconcile_unlocked(repo, progress)
-            want: dict[str, Chunk] = {}
-            have = store.digests()
-            touched: set[str] = set()
-            if seen < pos.seq:
-                new = [r.event for r in repo.log.read(_position_after(repo, seen, store.meta("indexed_hash")))]
-                want.update({c.key: c for c in decision_chunks(new)})
-                for e in new:
-                    touched.add(e["entity"])
-                    if isinstance(e.get("payload"), dict) and e["payload"].get("to"):
-                        touched.add(e["payload"]["to"])
-                want.update(_entities(repo, touched))
-            for path in doc_files(repo.root):
-                want.update({c.key: c for c in doc_chunks(repo.root, path)})
-            gone = [f"entity:{i}" for i in touched if f"entity:{i}" not in want and f"entity:{i}" in have]
-            docs_now = {k for k in want if k.startswith("doc:")}
-            gone += [k for k in have if k.startswith("doc:") and k not in docs_now]
-            sub_have = {k: have[k] for k in want if k in have}
-            out = _apply(store, want, sub_have, progress, remove_missing=False)
-            if gone:
-                store.conn.execute("BEGIN")
-                store.delete(gone)
-                store.bump()
-                store.conn.execute("COMMIT")
-            store.set_meta("indexed_seq", str(pos.seq))
-            store.set_meta("indexed_hash", pos.hash)
-            out["removed"] = len(gone)
-            out["chunks"] = store.count()
-            return out
+            if seen > pos.seq or (store.meta("indexed_hash") and not _same_history(repo, seen, store)):
+                replaced = True  # the log is another one now (a checkout, a reset): recompute it all
+            else:
+                replaced = False
+                want: dict[str, Chunk] = {}
+                touched: set[str] = set()
+                if seen < pos.seq:
+                    new = [r.event for r in repo.log.read(_position_after(repo, seen, store.meta("indexed_hash")))]
+                    want.update({c.key: c for c in decision_chunks(new)})
+                    for e in new:
+                        touched.add(e["entity"])
+                        if isinstance(e.get("payload"), dict) and e["payload"].get("to"):
+                            touched.add(e["payload"]["to"])
+                    want.update(_entities(repo, touched))
+                for path in doc_files(repo.root):
+                    want.update({c.key: c for c in doc_chunks(repo.root, path)})
+                have = store.digests()
+                stale = [f"entity:{i}" for i in touched if f"entity:{i}" not in want and f"entity:{i}" in have]
+                stale += [k for k in have if k.startswith("doc:") and k not in want]
+                return _done(repo, store, _apply(store, want, have, stale, progress))
         finally:
-            if store is not None:
-                store.close()
-
-
-def reconcile_unlocked(repo, progress=None) -> dict:
-    store = open_store(repo)
-    try:
-        out = _apply(store, expected_chunks(repo), store.digests(), progress)
-        store.set_meta("indexed_seq", str(repo.index.position().seq))
-        store.set_meta("indexed_hash", repo.index.position().hash)
-        out["chunks"] = store.count()
-        return out
-    finally:
-        store.close()
+            store.close()
+    if replaced:
+        return reconcile(repo, progress)
 
 
 def _position_after(repo, seq: int, hash_: str | None):
