@@ -82,8 +82,10 @@ def entity_chunk(node_id: str, props: dict, out_edges: list, in_edges: list) -> 
     return Chunk(f"entity:{node_id}", kind, node_id, "; ".join(parts), node_id, gist[:300])
 
 
-def decision_chunks(events: list[dict]) -> list[Chunk]:
-    """One chunk per command that carried a rationale: its message and what it changed."""
+def decision_chunks(events: list[dict], describe=lambda entity_id: "") -> list[Chunk]:
+    """One chunk per command that carried a rationale: its message and what it changed, each
+    changed entity said with what it is (`BOMItem:U6, SPI NOR flash for flight logs`), so that
+    "why did the flash current go up?" finds the decision and not only the part."""
     groups: dict[tuple, list[dict]] = {}
     for e in events:
         if e.get("msg"):
@@ -99,7 +101,11 @@ def decision_chunks(events: list[dict]) -> list[Chunk]:
             changes.append(f"{e['type']} {e['entity']} {what}".strip())
         more = f" and {len(evs) - 8} more changes" if len(evs) > 8 else ""
         text = f"design decision by {actor.split(':', 1)[-1]} on {ts[:10]}: {msg}. Changes: {'; '.join(changes)}{more}"
-        gist = f"design decision: {msg} ({'; '.join(changes[:2])})"
+        subjects = []
+        for e in evs[:2]:
+            what = describe(e["entity"])
+            subjects.append(f"{e['entity']}" + (f", {what}" if what else ""))
+        gist = f"design decision: {msg} (about {'; '.join(dict.fromkeys(subjects))}: {'; '.join(changes[:2])})"
         out.append(Chunk(f"decision:{evs[0]['id']}", "decision", f"#{evs[0]['seq']} {msg[:60]}", text,
                          f"events #{evs[0]['seq']}" + (f"-#{evs[-1]['seq']}" if len(evs) > 1 else ""), gist[:400]))
     return out
@@ -140,6 +146,15 @@ def doc_chunks(root: Path, path: Path, limit: int = 500) -> list[Chunk]:
         buf.append(line)
     flush(len(lines))
     return out
+
+
+def describer(index):
+    """What an entity is, in a few words (its description, text or value), looked up in the index."""
+    def describe(entity_id: str) -> str:
+        row = index.conn.execute("SELECT props ->> '$.description', props ->> '$.text', props ->> '$.value' "
+                                 "FROM nodes WHERE id = ?", (entity_id,)).fetchone()
+        return next((str(v)[:120] for v in row or () if v), "")
+    return describe
 
 
 def all_entity_chunks(index) -> list[Chunk]:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from metaforge.knowledge.chunks import (FAMILIES, Chunk, all_entity_chunks, decision_chunks, doc_chunks,
+from metaforge.knowledge.chunks import (FAMILIES, Chunk, all_entity_chunks, decision_chunks, describer, doc_chunks,
                                         doc_files, entity_chunk)
 
 
@@ -49,7 +49,7 @@ def _all_events(repo) -> list[dict]:
 def expected_chunks(repo) -> dict[str, Chunk]:
     """Every chunk the repository should have, computed from scratch."""
     chunks = {c.key: c for c in all_entity_chunks(repo.index)}
-    chunks.update({c.key: c for c in decision_chunks(_all_events(repo))})
+    chunks.update({c.key: c for c in decision_chunks(_all_events(repo), describer(repo.index))})
     for path in doc_files(repo.root):
         chunks.update({c.key: c for c in doc_chunks(repo.root, path)})
     return chunks
@@ -110,7 +110,7 @@ def update(repo, progress=None) -> dict:
                 touched: set[str] = set()
                 if seen < pos.seq:
                     new = [r.event for r in repo.log.read(_position_after(repo, seen, store.meta("indexed_hash")))]
-                    want.update({c.key: c for c in decision_chunks(new)})
+                    want.update({c.key: c for c in decision_chunks(new, describer(repo.index))})
                     for e in new:
                         touched.add(e["entity"])
                         if isinstance(e.get("payload"), dict) and e["payload"].get("to"):
@@ -167,6 +167,7 @@ def _entities(repo, ids: set[str]) -> dict[str, Chunk]:
 
 # ---- search ------------------------------------------------------------------------------------
 
+_WHY = re.compile(r"^\s*(why|what was the reason|what's the reason|reason for|rationale)\b", re.I)
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-+/#]*")
 _STOP = {"the", "a", "an", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "were", "did", "do",
          "does", "we", "why", "what", "which", "how", "when", "who", "it", "its", "at", "by", "with", "from", "that",
@@ -206,6 +207,7 @@ def search(repo, question: str, k: int = 10, family: str | None = None, mode: st
             for rank, (rowid,) in enumerate(rows):
                 ranks[rowid] = ranks.get(rowid, 0.0) + weight / (60 + rank)
         exact = [w.lower() for w in _WORD.findall(question) if any(ch.isdigit() for ch in w) and len(w) >= 3]
+        asks_why = bool(_WHY.match(question))
         results = []
         for rowid, score in sorted(ranks.items(), key=lambda kv: -kv[1]):
             row = store.conn.execute("SELECT key, kind, title, text, source FROM chunks WHERE rowid = ?",
@@ -215,6 +217,8 @@ def search(repo, question: str, k: int = 10, family: str | None = None, mode: st
             text = row[3]
             if exact and any(w in text.lower() for w in exact):
                 score += 1.0 / 60  # a part number or id written out exactly is a strong signal
+            if asks_why and row[1] in ("decision", "doc"):
+                score += 0.5 / 60  # a "why" asks for a rationale: decisions and notes hold them
             results.append({"key": row[0], "kind": row[1], "title": row[2], "source": row[4],
                             "score": round(score, 5), "snippet": snippet(text, question)})
         results.sort(key=lambda r: -r["score"])
