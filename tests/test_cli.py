@@ -11,7 +11,8 @@ from conftest import ROOT, mf_process
 COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["verify"], ["rebuild"], ["types"],
             ["check"], ["proposals"], ["approve"], ["reject"], ["template", "save"], ["template", "list"],
             ["diff"], ["merge"], ["hooks", "install"], ["seal"], ["ask"], ["knowledge", "update"],
-            ["knowledge", "reconcile"],
+            ["knowledge", "reconcile"], ["device", "register"], ["device", "list"], ["device", "show"],
+            ["ingest", "telemetry"], ["telemetry", "query"], ["telemetry", "dead-letters"],
             ["mutate"], ["mutate", "add"], ["mutate", "set"], ["mutate", "unset"], ["mutate", "remove"],
             ["mutate", "link"], ["mutate", "unlink"], ["mutate", "apply"]]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from metaforge import __version__
-from metaforge.cli import admin, diff, init, knowledge, merge, mutate, read, review, state
+from metaforge.cli import admin, diff, init, knowledge, merge, mutate, read, review, state, telemetry
 
 app = typer.Typer(
     name="mf",
@@ -44,6 +44,7 @@ review.register(app)
 diff.register(app)
 merge.register(app)
 knowledge.register(app)
+telemetry.register(app)
 admin.register(app)
 
 

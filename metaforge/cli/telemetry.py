@@ -1,0 +1,177 @@
+"""`mf device`, `mf ingest telemetry`, `mf telemetry`: the operational twin."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, open_repo, progress_bar, say
+
+device_app = typer.Typer(help="The device registry: built units, INSTANCE_OF their twin model.", no_args_is_help=True,
+                         rich_markup_mode=None)
+ingest_app = typer.Typer(help="Take telemetry in.", no_args_is_help=True, rich_markup_mode=None)
+telemetry_app = typer.Typer(help="Read the time-series store.", no_args_is_help=True, rich_markup_mode=None)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(device_app, name="device")
+    app.add_typer(ingest_app, name="ingest")
+    app.add_typer(telemetry_app, name="telemetry")
+
+
+@device_app.command("register")
+def device_register(
+    id: Annotated[str, typer.Argument(help="Serial, e.g. FC-SN-20260301-001.")],
+    model: Annotated[str, typer.Option("--model", help="Its TwinModel, e.g. DroneFlightController-v2.1.")],
+    firmware: Annotated[Optional[str], typer.Option("--firmware")] = None,
+    location: Annotated[Optional[str], typer.Option("--location")] = None,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Sync policy key=value (mode, sample_rate_hz, batch_interval_s, staleness_threshold_s, retention_days).")] = None,
+    message: MessageOpt = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a built device: a DeviceInstance INSTANCE_OF its model, with its sync policy."""
+    from metaforge.cli.mutate import parse_pairs, render
+    from metaforge.repo import check_actor, default_actor
+    from metaforge.sync.devices import register as run
+
+    repo = open_repo()
+    settings = parse_pairs(policy)
+    result = run(repo, id, model, actor=check_actor(actor) if actor else default_actor(repo.root),
+                 firmware=firmware, location=location, policy=settings, message=message)
+    emit_json(result.as_dict()) if json_out else render(result)
+
+
+@device_app.command("list")
+def device_list(json_out: JsonOpt = False) -> None:
+    """The registered devices."""
+    from metaforge.sync.devices import devices
+
+    found = devices(open_repo())
+    if json_out:
+        emit_json(found)
+        return
+    for d in found:
+        p = d["properties"]
+        console().print(f"{d['name']:<24} {p.get('status', ''):<10} fw {p.get('firmware_version', '-'):<10} "
+                        f"{p.get('location', '')}", soft_wrap=True)
+
+
+@device_app.command("show")
+def device_show(id: Annotated[str, typer.Argument(help="Device serial.")], json_out: JsonOpt = False) -> None:
+    """A device: properties, sync policy, model, and the metrics its telemetry holds."""
+    from metaforge.sync.devices import show
+    from metaforge.sync.ingest import store
+
+    repo = open_repo()
+    d = show(repo, id)
+    ts = store(repo)
+    try:
+        d["telemetry"] = [{"metric": m, "samples": n} for m, n, _, _ in ts.metrics_of(d["name"])]
+    finally:
+        ts.close()
+    if json_out:
+        emit_json(d)
+        return
+    c = console()
+    c.print(f"[bold]{d['id']}[/]  version {d['version']}")
+    for k, v in sorted(d["properties"].items()):
+        c.print(f"  {k:<18} {fmt_value(v)}", soft_wrap=True)
+    for t in d["telemetry"]:
+        c.print(f"  telemetry {t['metric']}: {t['samples']} samples")
+
+
+@ingest_app.command("telemetry")
+def ingest_telemetry(
+    files: Annotated[list[str], typer.Argument(help="CSV, InfluxDB line protocol (.lp) or PX4 ULog (.ulg) files.")],
+    device: Annotated[Optional[str], typer.Option("--device", help="The device, when the file does not name it.")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="Line protocol timestamps: ns, us, ms or s.")] = "ns",
+    execution: Annotated[Optional[str], typer.Option("--execution", help="Link to a TestExecution (sets its data_path).")] = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ingest telemetry files (bench runs, flight logs) into the time-series store."""
+    from pathlib import Path
+
+    from metaforge.cli import state
+    from metaforge.sync.ingest import ingest_files
+
+    repo = open_repo()
+    base = Path(state.cwd or ".")
+    paths = [base / f for f in files]
+    with progress_bar("ingesting") as bar:
+        out = ingest_files(repo, paths, device, precision, progress=bar)
+    if execution:
+        from metaforge.repo import check_actor, default_actor
+        from metaforge.thread.commands import Change, execute
+
+        execute(repo, [Change("set", execution, props={"data_path": ", ".join(files), "measurements": {
+            "samples": out["samples"], "metrics": out["metrics"]}})],
+            actor=check_actor(actor) if actor else default_actor(repo.root), message="telemetry ingested")
+    if json_out:
+        emit_json(out)
+    else:
+        rate = out["samples"] / out["seconds"] if out["seconds"] else 0
+        say(f"[green]✓[/] {out['samples']} samples ({out['new']} new, {out['duplicates']} already stored) of "
+            f"{out['metrics']} metrics in {out['seconds']} s ({rate:,.0f}/s); {out['rejected']} rejected "
+            f"(`mf telemetry dead-letters`)")
+    if out["rejected"]:
+        raise typer.Exit(1)
+
+
+@telemetry_app.command("query")
+def telemetry_query(
+    device: Annotated[str, typer.Argument(help="Device serial.")],
+    metric: Annotated[str, typer.Argument(help="Metric, e.g. battery_status.voltage_v.")],
+    since: Annotated[Optional[str], typer.Option("--since", help="ISO time, epoch, or an age like 2h.")] = None,
+    until: Annotated[Optional[str], typer.Option("--until")] = None,
+    every: Annotated[Optional[str], typer.Option("--every", help="Bucket width, e.g. 1m, 10s, 1h.")] = None,
+    agg: Annotated[str, typer.Option("--agg", help="mean, min, max, last, count or sum.")] = "mean",
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Samples of one metric of one device over a time range, raw or aggregated per bucket."""
+    import time
+    from datetime import datetime, timezone
+
+    from metaforge.errors import BadInput
+    from metaforge.sync.ingest import parse_span, parse_time, store
+
+    if agg not in ("mean", "min", "max", "last", "count", "sum"):
+        raise BadInput(f"--agg {agg}: expected mean, min, max, last, count or sum")
+    now = int(time.time() * 1e6)
+    repo = open_repo()
+    ts = store(repo)
+    try:
+        rows = ts.query(device, metric, parse_time(since, now), parse_time(until, now), parse_span(every), agg)
+    finally:
+        ts.close()
+    iso = lambda us: datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat().replace("+00:00", "Z")
+    if json_out:
+        emit_json([{"ts": iso(t), "value": v} for t, v in rows])
+    elif csv_out:
+        import sys
+
+        sys.stdout.write("ts,value\n" + "".join(f"{iso(t)},{v}\n" for t, v in rows))
+    else:
+        for t, v in rows:
+            console().print(f"{iso(t)}  {v:.6g}")
+        say(f"{len(rows)} row(s)")
+
+
+@telemetry_app.command("dead-letters")
+def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n")] = 50, json_out: JsonOpt = False) -> None:
+    """What ingest could not take, and why (newest first)."""
+    from metaforge.sync.ingest import store
+
+    ts = store(open_repo())
+    try:
+        rows = ts.dead_letters(limit)
+    finally:
+        ts.close()
+    if json_out:
+        emit_json(rows)
+        return
+    for r in rows:
+        console().print(f"#{r['id']} {r['source']}: {r['reason']}", soft_wrap=True, markup=False)

@@ -1,0 +1,104 @@
+"""The operational twin, first part: devices, the time-series store, file ingest, queries."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+ULOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "px4" / "sample_log_small.ulg"
+DEV = "FC-SN-20260301-002"
+
+
+@pytest.fixture
+def fleet(twin, mf):
+    r = mf("device", "register", DEV, "--model", "DroneFlightController-v2.1", "--firmware", "v2.1.3",
+           "--location", "test-lab-B", "--policy", "staleness_threshold_s=30", cwd=twin)
+    assert r.code == 0, r.err
+    return twin
+
+
+def test_register_makes_a_device_instance_of_its_model(fleet, mf):
+    d = mf("device", "show", DEV, "--json", cwd=fleet).json
+    assert {"rel": "INSTANCE_OF", "id": "TwinModel:DroneFlightController-v2.1"} in d["out"]
+    assert d["properties"]["state"]["sync_policy"]["staleness_threshold_s"] == 30
+    assert d["properties"]["state"]["sync_policy"]["retention_days"] == 90
+    types = [e["type"] for e in mf("log", "--limit", "3", "--json", cwd=fleet).json]
+    assert types[0] == "device.provisioned"
+    names = [x["name"] for x in mf("device", "list", "--json", cwd=fleet).json]
+    assert names == ["FC-SN-20260301-001", DEV]
+    r = mf("device", "register", "X1", "--model", "NoSuchModel", cwd=fleet)
+    assert r.code == 2 and "TwinModel:NoSuchModel does not exist" in r.err
+    r = mf("device", "register", "X2", "--model", "DroneFlightController-v2.1", "--policy", "colour=red", cwd=fleet)
+    assert r.code == 2 and "unknown sync policy setting 'colour'" in r.err
+
+
+@pytest.mark.skipif(not ULOG.exists(), reason="the shared PX4 log is not beside this checkout")
+def test_a_px4_flight_log_is_ingested_once(fleet, mf):
+    r = mf("ingest", "telemetry", str(ULOG), "--device", DEV, "--json", cwd=fleet)
+    assert r.code == 0, r.err
+    out = r.json
+    assert out["samples"] > 100_000 and out["metrics"] > 500 and out["rejected"] == 0
+    again = mf("ingest", "telemetry", str(ULOG), "--device", DEV, "--json", cwd=fleet).json
+    assert again["new"] == 0 and again["duplicates"] == out["samples"]  # the same samples: dropped by key
+    rows = mf("telemetry", "query", DEV, "battery_status.voltage_v", "--json", cwd=fleet).json
+    assert len(rows) == 21 and 20 < rows[0]["value"] < 26  # a 6S pack in that flight
+    assert rows[0]["ts"].startswith("2021-04-21T")  # boot time mapped to UTC by the GPS clock
+    metrics = {t["metric"] for t in mf("device", "show", DEV, "--json", cwd=fleet).json["telemetry"]}
+    assert {"battery_status.current_a", "sensor_combined.gyro_rad[0]", "battery_status_1.voltage_v"} <= metrics
+
+
+def test_csv_and_line_protocol_with_every_kind_of_bad_row(fleet, mf):
+    now = int(time.time())
+    (fleet / "bench.csv").write_text(
+        "ts,device,voltage_v,current_a\n"
+        f"{now - 60},{DEV},11.9,3.1\n"
+        f"{now - 59},{DEV},11.8,abc\n"            # non-numeric current
+        f"{now + 10 ** 7},{DEV},11.7,3.0\n"       # far in the future
+        f"{now - 58},FC-UNKNOWN,11.7,3.0\n"       # unknown device
+        f"not-a-time,{DEV},11.6,2.9\n")
+    r = mf("ingest", "telemetry", "bench.csv", "--json", cwd=fleet)
+    assert r.code == 1  # something was rejected: a hook can tell
+    out = r.json
+    assert out["new"] == 3 and out["rejected"] == 4
+    reasons = [d["reason"] for d in mf("telemetry", "dead-letters", "--json", cwd=fleet).json]
+    assert any("current_a is not a number" in x for x in reasons)
+    assert any("timestamp in the future" in x for x in reasons)
+    assert any("unknown device FC-UNKNOWN" in x for x in reasons)
+    assert any("bad timestamp" in x for x in reasons)
+    (fleet / "bench.lp").write_text(
+        f"power,device={DEV} rail_3v3_ma=116.5,rail_5v_ma=160i {now * 10 ** 9}\n"
+        f"power,device={DEV} ok=t {now * 10 ** 9 + 1000}\n"
+        "this is not line protocol\n"
+        f"power,device={DEV} note=\"hot\" {now * 10 ** 9}\n")
+    out = mf("ingest", "telemetry", "bench.lp", "--json", cwd=fleet).json
+    assert out["new"] == 3 and out["rejected"] == 2
+    rows = mf("telemetry", "query", DEV, "power.rail_5v_ma", "--json", cwd=fleet).json
+    assert rows[0]["value"] == 160
+
+
+def test_queries_aggregate_per_bucket_from_rollups_and_raw(fleet, mf):
+    base = 1_700_000_400  # a whole ten minutes: 2023-11-14T22:20:00Z (buckets align to the epoch)
+    lines = ["ts,temp_c"] + [f"{base + i},{20 + (i % 60) / 10}" for i in range(600)]  # 10 minutes at 1 Hz
+    (fleet / "t.csv").write_text("\n".join(lines) + "\n")
+    assert mf("ingest", "telemetry", "t.csv", "--device", DEV, cwd=fleet).code == 0
+    q = lambda *a: mf("telemetry", "query", DEV, "temp_c", *a, "--json", cwd=fleet).json
+    since, until = "2023-11-14T22:20:00Z", "2023-11-14T22:30:00Z"
+    minutes = q("--since", since, "--until", until, "--every", "1m", "--agg", "mean")
+    assert len(minutes) == 10 and minutes[0]["value"] == pytest.approx(22.95)
+    assert [r["value"] for r in q("--since", since, "--until", until, "--every", "5m", "--agg", "max")] == [25.9, 25.9]
+    assert q("--since", since, "--until", until, "--every", "10m", "--agg", "count")[0]["value"] == 600
+    assert q("--since", since, "--until", until, "--every", "10m", "--agg", "last")[0]["value"] == 25.9
+    tens = q("--since", since, "--until", until, "--every", "10s", "--agg", "min")  # not whole minutes: raw
+    assert len(tens) == 60 and tens[1]["value"] == 21.0
+    r = mf("telemetry", "query", DEV, "temp_c", "--every", "fortnight", cwd=fleet)
+    assert r.code == 2 and "not a duration" in r.err
+
+
+def test_unknown_device_and_format_are_refused(fleet, mf):
+    (fleet / "x.csv").write_text("ts,v\n1,2\n")
+    r = mf("ingest", "telemetry", "x.csv", "--device", "NOPE", cwd=fleet)
+    assert r.code == 2 and "unknown device NOPE" in r.err
+    (fleet / "x.parquet").write_text("")
+    r = mf("ingest", "telemetry", "x.parquet", "--device", DEV, cwd=fleet)
+    assert r.code == 2 and "unknown telemetry format" in r.err
