@@ -175,3 +175,34 @@ def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n")] = 50, json
         return
     for r in rows:
         console().print(f"#{r['id']} {r['source']}: {r['reason']}", soft_wrap=True, markup=False)
+
+
+@ingest_app.command("mqtt")
+def ingest_mqtt(
+    broker: Annotated[str, typer.Option("--broker", help="mqtt://HOST:PORT (mqtts:// for TLS).")] = "mqtt://127.0.0.1:1883",
+    topic: Annotated[str, typer.Option("--topic", help="Topic filter; devices/<id>/... names the device.")] = "devices/+/telemetry",
+    qos: Annotated[int, typer.Option("--qos")] = 1,
+    group: Annotated[Optional[str], typer.Option("--group", help="Share the fleet with other workers ($share/GROUP/...).")] = None,
+    client_id: Annotated[Optional[str], typer.Option("--client-id", help="Fixed id of the persistent session.")] = None,
+    username: Annotated[Optional[str], typer.Option("--username")] = None,
+    password: Annotated[Optional[str], typer.Option("--password", envvar="MF_MQTT_PASSWORD")] = None,
+    ca: Annotated[Optional[str], typer.Option("--ca", help="CA certificate file (turns TLS on).")] = None,
+    max_messages: Annotated[Optional[int], typer.Option("--max-messages", help="Stop after this many messages.")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Stop after this many seconds.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Take telemetry from an MQTT 5 broker until Ctrl-C (which flushes what it holds first)."""
+    import signal
+
+    from metaforge.sync.mqtt import MqttIngest
+
+    worker = MqttIngest(open_repo(), broker, topic, qos, group, client_id, username, password, ca)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: worker.stop())
+    say(f"ingesting {topic} from {broker} as {worker.client_id}" + (f" in group {group}" if group else ""))
+    stats = worker.run(max_messages=max_messages, duration=duration).as_dict()
+    if json_out:
+        emit_json(stats)
+    else:
+        say(f"[green]✓[/] {stats['messages']} messages, {stats['samples']} samples ({stats['new']} new), "
+            f"{stats['rejected']} rejected, {len(stats['state_changes'])} state changes")

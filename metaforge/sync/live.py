@@ -1,0 +1,160 @@
+"""The live twin: every sample goes to the store, the anomaly detector and the state aggregator.
+
+Limits come from the twin, named in `.metaforge/config.toml`:
+
+    [[telemetry.limits]]
+    metric = "board_temp_c"
+    unit = "degC"                                          # the unit the metric is sent in
+    max = "TwinModel:DroneFlightController-v2.1.max_temp"  # a property of the twin, or "85C"
+    warn_margin = 10                                       # warning this far (in `unit`) before the limit
+    hysteresis = 2                                         # and back only this far under where it entered
+
+A device's state is the worst of its metrics' (nominal < warning < critical), or `stale` when
+nothing arrived for its policy's `staleness_threshold_s`. Only a change of state is an event
+(`device.state_updated`), and it sets the DeviceInstance's `health` in the graph.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from metaforge.errors import BadInput
+
+LEVELS = ["nominal", "warning", "critical"]
+
+
+@dataclass
+class Limit:
+    metric: str
+    low: float | None    # in the metric's own unit
+    high: float | None
+    warn_margin: float = 0.0
+    hysteresis: float = 0.0
+
+    def level(self, value: float, current: int) -> int:
+        """The level a value puts the metric at, given the level it is at: it enters a level at its
+        threshold and leaves it only `hysteresis` back, so noise at a limit does not flap."""
+        level = 0
+        for bound, sign in ((self.high, 1), (self.low, -1)):
+            if bound is None:
+                continue
+            past = sign * (value - bound)  # > 0: beyond the limit
+            if past > 0 or (current == 2 and past > -self.hysteresis):
+                level = max(level, 2)
+            elif past > -self.warn_margin or (current >= 1 and past > -self.warn_margin - self.hysteresis):
+                level = max(level, 1)
+        return level
+
+
+def _resolve(value, unit: str | None, repo) -> float | None:
+    """A limit as a number in the metric's unit: a number, a quantity ("85C"), or Type:name.prop."""
+    from metaforge.thread import units
+    from metaforge.thread.constraints.evaluate import to_value
+
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value)
+    if ":" in text and "." in text:
+        entity, _, prop = text.rpartition(".")
+        row = repo.index.conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (entity,)).fetchone()
+        if row is None:
+            raise BadInput(f"telemetry limit: {entity} does not exist")
+        import orjson
+
+        stored = orjson.loads(row[0]).get(prop)
+        if stored is None:
+            raise BadInput(f"telemetry limit: {entity} has no {prop}")
+        q = to_value(stored)
+        base, from_unit = q.value, None
+    else:
+        m = units._NUMBER.match(text)
+        if not m:
+            raise BadInput(f"telemetry limit '{text}': a number, a quantity or Type:name.property")
+        from_unit = units.normalize_unit(m.group(2), "temperature") if m.group(2) else None
+        if not from_unit:
+            return float(m.group(1))
+        base = units.to_base(float(m.group(1)), from_unit)
+    if not unit:
+        return base
+    _, factor, offset = units._info(units.normalize_unit(unit, "temperature"))
+    return (base - offset) / factor
+
+
+def load_limits(repo) -> dict[str, Limit]:
+    out = {}
+    for i, raw in enumerate((repo.config.get("telemetry") or {}).get("limits") or []):
+        try:
+            metric = raw["metric"]
+        except (KeyError, TypeError):
+            raise BadInput(f".metaforge/config.toml: telemetry.limits[{i}] needs a metric") from None
+        unit = raw.get("unit")
+        out[metric] = Limit(metric, _resolve(raw.get("min"), unit, repo), _resolve(raw.get("max"), unit, repo),
+                            float(raw.get("warn_margin", 0)), float(raw.get("hysteresis", 0)))
+    return out
+
+
+@dataclass
+class DeviceState:
+    health: str = "unknown"
+    last_seen: float = 0.0
+    levels: dict[str, int] = field(default_factory=dict)
+
+
+class LiveTwin:
+    """Anomaly checks and derived device state for a stream of samples."""
+
+    def __init__(self, repo, actor: str = "agent:mf-ingest"):
+        self.repo, self.actor = repo, actor
+        self.limits = load_limits(repo)
+        self.devices: dict[str, DeviceState] = {}
+        self.staleness: dict[str, float] = {}
+        self.changes: list[dict] = []  # state changes appended, for the caller to report
+        for d in repo.index.conn.execute("SELECT id, props ->> '$.state.sync_policy.staleness_threshold_s', "
+                                         "props ->> '$.health' FROM nodes WHERE type = 'DeviceInstance' AND deleted = 0"):
+            name = d[0].split(":", 1)[1]
+            self.staleness[name] = float(d[1]) if d[1] is not None else 60.0
+            self.devices[name] = DeviceState(health=d[2] or "unknown")
+
+    def observe(self, samples: list[tuple[str, str, int, float]], now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        touched = set()
+        for device, metric, _, value in samples:
+            state = self.devices.setdefault(device, DeviceState())
+            state.last_seen = now
+            touched.add(device)
+            limit = self.limits.get(metric)
+            if limit is not None:
+                state.levels[metric] = limit.level(value, state.levels.get(metric, 0))
+        for device in touched:
+            state = self.devices[device]
+            health = LEVELS[max(state.levels.values(), default=0)]
+            self._set(device, health, now)
+
+    def check_stale(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for device, state in self.devices.items():
+            if state.last_seen and now - state.last_seen > self.staleness.get(device, 60.0) and state.health != "stale":
+                self._set(device, "stale", now)
+
+    def _set(self, device: str, health: str, now: float) -> None:
+        state = self.devices[device]
+        if health == state.health:
+            return
+        before, state.health = state.health, health
+        from metaforge import events as ev
+        from metaforge.batch import no_gc
+        from metaforge.thread.commands import Change, commit, plan
+
+        node = f"DeviceInstance:{device}"
+        with self.repo.log.lock(), no_gc():
+            planned = plan(self.repo, [Change("set", node, props={"health": health})], actor=self.actor,
+                           message=f"{device}: {before} → {health}")
+            drafts = planned.result.drafts() + [ev.Draft("device.state_updated", node, 1,
+                                                         {"from": before, "to": health,
+                                                          "metrics": {m: LEVELS[v] for m, v in state.levels.items()
+                                                                      if v}})]
+            commit(self.repo, planned, drafts)
+        self.changes.append({"device": device, "from": before, "to": health, "at": now})

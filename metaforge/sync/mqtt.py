@@ -1,0 +1,224 @@
+"""`mf ingest mqtt`: telemetry from an MQTT 5 broker into the store, without losing a sample.
+
+- A persistent session (fixed client id, clean_start off, a session expiry): while mf is down,
+  the broker keeps its QoS 1 messages; paho reconnects with backoff when the broker goes away.
+- Acknowledged only once stored (paho's manual ack): a message is in the store before the
+  broker forgets it. A redelivered message is the same (device, metric, ts) and is dropped.
+- `--group NAME` subscribes as `$share/NAME/TOPIC`: several workers split one fleet.
+- Payloads: JSON `{"ts": ..., "metrics": {"name": value, ...}}` (or `{"samples": [...]}`, or a
+  list of those; `device` in the payload when the topic does not name it, as in
+  `devices/<id>/telemetry`), or InfluxDB line protocol. Anything else is a dead letter.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import orjson
+
+from metaforge.errors import BadInput
+from metaforge.sync.files import FUTURE_US, parse_line, to_us
+
+_DEVICE_IN_TOPIC = re.compile(r"^devices/([^/]+)/")
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    samples: int = 0
+    new: int = 0
+    rejected: int = 0
+    acked: int = 0
+    reconnects: int = 0
+    state_changes: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"messages": self.messages, "samples": self.samples, "new": self.new,
+                "duplicates": self.samples - self.new, "rejected": self.rejected, "acked": self.acked,
+                "reconnects": self.reconnects, "state_changes": self.state_changes}
+
+
+def parse_payload(topic: str, payload: bytes, now_us: int) -> tuple[list, list]:
+    """(samples, rejects) of one message."""
+    samples, rejects = [], []
+    m = _DEVICE_IN_TOPIC.match(topic)
+    topic_device = m.group(1) if m else None
+    text = payload.strip()
+    if text[:1] in (b"{", b"["):
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            return [], [f"malformed JSON: {exc}"]
+        items = data if isinstance(data, list) else data.get("samples", [data]) if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return [], ["JSON payload is neither an object nor a list"]
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("metrics"), dict):
+                rejects.append("a sample needs {\"ts\": ..., \"metrics\": {...}}")
+                continue
+            device = item.get("device") or (data.get("device") if isinstance(data, dict) else None) or topic_device
+            if not device:
+                rejects.append("no device in the topic or the payload")
+                continue
+            try:
+                ts = to_us(str(item["ts"])) if "ts" in item else now_us
+            except ValueError:
+                rejects.append(f"bad timestamp {item.get('ts')!r}")
+                continue
+            if ts > now_us + FUTURE_US:
+                rejects.append(f"timestamp in the future: {item.get('ts')!r}")
+                continue
+            for name, value in item["metrics"].items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    rejects.append(f"{name} is not a number: {value!r}")
+                    continue
+                samples.append((str(device), str(name), ts, float(value)))
+        return samples, rejects
+    try:
+        lines = text.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return [], ["payload is neither JSON nor line protocol (not UTF-8)"]
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            samples.extend(parse_line(line.strip(), topic_device, lambda why, _l: rejects.append(why),
+                                      "ns", f"line {i}", now_us))
+    return samples, rejects
+
+
+class MqttIngest:
+    def __init__(self, repo, broker: str, topic: str = "devices/+/telemetry", qos: int = 1,
+                 group: str | None = None, client_id: str | None = None, username: str | None = None,
+                 password: str | None = None, ca: str | None = None, batch_ms: int = 20, batch_size: int = 20_000):
+        url = urlparse(broker if "://" in broker else f"mqtt://{broker}")
+        if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise BadInput(f"--broker {broker}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or (8883 if url.scheme in ("mqtts", "ssl") else 1883)
+        self.tls = url.scheme in ("mqtts", "ssl") or ca is not None
+        if qos not in (0, 1, 2):
+            raise BadInput(f"--qos {qos}: 0, 1 or 2")
+        self.repo, self.topic, self.qos, self.group = repo, topic, qos, group
+        self.client_id = client_id or f"mf-{repo.root.name}-{group or 'solo'}"
+        self.username, self.password, self.ca = username, password, ca
+        self.batch_ms, self.batch_size = batch_ms, batch_size
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self._pending: list = []
+        self._pending_samples = 0
+        self._stop = threading.Event()
+        self._arrived = threading.Event()
+        self.known: dict[str, bool] = {}
+
+    # ---- paho callbacks (network thread) ----------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            return
+        subscription = f"$share/{self.group}/{self.topic}" if self.group else self.topic
+        client.subscribe(subscription, qos=self.qos)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if not self._stop.is_set():
+            self.stats.reconnects += 1
+
+    def _on_message(self, client, userdata, msg):
+        samples, rejects = parse_payload(msg.topic, msg.payload, int(time.time() * 1e6))
+        with self._lock:
+            self._pending.append((msg.topic, msg.payload, samples, rejects, msg.mid, msg.qos))
+            self._pending_samples += len(samples)
+        self._arrived.set()  # the broker lets only ~20 messages wait for an ack: store them now
+
+    # ---- the writer (this thread) -----------------------------------------------------------------
+
+    def _flush(self, client, store, live) -> None:
+        with self._lock:
+            batch, self._pending, self._pending_samples = self._pending, [], 0
+        if not batch:
+            return
+        rows = []
+        for topic, payload, samples, rejects, _, _ in batch:
+            self.stats.messages += 1
+            for why in rejects:
+                self.stats.rejected += 1
+                store.dead_letter(f"mqtt:{topic}", why, payload.decode("utf-8", "replace"))
+            for s in samples:
+                if self._known(s[0]):
+                    rows.append(s)
+                else:
+                    self.stats.rejected += 1
+                    store.dead_letter(f"mqtt:{topic}", f"unknown device {s[0]}", payload.decode("utf-8", "replace"))
+        self.stats.samples += len(rows)
+        self.stats.new += store.write(rows)
+        if live is not None and rows:
+            live.observe(rows)
+        for *_, mid, qos in batch:  # stored: now the broker may forget them
+            if qos > 0:
+                client.ack(mid, qos)
+                self.stats.acked += 1
+
+    def _known(self, device: str) -> bool:
+        if device not in self.known:
+            self.repo.sync_warnings()
+            row = self.repo.index.conn.execute("SELECT deleted, props ->> '$.status' FROM nodes WHERE id = ?",
+                                               (f"DeviceInstance:{device}",)).fetchone()
+            self.known[device] = bool(row) and not row[0] and row[1] != "decommissioned"
+        return self.known[device]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, max_messages: int | None = None, duration: float | None = None, live_twin: bool = True,
+            idle_exit: float | None = None) -> Stats:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        from metaforge.sync.ingest import store as open_store
+        from metaforge.sync.live import LiveTwin
+
+        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client.on_connect, client.on_message, client.on_disconnect = self._on_connect, self._on_message, self._on_disconnect
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set(ca_certs=self.ca)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 24 * 3600  # the broker keeps our QoS 1 messages while we are away
+        store = open_store(self.repo)
+        live = LiveTwin(self.repo) if live_twin else None
+        if live is not None:
+            self.stats.state_changes = live.changes  # the same list: visible while it runs
+        try:
+            client.connect_async(self.host, self.port, keepalive=20, clean_start=False, properties=props)
+            client.loop_start()
+            started = last_data = time.monotonic()
+            last_stale = started
+            while not self._stop.is_set():
+                self._arrived.wait(self.batch_ms / 1000)
+                self._arrived.clear()
+                had = self.stats.messages
+                self._flush(client, store, live)
+                now = time.monotonic()
+                if self.stats.messages != had:
+                    last_data = now
+                if live is not None and now - last_stale >= 1.0:
+                    live.check_stale()
+                    last_stale = now
+                if max_messages is not None and self.stats.messages >= max_messages:
+                    break
+                if duration is not None and now - started >= duration:
+                    break
+                if idle_exit is not None and now - last_data >= idle_exit and self.stats.messages:
+                    break
+            self._flush(client, store, live)  # what it holds, before it goes
+        finally:
+            self._stop.set()
+            client.disconnect()
+            client.loop_stop()
+            store.close()
+        return self.stats
