@@ -60,9 +60,20 @@ class TelemetryStore:
 
     def write(self, rows: Iterable[tuple[str, str, int, float]]) -> int:
         """Store (device, metric, ts µs, value) rows in one transaction; returns how many were new."""
-        keyed = sorted((self.device_id(d), self.metric_id(m), int(ts), float(v)) for d, m, ts, v in rows)
+        devices, metrics = self._devices, self._metrics
+        keyed = []
+        append = keyed.append
+        for d, m, ts, v in rows:  # the hot loop of every ingest: plain dict lookups, no calls
+            di = devices.get(d)
+            if di is None:
+                di = self.device_id(d)
+            mi = metrics.get(m)
+            if mi is None:
+                mi = self.metric_id(m)
+            append((di, mi, ts, v))
         if not keyed:
             return 0
+        keyed.sort()  # in key order: the B-tree is appended to, not split
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -77,11 +88,17 @@ class TelemetryStore:
         return added
 
     def _roll_up(self, keyed: list[tuple]) -> None:
-        spans: dict[tuple[int, int], list[int]] = {}
-        for device, metric, ts, _ in keyed:
-            span = spans.setdefault((device, metric), [ts, ts])
-            span[0], span[1] = min(span[0], ts), max(span[1], ts)
-        for (device, metric), (lo, hi) in spans.items():
+        from itertools import groupby
+        from operator import itemgetter
+
+        spans = []  # keyed is sorted: each (device, metric) is one run, its first and last ts the span
+        for (device, metric), run in groupby(keyed, key=itemgetter(0, 1)):
+            first = next(run)
+            last = first
+            for last in run:
+                pass
+            spans.append((device, metric, first[2], last[2]))
+        for device, metric, lo, hi in spans:
             first, last = lo // MINUTE_US * MINUTE_US, (hi // MINUTE_US + 1) * MINUTE_US
             self.conn.execute(
                 """INSERT OR REPLACE INTO rollup_1m

@@ -111,6 +111,7 @@ class MqttIngest:
         self._stop = threading.Event()
         self._arrived = threading.Event()
         self.known: dict[str, bool] = {}
+        self.latencies: list[float] | None = None
 
     # ---- paho callbacks (network thread) ----------------------------------------------------------
 
@@ -152,6 +153,9 @@ class MqttIngest:
                     store.dead_letter(f"mqtt:{topic}", f"unknown device {s[0]}", payload.decode("utf-8", "replace"))
         self.stats.samples += len(rows)
         self.stats.new += store.write(rows)
+        if self.latencies is not None:  # broker-to-store, for the benchmark (sender clocks are this one)
+            stored_at = time.time() * 1e6
+            self.latencies.extend(stored_at - ts for _, _, ts, _ in rows)
         if live is not None and rows:
             live.observe(rows)
         for *_, mid, qos in batch:  # stored: now the broker may forget them

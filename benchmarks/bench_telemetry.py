@@ -1,0 +1,276 @@
+"""Figures for the operational and live twin (issue 6). Run: .venv/bin/python benchmarks/bench_telemetry.py
+
+Needs Mosquitto (this machine runs one on 127.0.0.1:1883; the restart figure starts its own).
+1. File ingest into the SQLite store: a PX4 ULog (shared/data/px4) ingested as 8 devices, and a
+   1,000,000-sample line-protocol file.
+2. MQTT at QoS 1, one sample per message: a bare paho subscriber, then `mf ingest mqtt`, same
+   broker, same publisher; zero loss counted end to end. Then messages carrying 100 samples.
+3. Broker-to-store latency at 100 Hz from one device, p99.
+4. A broker restart in the middle of a 100,000-message QoS 1 stream: stored exactly once.
+5. `mf telemetry query` of one metric over 24 h at 100 Hz (8.64 M points) per minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_core import mf_cmd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ULOG = ROOT.parent / "shared" / "data" / "px4" / "sample_log_small.ulg"
+BROKER = "mqtt://127.0.0.1:1883"
+
+
+def repo_with_devices(path: Path, n: int):
+    from metaforge.repo import Repo
+    from metaforge.sync.devices import register
+
+    subprocess.run(mf_cmd() + ["init", str(path), "--template", "drone-flight-controller"], check=True,
+                   capture_output=True)
+    repo = Repo(path)
+    for i in range(n):
+        register(repo, f"D{i}", "DroneFlightController-v2.1", actor="agent:bench")
+    return repo
+
+
+def publisher(url: str):
+    host, port = url.split("//")[1].split(":")
+    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                    client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    c.max_inflight_messages_set(200)
+    c.connect(host, int(port))
+    c.loop_start()
+    return c
+
+
+def publish_all(pub, topic: str, payloads: list[bytes]) -> float:
+    started = time.perf_counter()
+    infos = []
+    for i, p in enumerate(payloads):
+        infos.append(pub.publish(topic, p, qos=1))
+        if i % 500 == 499:  # the broker queues at most 1,000 QoS 1 messages a subscriber: pace to that
+            infos[-1].wait_for_publish(60)
+    for info in infos:
+        info.wait_for_publish(60)
+    return time.perf_counter() - started
+
+
+def bare_rate(payloads: list[bytes]) -> float:
+    """Messages/s a plain paho subscriber receives (QoS 1, auto ack) from the same publisher."""
+    got, done = [0], threading.Event()
+    n = len(payloads)
+    sub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                      client_id=f"bench-bare-{uuid.uuid4().hex[:6]}")
+
+    def on_message(client, userdata, msg):
+        got[0] += 1
+        if got[0] == 1:
+            got.append(time.perf_counter())
+        if got[0] == n:
+            got.append(time.perf_counter())
+            done.set()
+
+    topic = f"bench/{uuid.uuid4().hex[:6]}/telemetry"
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", 1883)
+    sub.subscribe(topic, qos=1)
+    sub.loop_start()
+    time.sleep(0.5)
+    pub = publisher(BROKER)
+    publish_all(pub, topic, payloads)
+    done.wait(120)
+    sub.loop_stop()
+    pub.loop_stop()
+    if len(got) < 3:
+        raise SystemExit(f"the bare subscriber got {got[0]} of {n}: the broker dropped messages")
+    return n / (got[-1] - got[1])
+
+
+def mf_rate(repo, payloads: list[bytes], device: str, samples_each: int) -> tuple[float, int, int]:
+    from metaforge.sync.mqtt import MqttIngest
+
+    worker = MqttIngest(repo, BROKER, client_id=f"mf-bench-{uuid.uuid4().hex[:6]}")
+    thread = threading.Thread(target=worker.run, kwargs={"max_messages": len(payloads)}, daemon=True)
+    thread.start()
+    time.sleep(0.7)
+    pub = publisher(BROKER)
+    started = time.perf_counter()
+    publish_all(pub, f"devices/{device}/telemetry", payloads)
+    thread.join(300)
+    seconds = time.perf_counter() - started
+    pub.loop_stop()
+    return len(payloads) / seconds, worker.stats.new, worker.stats.samples
+
+
+def bench_files(work: Path) -> tuple[float, float, int]:
+    from metaforge.sync.ingest import ingest_files
+
+    repo = repo_with_devices(work / "files", 8)
+    samples = 0
+    started = time.perf_counter()
+    for i in range(8):
+        samples += ingest_files(repo, [ULOG], f"D{i}")["samples"]
+    ulog_rate = samples / (time.perf_counter() - started)
+    lp = work / "files" / "bench.lp"
+    base = 1_700_000_000 * 10 ** 9
+    with open(lp, "w") as f:
+        for i in range(200_000):
+            f.write(f"power,device=D0 v3v3={3.3 + i % 7 / 100},i3v3={0.1 + i % 5 / 100},v5={5.0},i5={0.2},"
+                    f"temp={40 + i % 9} {base + i * 10_000_000}\n")
+    started = time.perf_counter()
+    out = ingest_files(repo, [lp])
+    lp_rate = out["samples"] / (time.perf_counter() - started)
+    return ulog_rate, lp_rate, samples
+
+
+def bench_latency(repo) -> float:
+    from metaforge.sync.mqtt import MqttIngest
+
+    worker = MqttIngest(repo, BROKER, client_id=f"mf-lat-{uuid.uuid4().hex[:6]}")
+    worker.latencies = []
+    thread = threading.Thread(target=worker.run, kwargs={"max_messages": 1000}, daemon=True)
+    thread.start()
+    time.sleep(0.7)
+    pub = publisher(BROKER)
+    next_at = time.perf_counter()
+    for _ in range(1000):  # 10 s at 100 Hz
+        pub.publish("devices/D1/telemetry", json.dumps({"ts": time.time(), "metrics": {"gyro": 0.01}}), qos=1)
+        next_at += 0.01
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+    thread.join(60)
+    pub.loop_stop()
+    lat = sorted(worker.latencies)
+    return lat[int(len(lat) * 0.99)] / 1000
+
+
+def bench_restart(work: Path, repo) -> tuple[int, int]:
+    from metaforge.sync.mqtt import MqttIngest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = work / "mosquitto.conf"
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                    f"persistence_location {work}/\nautosave_interval 1\nmax_queued_messages 0\n")
+    start = lambda: subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = start()
+    time.sleep(0.5)
+    url = f"mqtt://127.0.0.1:{port}"
+    worker = MqttIngest(repo, url, client_id="mf-bench-restart")
+    thread = threading.Thread(target=worker.run, kwargs={"idle_exit": 5.0}, daemon=True)
+    thread.start()
+    time.sleep(0.7)
+    pub = publisher(url)
+    now = time.time()
+    payloads = [json.dumps({"ts": now + i / 10_000, "metrics": {"restart": 1.0}}) for i in range(100_000)]
+    infos = {}
+    for i, p in enumerate(payloads):
+        infos[i] = pub.publish("devices/D2/telemetry", p, qos=1)
+        if i % 20_000 == 19_999:
+            try:
+                infos[i].wait_for_publish(30)
+            except (RuntimeError, ValueError):
+                pass
+        if i == 50_000:
+            broker.terminate()
+            broker.wait()
+            broker = start()
+
+    def acked(info) -> bool:
+        try:
+            return info.is_published()
+        except (RuntimeError, ValueError):
+            return False
+
+    for _ in range(60):  # a device resends what the broker has not acknowledged
+        time.sleep(1)
+        if not pub.is_connected():
+            continue
+        missing = [i for i, info in infos.items() if not acked(info)]
+        if not missing:
+            break
+        for i in missing:
+            infos[i] = pub.publish("devices/D2/telemetry", payloads[i], qos=1)
+    thread.join(120)
+    pub.loop_stop()
+    broker.terminate()
+    from metaforge.sync.ingest import store
+
+    s = store(repo)
+    n = s.conn.execute("SELECT count(*) FROM samples s JOIN metrics m ON m.id = s.metric WHERE m.name = 'restart'"
+                       ).fetchone()[0]
+    s.close()
+    return n, worker.stats.samples - worker.stats.new
+
+
+def bench_query(work: Path) -> float:
+    from metaforge.store.telemetry import TelemetryStore
+
+    repo = repo_with_devices(work / "query", 1)
+    s = TelemetryStore(repo.mfdir / "telemetry.db")
+    base = 1_700_000_040 * 1_000_000
+    for hour in range(24):
+        s.write([("D0", "imu.gyro_x", base + (hour * 360_000 + i) * 10_000, (i % 1000) / 1000)
+                 for i in range(360_000)])
+    s.close()
+    started = time.perf_counter()
+    p = subprocess.run(mf_cmd() + ["telemetry", "query", "D0", "imu.gyro_x", "--since", "2023-11-14T22:14:00Z",
+                                   "--until", "2023-11-15T22:14:00Z", "--every", "1m", "--json"],
+                       cwd=repo.root, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    assert p.returncode == 0 and len(json.loads(p.stdout)) == 1440, p.stderr
+    return seconds
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="mf-bench-telemetry-"))
+    rows = []
+    ulog_rate, lp_rate, n = bench_files(work)
+    print(f"  files: {ulog_rate:,.0f} and {lp_rate:,.0f} samples/s", file=sys.stderr, flush=True)
+    rows += [(f"file ingest, PX4 ULog x8 ({n:,} samples), samples/s", ulog_rate, 500_000, ">"),
+             ("file ingest, line protocol (1,000,000 samples), samples/s", lp_rate, None, ">")]
+    repo = repo_with_devices(work / "mqtt", 3)
+    payloads = [json.dumps({"ts": time.time() + i / 1e5, "metrics": {"v": 1.0}}).encode() for i in range(50_000)]
+    bare = bare_rate(payloads)
+    print(f"  bare paho: {bare:,.0f} messages/s", file=sys.stderr, flush=True)
+    payloads = [json.dumps({"ts": time.time() + 1 + i / 1e5, "metrics": {"v": 1.0}}).encode() for i in range(50_000)]
+    rate, new, samples = mf_rate(repo, payloads, "D0", 1)
+    print(f"  mf: {rate:,.0f} messages/s, {new} new", file=sys.stderr, flush=True)
+    rows += [("MQTT QoS 1, bare paho subscriber, messages/s", bare, None, ">"),
+             (f"MQTT QoS 1, mf ingest mqtt, messages/s ({new:,} of 50,000 stored)", rate, 0.8 * bare, ">")]
+    t0 = time.time() + 10
+    batched = [json.dumps({"samples": [{"ts": t0 + (i * 100 + j) / 1e5, "metrics": {"b": 1.0}} for j in range(100)]}).encode()
+               for i in range(5_000)]
+    brate, bnew, _ = mf_rate(repo, batched, "D0", 100)
+    rows.append((f"MQTT QoS 1, 100 samples a message, samples/s ({bnew:,} of 500,000 stored)", brate * 100, 200_000, ">"))
+    rows.append(("100 Hz from one device, broker-to-store latency p99, ms", bench_latency(repo), 10, "<"))
+    stored, dups = bench_restart(work, repo)
+    rows.append((f"broker restart mid 100,000-message stream: stored once ({dups} redeliveries dropped)", stored, 100_000, "="))
+    rows.append(("mf telemetry query, 24 h at 100 Hz (8.64 M points) per minute, s", bench_query(work), 1.0, "<"))
+    print(f"\n{'figure':<92} {'measured':>12} {'target':>12}")
+    ok = True
+    for name, value, limit, op in rows:
+        good = limit is None or (value > limit if op == ">" else value < limit if op == "<" else value == limit)
+        ok &= good
+        target = "" if limit is None else f"{op} {limit:,.0f}" if limit >= 100 else f"{op} {limit}"
+        print(f"{name:<92} {value:>12,.2f} {target:>12}  {'' if limit is None else 'ok' if good else 'MISSED'}")
+    shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
