@@ -102,3 +102,16 @@ def test_unknown_device_and_format_are_refused(fleet, mf):
     (fleet / "x.parquet").write_text("")
     r = mf("ingest", "telemetry", "x.parquet", "--device", DEV, cwd=fleet)
     assert r.code == 2 and "unknown telemetry format" in r.err
+
+
+def test_retention_per_device_policy(fleet, mf):
+    now = int(time.time())
+    lines = ["ts,vbat"] + [f"{now - days * 86400},{11 + days / 100}" for days in (1, 5, 20, 100, 400)]
+    (fleet / "old.csv").write_text("\n".join(lines) + "\n")
+    assert mf("ingest", "telemetry", "old.csv", "--device", DEV, cwd=fleet).code == 0
+    assert mf("mutate", "set", f"DeviceInstance:{DEV}",
+              'state:={"sync_policy": {"retention_days": 10, "staleness_threshold_s": 30}, "health": "unknown"}',
+              cwd=fleet).code == 0
+    r = mf("telemetry", "prune", "--json", cwd=fleet)
+    assert r.code == 0 and r.json[DEV] == 3  # 20, 100 and 400 days old: past 10 days
+    assert len(mf("telemetry", "query", DEV, "vbat", "--json", cwd=fleet).json) == 2

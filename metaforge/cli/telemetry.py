@@ -206,3 +206,15 @@ def ingest_mqtt(
     else:
         say(f"[green]✓[/] {stats['messages']} messages, {stats['samples']} samples ({stats['new']} new), "
             f"{stats['rejected']} rejected, {len(stats['state_changes'])} state changes")
+
+
+@telemetry_app.command("prune")
+def telemetry_prune(json_out: JsonOpt = False) -> None:
+    """Apply each device's retention_days: drop older samples (mf ingest mqtt does it hourly)."""
+    from metaforge.sync.ingest import apply_retention
+
+    out = apply_retention(open_repo())
+    if json_out:
+        emit_json(out)
+    else:
+        say(f"[green]✓[/] dropped {sum(out.values())} samples past retention ({len(out)} devices)")

@@ -109,6 +109,21 @@ class TelemetryStore:
                    JOIN samples s ON s.device = g.device AND s.metric = g.metric AND s.ts = g.last_ts""",
                 (MINUTE_US, device, metric, first, last))
 
+    def prune(self, device: str, before_us: int) -> int:
+        """Drop a device's samples (and their minutes) older than `before_us`; returns how many."""
+        d = self._devices.get(device)
+        if d is None:
+            return 0
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = self.conn.execute("DELETE FROM samples WHERE device = ? AND ts < ?", (d, before_us)).rowcount
+            self.conn.execute("DELETE FROM rollup_1m WHERE device = ? AND minute < ?", (d, before_us // MINUTE_US))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return n
+
     def dead_letter(self, source: str, reason: str, payload: str) -> None:
         self.conn.execute("INSERT INTO dead_letters (received_at, source, reason, payload) VALUES (?, ?, ?, ?)",
                           (int(time.time() * 1e6), source, reason, payload[:4000]))

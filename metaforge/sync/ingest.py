@@ -106,3 +106,22 @@ def parse_time(text: str | None, now_us: int) -> int | None:
         return to_us(text)
     except ValueError:
         raise BadInput(f"'{text}' is not a time", "ISO 8601, epoch seconds, or an age like 2h") from None
+
+
+def apply_retention(repo, now_us: int | None = None) -> dict[str, int]:
+    """Each device's samples older than its policy's `retention_days`, dropped; per device, how many."""
+    import time as _time
+
+    now_us = int(_time.time() * 1e6) if now_us is None else now_us
+    rows = repo.index.conn.execute("SELECT id, props ->> '$.state.sync_policy.retention_days' FROM nodes "
+                                   "WHERE type = 'DeviceInstance' AND deleted = 0").fetchall()
+    ts_store = store(repo)
+    try:
+        out = {}
+        for node_id, days in rows:
+            name = node_id.split(":", 1)[1]
+            keep = float(days) if days is not None else 90.0
+            out[name] = ts_store.prune(name, now_us - int(keep * 86_400_000_000))
+        return out
+    finally:
+        ts_store.close()

@@ -202,6 +202,8 @@ class MqttIngest:
             client.loop_start()
             started = last_data = time.monotonic()
             last_stale = started
+            last_prune = started - 3600  # retention at start, then hourly
+
             while not self._stop.is_set():
                 self._arrived.wait(self.batch_ms / 1000)
                 self._arrived.clear()
@@ -210,6 +212,11 @@ class MqttIngest:
                 now = time.monotonic()
                 if self.stats.messages != had:
                     last_data = now
+                if now - last_prune >= 3600:
+                    from metaforge.sync.ingest import apply_retention
+
+                    apply_retention(self.repo)
+                    last_prune = now
                 if live is not None and now - last_stale >= 1.0:
                     live.check_stale()
                     last_stale = now
