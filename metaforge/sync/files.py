@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import time
+from itertools import repeat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -115,7 +116,7 @@ def parse_line(line: str, device: str | None, reject: Reject, precision: str, wh
             reject(f"{where}: {key} is not a number: {value!r}", line)
 
 
-def read_ulog(path: Path, device: str | None, reject: Reject) -> Iterator[Sample]:
+def read_ulog(path: Path, device: str | None, reject: Reject) -> Iterator[list[Sample]]:
     """A PX4 flight log: every numeric field of every topic, as `topic.field` (a second instance of a
     topic is `topic_1.field`). Boot time is mapped to UTC by the GPS clock when the log has it."""
     import numpy as np
@@ -128,11 +129,12 @@ def read_ulog(path: Path, device: str | None, reject: Reject) -> Iterator[Sample
     for data in log.data_list:
         stamps = np.asarray(data.data["timestamp"], dtype=np.int64) + offset
         prefix = data.name if data.multi_id == 0 else f"{data.name}_{data.multi_id}"
+        ts_list = stamps.tolist()
         for field, values in data.data.items():
             if field == "timestamp" or field.startswith("_padding") or values.dtype.kind not in "iufb":
                 continue
-            for ts, value in zip(stamps.tolist(), values.astype(np.float64).tolist()):
-                yield device, f"{prefix}.{field}", ts, value
+            # a whole field at once, built at C speed: the samples of a flight log number in millions
+            yield list(zip(repeat(device), repeat(f"{prefix}.{field}"), ts_list, values.astype(np.float64).tolist()))
 
 
 def _utc_offset(log, path: Path) -> int:

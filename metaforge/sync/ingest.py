@@ -43,18 +43,22 @@ def ingest_files(repo, paths: list[Path], device: str | None = None, precision: 
             kwargs = {"precision": precision} if reader.__name__ == "read_line_protocol" else {}
             try:
                 batch = []
-                for sample in reader(current, device, reject, **kwargs):
-                    dev = sample[0]
-                    if dev not in known:
-                        try:
-                            require(repo, dev)
-                            known[dev] = True
-                        except Exception as exc:
-                            known[dev] = False
-                            reject(f"{current.name}: {exc}", dev)
-                    if not known[dev]:
+                for item in reader(current, device, reject, **kwargs):
+                    chunk = item if isinstance(item, list) else [item]  # readers may hand a field at once
+                    if not chunk:
                         continue
-                    batch.append(sample)
+                    devices = {chunk[0][0]} if isinstance(item, list) else {item[0]}
+                    for dev in devices:
+                        if dev not in known:
+                            try:
+                                require(repo, dev)
+                                known[dev] = True
+                            except Exception as exc:
+                                known[dev] = False
+                                reject(f"{current.name}: {exc}", dev)
+                    if not all(known[d] for d in devices):
+                        continue
+                    batch.extend(chunk)
                     if len(batch) >= BATCH:
                         out["new"] += _flush(ts_store, batch, out)
                         if progress:
