@@ -1,6 +1,5 @@
 """The operational twin, first part: devices, the time-series store, file ingest, queries."""
 
-import json
 import time
 from pathlib import Path
 
