@@ -83,6 +83,8 @@ RELATIONS: dict[str, tuple[frozenset | None, frozenset | None]] = {
     "TESTED_ON": (frozenset({"TestExecution"}), frozenset({"DeviceInstance"})),
     "SIMULATES": (frozenset({"SimulationRun"}), frozenset({"BehavioralModel", "DeviceInstance", "TwinModel"})),
     "DESCRIBED_BY": (ANY, frozenset({"Artifact"})),
+    # a component's pad on a net (from the board), or a sub-part of an assembly
+    "CONNECTED_TO": (frozenset({"DesignElement"}), frozenset({"DesignElement"})),
 }
 
 _ID_RE = re.compile(r"^([A-Za-z][A-Za-z0-9]*):([A-Za-z0-9_][A-Za-z0-9_.\-+/#@]*)$")
