@@ -115,25 +115,44 @@ def mf_rate(repo, payloads: list[bytes], device: str, samples_each: int) -> tupl
     return len(payloads) / seconds, worker.stats.new, worker.stats.samples
 
 
-def bench_files(work: Path) -> tuple[float, float, int]:
+CSV_ROWS = 100_000  # an EVT bench run at 100 Hz, ten channels: 1,000,000 samples
+LP_LINES = 200_000  # five fields each: 1,000,000 samples
+
+
+def bench_files(work: Path) -> list[tuple[str, float]]:
+    """(figure name, samples/s) for a bench CSV, a line-protocol file and the PX4 ULog."""
     from metaforge.sync.ingest import ingest_files
 
     repo = repo_with_devices(work / "files", 8)
+    figures = []
+    csv_path = work / "files" / "evt-run.csv"
+    names = ["v_batt", "i_batt", "v_5v", "i_5v", "v_3v3", "i_3v3", "t_mcu", "t_ldo", "t_buck", "rpm"]
+    t0 = 1_700_000_000_000  # ms
+    with open(csv_path, "w") as f:
+        f.write("ts," + ",".join(names) + "\n")
+        for i in range(CSV_ROWS):
+            f.write(f"{t0 + i * 10}," + ",".join(f"{(i * 7 + k) % 97 / 10:.2f}" for k in range(10)) + "\n")
+    started = time.perf_counter()
+    out = ingest_files(repo, [csv_path], "D0")
+    figures.append((f"file ingest, bench CSV at 100 Hz x 10 channels ({out['samples']:,} samples), samples/s",
+                    out["samples"] / (time.perf_counter() - started)))
+    lp = work / "files" / "bench.lp"
+    base = 1_700_000_000 * 10 ** 9
+    with open(lp, "w") as f:
+        for i in range(LP_LINES):
+            f.write(f"power,device=D1 v3v3={3.3 + i % 7 / 100},i3v3={0.1 + i % 5 / 100},v5={5.0},i5={0.2},"
+                    f"temp={40 + i % 9} {base + i * 10_000_000}\n")
+    started = time.perf_counter()
+    out = ingest_files(repo, [lp])
+    figures.append((f"file ingest, line protocol ({out['samples']:,} samples), samples/s",
+                    out["samples"] / (time.perf_counter() - started)))
     samples = 0
     started = time.perf_counter()
     for i in range(8):
         samples += ingest_files(repo, [ULOG], f"D{i}")["samples"]
-    ulog_rate = samples / (time.perf_counter() - started)
-    lp = work / "files" / "bench.lp"
-    base = 1_700_000_000 * 10 ** 9
-    with open(lp, "w") as f:
-        for i in range(200_000):
-            f.write(f"power,device=D0 v3v3={3.3 + i % 7 / 100},i3v3={0.1 + i % 5 / 100},v5={5.0},i5={0.2},"
-                    f"temp={40 + i % 9} {base + i * 10_000_000}\n")
-    started = time.perf_counter()
-    out = ingest_files(repo, [lp])
-    lp_rate = out["samples"] / (time.perf_counter() - started)
-    return ulog_rate, lp_rate, samples
+    figures.append((f"file ingest, PX4 ULog, 8 files one by one ({samples:,} samples), samples/s",
+                    samples / (time.perf_counter() - started)))
+    return figures
 
 
 def bench_latency(repo) -> float:
@@ -236,31 +255,46 @@ def bench_query(work: Path) -> float:
     return seconds
 
 
+STAGES = ("files", "mqtt", "batched", "latency", "restart", "query")
+
+
 def main() -> None:
+    """`bench_telemetry.py [STAGE…]` runs the named stages (all by default)."""
+    stages = sys.argv[1:] or STAGES
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        sys.exit(f"unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
     work = Path(tempfile.mkdtemp(prefix="mf-bench-telemetry-"))
     rows = []
-    ulog_rate, lp_rate, n = bench_files(work)
-    print(f"  files: {ulog_rate:,.0f} and {lp_rate:,.0f} samples/s", file=sys.stderr, flush=True)
-    rows += [(f"file ingest, PX4 ULog x8 ({n:,} samples), samples/s", ulog_rate, 500_000, ">"),
-             ("file ingest, line protocol (1,000,000 samples), samples/s", lp_rate, None, ">")]
-    repo = repo_with_devices(work / "mqtt", 3)
-    payloads = [json.dumps({"ts": time.time() + i / 1e5, "metrics": {"v": 1.0}}).encode() for i in range(50_000)]
-    bare = bare_rate(payloads)
-    print(f"  bare paho: {bare:,.0f} messages/s", file=sys.stderr, flush=True)
-    payloads = [json.dumps({"ts": time.time() + 1 + i / 1e5, "metrics": {"v": 1.0}}).encode() for i in range(50_000)]
-    rate, new, samples = mf_rate(repo, payloads, "D0", 1)
-    print(f"  mf: {rate:,.0f} messages/s, {new} new", file=sys.stderr, flush=True)
-    rows += [("MQTT QoS 1, bare paho subscriber, messages/s", bare, None, ">"),
-             (f"MQTT QoS 1, mf ingest mqtt, messages/s ({new:,} of 50,000 stored)", rate, 0.8 * bare, ">")]
-    t0 = time.time() + 10
-    batched = [json.dumps({"samples": [{"ts": t0 + (i * 100 + j) / 1e5, "metrics": {"b": 1.0}} for j in range(100)]}).encode()
-               for i in range(5_000)]
-    brate, bnew, _ = mf_rate(repo, batched, "D0", 100)
-    rows.append((f"MQTT QoS 1, 100 samples a message, samples/s ({bnew:,} of 500,000 stored)", brate * 100, 200_000, ">"))
-    rows.append(("100 Hz from one device, broker-to-store latency p99, ms", bench_latency(repo), 10, "<"))
-    stored, dups = bench_restart(work, repo)
-    rows.append((f"broker restart mid 100,000-message stream: stored once ({dups} redeliveries dropped)", stored, 100_000, "="))
-    rows.append(("mf telemetry query, 24 h at 100 Hz (8.64 M points) per minute, s", bench_query(work), 1.0, "<"))
+    if "files" in stages:
+        figures = bench_files(work)
+        rows.append((*figures[0], 500_000, ">"))
+        rows += [(name, rate, None, ">") for name, rate in figures[1:]]
+    repo = repo_with_devices(work / "mqtt", 3) if set(stages) & {"mqtt", "batched", "latency", "restart"} else None
+    if "mqtt" in stages:
+        payloads = [json.dumps({"ts": time.time() + i / 1e5, "metrics": {"v": 1.0}}).encode() for i in range(50_000)]
+        bare = bare_rate(payloads)
+        print(f"  bare paho: {bare:,.0f} messages/s", file=sys.stderr, flush=True)
+        payloads = [json.dumps({"ts": time.time() + 1 + i / 1e5, "metrics": {"v": 1.0}}).encode() for i in range(50_000)]
+        rate, new, samples = mf_rate(repo, payloads, "D0", 1)
+        print(f"  mf: {rate:,.0f} messages/s, {new} new", file=sys.stderr, flush=True)
+        rows += [("MQTT QoS 1, bare paho subscriber, messages/s", bare, None, ">"),
+                 (f"MQTT QoS 1, mf ingest mqtt, messages/s ({new:,} of 50,000 stored)", rate, 0.8 * bare, ">")]
+    if "batched" in stages:
+        t0 = time.time() + 10
+        batched = [json.dumps({"samples": [{"ts": t0 + (i * 100 + j) / 1e5, "metrics": {"b": 1.0}}
+                                           for j in range(100)]}).encode() for i in range(5_000)]
+        brate, bnew, _ = mf_rate(repo, batched, "D1", 100)
+        rows.append((f"MQTT QoS 1, 100 samples a message, samples/s ({bnew:,} of 500,000 stored)", brate * 100,
+                     200_000, ">"))
+    if "latency" in stages:
+        rows.append(("100 Hz from one device, broker-to-store latency p99, ms", bench_latency(repo), 10, "<"))
+    if "restart" in stages:
+        stored, dups = bench_restart(work, repo)
+        rows.append((f"broker restart mid 100,000-message stream: stored once ({dups} redeliveries dropped)",
+                     stored, 100_000, "="))
+    if "query" in stages:
+        rows.append(("mf telemetry query, 24 h at 100 Hz (8.64 M points) per minute, s", bench_query(work), 1.0, "<"))
     print(f"\n{'figure':<92} {'measured':>12} {'target':>12}")
     ok = True
     for name, value, limit, op in rows:

@@ -38,6 +38,7 @@ def test_a_px4_flight_log_is_ingested_once(fleet, mf):
     assert r.code == 0, r.err
     out = r.json
     assert out["samples"] > 100_000 and out["metrics"] > 500 and out["rejected"] == 0
+    assert out["new"] == out["samples"] and out["no_reading"] > 0  # PX4's NaN: counted, not stored as samples
     again = mf("ingest", "telemetry", str(ULOG), "--device", DEV, "--json", cwd=fleet).json
     assert again["new"] == 0 and again["duplicates"] == out["samples"]  # the same samples: dropped by key
     rows = mf("telemetry", "query", DEV, "battery_status.voltage_v", "--json", cwd=fleet).json
@@ -47,7 +48,10 @@ def test_a_px4_flight_log_is_ingested_once(fleet, mf):
     assert {"battery_status.current_a", "sensor_combined.gyro_rad[0]", "battery_status_1.voltage_v"} <= metrics
 
 
-def test_csv_and_line_protocol_with_every_kind_of_bad_row(fleet, mf):
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["read-here", "read-in-a-second-process"])
+def test_csv_and_line_protocol_with_every_kind_of_bad_row(fleet, mf, monkeypatch, elsewhere):
+    if elsewhere:  # large inputs are parsed by a child process: the same rejects must come back from it
+        monkeypatch.setattr("metaforge.sync.ingest.PARALLEL_BYTES", 0)
     now = int(time.time())
     (fleet / "bench.csv").write_text(
         "ts,device,voltage_v,current_a\n"
@@ -92,6 +96,29 @@ def test_queries_aggregate_per_bucket_from_rollups_and_raw(fleet, mf):
     assert len(tens) == 60 and tens[1]["value"] == 21.0
     r = mf("telemetry", "query", DEV, "temp_c", "--every", "fortnight", cwd=fleet)
     assert r.code == 2 and "not a duration" in r.err
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["read-here", "read-in-a-second-process"])
+def test_rollups_agree_with_the_raw_samples_after_overlapping_ingests(fleet, mf, monkeypatch, elsewhere):
+    if elsewhere:
+        monkeypatch.setattr("metaforge.sync.ingest.PARALLEL_BYTES", 0)
+    base = 1_700_000_400
+    first = ["ts,temp_c,rpm"] + [f"{base + i / 10},{20 + i % 13},{i % 7}" for i in range(0, 6000)]  # 10 min, 10 Hz
+    second = ["ts,temp_c,rpm"] + [f"{base + i / 10},{20 + i % 13},{i % 7}" for i in range(3000, 9000)]  # half again
+    (fleet / "a.csv").write_text("\n".join(first) + "\n")
+    (fleet / "b.csv").write_text("\n".join(second) + "\n")
+    out_a = mf("ingest", "telemetry", "a.csv", "--device", DEV, "--json", cwd=fleet).json
+    out_b = mf("ingest", "telemetry", "b.csv", "--device", DEV, "--json", cwd=fleet).json
+    assert out_a["new"] == 12_000 and out_b["new"] == 6_000 and out_b["duplicates"] == 6_000
+    q = lambda *a: mf("telemetry", "query", DEV, "temp_c", *a, "--json", cwd=fleet).json
+    since, until = "2023-11-14T22:20:00Z", "2023-11-14T22:35:00Z"
+    from_rollups = q("--since", since, "--until", until, "--every", "1m", "--agg", "count")
+    assert [r["value"] for r in from_rollups] == [600] * 15
+    means = [r["value"] for r in q("--since", since, "--until", until, "--every", "1m", "--agg", "mean")]
+    raw = [r["value"] for r in q("--since", since, "--until", until)]
+    assert means == pytest.approx([sum(raw[i * 600:(i + 1) * 600]) / 600 for i in range(15)])
+    last = q("--since", since, "--until", until, "--every", "5m", "--agg", "last")
+    assert [r["value"] for r in last] == [raw[2999], raw[5999], raw[8999]]
 
 
 def test_unknown_device_and_format_are_refused(fleet, mf):

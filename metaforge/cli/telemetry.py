@@ -116,6 +116,8 @@ def ingest_telemetry(
         say(f"[green]✓[/] {out['samples']} samples ({out['new']} new, {out['duplicates']} already stored) of "
             f"{out['metrics']} metrics in {out['seconds']} s ({rate:,.0f}/s); {out['rejected']} rejected "
             f"(`mf telemetry dead-letters`)")
+        if out["no_reading"]:
+            say(f"  {out['no_reading']} NaN values (no reading) not stored")
     if out["rejected"]:
         raise typer.Exit(1)
 

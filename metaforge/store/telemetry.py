@@ -11,6 +11,7 @@ goes to a dead-letter table with its reason, never silently away.
 from __future__ import annotations
 
 import time
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Iterable
 
@@ -60,53 +61,87 @@ class TelemetryStore:
 
     def write(self, rows: Iterable[tuple[str, str, int, float]]) -> int:
         """Store (device, metric, ts µs, value) rows in one transaction; returns how many were new."""
-        devices, metrics = self._devices, self._metrics
+        runs: dict[tuple[str, str], tuple[list, list]] = {}
+        for d, m, ts, v in rows:
+            run = runs.get((d, m))
+            if run is None:
+                run = runs[(d, m)] = ([], [])
+            run[0].append(ts)
+            run[1].append(v)
+        return self.write_runs((d, m, t, v) for (d, m), (t, v) in runs.items())
+
+    def write_runs(self, runs: Iterable[tuple[str, str, list, list]]) -> int:
+        """Store runs of one (device, metric) each — timestamps and values as two sequences — in one
+        transaction; returns how many samples were new. Readers of files hand whole columns, so no
+        Python code runs per sample: SQLite binds straight from the lists."""
+        import numpy as np
+
         keyed = []
-        append = keyed.append
-        for d, m, ts, v in rows:  # the hot loop of every ingest: plain dict lookups, no calls
-            di = devices.get(d)
-            if di is None:
-                di = self.device_id(d)
-            mi = metrics.get(m)
-            if mi is None:
-                mi = self.metric_id(m)
-            append((di, mi, ts, v))
+        for d, m, ts, vals in runs:
+            if len(ts) == 0:
+                continue
+            ts, vals = np.asarray(ts, dtype=np.int64), np.asarray(vals, dtype=np.float64)
+            if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # in key order: the B-tree is appended to
+                order = np.argsort(ts, kind="stable")
+                ts, vals = ts[order], vals[order]
+            keyed.append((self.device_id(d), self.metric_id(m), ts, vals))
         if not keyed:
             return 0
-        keyed.sort()  # in key order: the B-tree is appended to, not split
+        keyed.sort(key=lambda r: (r[0], r[1]))
+        total = sum(len(r[2]) for r in keyed)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?)", keyed)
+            conn.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?)", chain.from_iterable(
+                zip(repeat(di), repeat(mi), ts.tolist(), vals.tolist()) for di, mi, ts, vals in keyed))
             added = conn.total_changes - before
-            self._roll_up(keyed)
+            if added == total:
+                self._merge_minutes(keyed)
+            else:  # some were there already: count their minutes again from the rows themselves
+                for di, mi, ts, _ in keyed:
+                    self._recount_minutes(di, mi, int(ts[0]), int(ts[-1]))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return added
 
-    def _roll_up(self, keyed: list[tuple]) -> None:
-        from collections import deque
-        from itertools import groupby
-        from operator import itemgetter
+    def _merge_minutes(self, keyed: list) -> None:
+        """Fold runs of new samples (sorted by device, metric, ts) into the per-minute rollups."""
+        import numpy as np
 
-        spans = []  # keyed is sorted: each (device, metric) is one run, its first and last ts the span
-        for (device, metric), run in groupby(keyed, key=itemgetter(0, 1)):
-            first = next(run)
-            tail = deque(run, maxlen=1)  # the rest of the run, at C speed, keeping only its last
-            spans.append((device, metric, first[2], (tail[0] if tail else first)[2]))
-        for device, metric, lo, hi in spans:
-            first, last = lo // MINUTE_US * MINUTE_US, (hi // MINUTE_US + 1) * MINUTE_US
-            self.conn.execute(
-                """INSERT OR REPLACE INTO rollup_1m
-                   SELECT g.device, g.metric, g.minute, g.n, g.total, g.lo, g.hi, g.last_ts, s.value
-                   FROM (SELECT device, metric, ts / ? AS minute, count(*) AS n, sum(value) AS total,
-                                min(value) AS lo, max(value) AS hi, max(ts) AS last_ts
-                         FROM samples WHERE device = ? AND metric = ? AND ts >= ? AND ts < ? GROUP BY minute) g
-                   JOIN samples s ON s.device = g.device AND s.metric = g.metric AND s.ts = g.last_ts""",
-                (MINUTE_US, device, metric, first, last))
+        sizes = [len(r[2]) for r in keyed]
+        devices = np.repeat(np.array([r[0] for r in keyed], dtype=np.int64), sizes)
+        metrics = np.repeat(np.array([r[1] for r in keyed], dtype=np.int64), sizes)
+        ts = np.concatenate([r[2] for r in keyed])
+        vals = np.concatenate([r[3] for r in keyed])
+        minutes = ts // MINUTE_US
+        change = (minutes[1:] != minutes[:-1]) | (metrics[1:] != metrics[:-1]) | (devices[1:] != devices[:-1])
+        starts = np.concatenate(([0], np.flatnonzero(change) + 1))
+        ends = np.append(starts[1:], len(ts)) - 1
+        self.conn.executemany(
+            """INSERT INTO rollup_1m VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (device, metric, minute) DO UPDATE SET
+                 n = n + excluded.n, total = total + excluded.total,
+                 lo = min(lo, excluded.lo), hi = max(hi, excluded.hi),
+                 last = CASE WHEN excluded.last_ts > last_ts THEN excluded.last ELSE last END,
+                 last_ts = max(last_ts, excluded.last_ts)""",
+            zip(devices[starts].tolist(), metrics[starts].tolist(), minutes[starts].tolist(),
+                np.diff(np.append(starts, len(ts))).tolist(), np.add.reduceat(vals, starts).tolist(),
+                np.minimum.reduceat(vals, starts).tolist(), np.maximum.reduceat(vals, starts).tolist(),
+                ts[ends].tolist(), vals[ends].tolist()))
+
+    def _recount_minutes(self, device: int, metric: int, lo: int, hi: int) -> None:
+        first, last = lo // MINUTE_US * MINUTE_US, (hi // MINUTE_US + 1) * MINUTE_US
+        self.conn.execute(
+            """INSERT OR REPLACE INTO rollup_1m
+               SELECT g.device, g.metric, g.minute, g.n, g.total, g.lo, g.hi, g.last_ts, s.value
+               FROM (SELECT device, metric, ts / ? AS minute, count(*) AS n, sum(value) AS total,
+                            min(value) AS lo, max(value) AS hi, max(ts) AS last_ts
+                     FROM samples WHERE device = ? AND metric = ? AND ts >= ? AND ts < ? GROUP BY minute) g
+               JOIN samples s ON s.device = g.device AND s.metric = g.metric AND s.ts = g.last_ts""",
+            (MINUTE_US, device, metric, first, last))
 
     def prune(self, device: str, before_us: int) -> int:
         """Drop a device's samples (and their minutes) older than `before_us`; returns how many."""

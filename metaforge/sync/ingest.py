@@ -17,8 +17,13 @@ def store(repo):
     return TelemetryStore(repo.mfdir / "telemetry.db")
 
 
+PARALLEL_BYTES = 4 << 20  # from this much input on, files are read in a second process
+
+
 def ingest_files(repo, paths: list[Path], device: str | None = None, precision: str = "ns",
                  progress=None) -> dict:
+    """Read telemetry files into the store. Large inputs are parsed in a second process while
+    this one writes, so both cores work: parsing and storing cost about the same per sample."""
     from metaforge.sync.devices import require
 
     known: dict[str, bool] = {}
@@ -31,43 +36,39 @@ def ingest_files(repo, paths: list[Path], device: str | None = None, precision: 
         if path.suffix.lower() not in READERS:
             raise BadInput(f"{path}: unknown telemetry format", "csv, lp/line/influx (line protocol) or ulg")
     ts_store = store(repo)
-    out = {"files": len(paths), "samples": 0, "new": 0, "rejected": 0, "metrics": set(), "devices": set()}
+    out = {"files": len(paths), "samples": 0, "new": 0, "rejected": 0, "no_reading": 0, "metrics": set(),
+           "devices": set()}
     started = time.perf_counter()
+    parallel = sum(p.stat().st_size for p in paths) >= PARALLEL_BYTES
+    messages = _read_elsewhere(paths, device, precision) if parallel else _read(paths, device, precision)
     try:
-        def reject(reason: str, payload: str) -> None:
-            out["rejected"] += 1
-            ts_store.dead_letter(f"file:{current}", reason, payload)
-
-        for current in paths:
-            reader = READERS[current.suffix.lower()]
-            kwargs = {"precision": precision} if reader.__name__ == "read_line_protocol" else {}
-            try:
-                batch = []
-                for item in reader(current, device, reject, **kwargs):
-                    chunk = item if isinstance(item, list) else [item]  # readers may hand a field at once
-                    if not chunk:
-                        continue
-                    devices = {chunk[0][0]} if isinstance(item, list) else {item[0]}
-                    for dev in devices:
-                        if dev not in known:
-                            try:
-                                require(repo, dev)
-                                known[dev] = True
-                            except Exception as exc:
-                                known[dev] = False
-                                reject(f"{current.name}: {exc}", dev)
-                    if not all(known[d] for d in devices):
-                        continue
-                    batch.extend(chunk)
-                    if len(batch) >= BATCH:
-                        out["new"] += _flush(ts_store, batch, out)
-                        if progress:
-                            progress(out["samples"], 0)
-                        batch = []
-                out["new"] += _flush(ts_store, batch, out)
-            except (ValueError, KeyError, OSError) as exc:
-                raise BadInput(f"{current}: {exc}") from None
+        for kind, path, *body in messages:
+            if kind == "reject":
+                out["rejected"] += 1
+                ts_store.dead_letter(f"file:{path}", *body)
+            elif kind == "error":
+                raise BadInput(f"{path}: {body[0]}")
+            elif kind == "skipped":
+                out["no_reading"] += body[0]
+            else:
+                runs = []
+                for run in body[0]:
+                    dev = run[0]
+                    if dev not in known:
+                        try:
+                            require(repo, dev)
+                            known[dev] = True
+                        except Exception as exc:
+                            known[dev] = False
+                            out["rejected"] += 1
+                            ts_store.dead_letter(f"file:{path}", f"{Path(path).name}: {exc}", dev)
+                    if known[dev]:
+                        runs.append(run)
+                out["new"] += _flush(ts_store, runs, out)
+                if progress:
+                    progress(out["samples"], 0)
     finally:
+        messages.close()
         ts_store.close()
     out["seconds"] = round(time.perf_counter() - started, 3)
     out["duplicates"] = out["samples"] - out["new"]
@@ -75,13 +76,79 @@ def ingest_files(repo, paths: list[Path], device: str | None = None, precision: 
     return out
 
 
-def _flush(ts_store, batch: list, out: dict) -> int:
-    if not batch:
+def _read(paths: list[Path], device: str | None, precision: str):
+    """("runs", path, [runs]) in batches of about BATCH samples, ("reject", path, reason, payload)
+    as they come, and ("error", path, message) for a file that cannot be read at all."""
+    for path in paths:
+        reader = READERS[path.suffix.lower()]
+        kwargs = {"precision": precision} if reader.__name__ == "read_line_protocol" else {}
+        skipped: list[int] = []
+        if reader.__name__ == "read_ulog":
+            kwargs["skipped"] = skipped
+        rejects: list = []
+        batch, size = [], 0
+        try:
+            for run in reader(path, device, lambda why, payload: rejects.append((why, payload)), **kwargs):
+                batch.append(run)
+                size += len(run[2])
+                if size >= BATCH:
+                    yield ("runs", str(path), batch)
+                    batch, size = [], 0
+                for why, payload in rejects:
+                    yield ("reject", str(path), why, payload)
+                rejects.clear()
+            for why, payload in rejects:
+                yield ("reject", str(path), why, payload)
+            yield ("runs", str(path), batch)
+            if skipped:
+                yield ("skipped", str(path), sum(skipped))
+        except (ValueError, KeyError, OSError) as exc:
+            yield ("error", str(path), str(exc))
+            return
+
+
+def _read_elsewhere(paths: list[Path], device: str | None, precision: str):
+    """`_read` in a child process, its messages passed back through a bounded queue."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue(maxsize=4)
+    child = ctx.Process(target=_feed, args=(queue, paths, device, precision), daemon=True)
+    child.start()
+    try:
+        while True:
+            message = queue.get()
+            if message is None:
+                return
+            yield message
+            if message[0] == "error":
+                return
+    finally:
+        child.kill()
+        child.join()
+
+
+def _feed(queue, paths, device, precision) -> None:
+    import numpy as np
+
+    try:
+        for message in _read(paths, device, precision):
+            if message[0] == "runs":  # arrays cross the pipe as flat bytes, lists item by item
+                message = ("runs", message[1], [(d, m, np.asarray(t, dtype=np.int64), np.asarray(v, dtype=np.float64))
+                                                for d, m, t, v in message[2]])
+            queue.put(message)
+    except BaseException as exc:  # noqa: BLE001 — whatever stops the reader is told, not lost
+        queue.put(("error", "", f"reading failed: {exc}"))
+    queue.put(None)
+
+
+def _flush(ts_store, runs: list, out: dict) -> int:
+    if not runs:
         return 0
-    out["samples"] += len(batch)
-    out["metrics"].update(s[1] for s in batch)
-    out["devices"].update(s[0] for s in batch)
-    return ts_store.write(batch)
+    out["samples"] += sum(len(r[2]) for r in runs)
+    out["metrics"].update(r[1] for r in runs)
+    out["devices"].update(r[0] for r in runs)
+    return ts_store.write_runs(runs)
 
 
 def parse_span(text: str | None) -> int | None:
