@@ -20,8 +20,9 @@ def fleet(twin, mf):
 def test_register_makes_a_device_instance_of_its_model(fleet, mf):
     d = mf("device", "show", DEV, "--json", cwd=fleet).json
     assert {"rel": "INSTANCE_OF", "id": "TwinModel:DroneFlightController-v2.1"} in d["out"]
-    assert d["properties"]["state"]["sync_policy"]["staleness_threshold_s"] == 30
-    assert d["properties"]["state"]["sync_policy"]["retention_days"] == 90
+    assert d["properties"]["state"]["sync_policy"] == {"staleness_threshold_s": 30}  # only what was set
+    assert d["policy"]["staleness_threshold_s"] == 30 and d["origin"]["staleness_threshold_s"] == "device"
+    assert d["policy"]["retention_days"] == 90 and d["origin"]["retention_days"] == "default"
     types = [e["type"] for e in mf("log", "--limit", "3", "--json", cwd=fleet).json]
     assert types[0] == "device.provisioned"
     names = [x["name"] for x in mf("device", "list", "--json", cwd=fleet).json]
@@ -141,3 +142,53 @@ def test_retention_per_device_policy(fleet, mf):
     r = mf("telemetry", "prune", "--json", cwd=fleet)
     assert r.code == 0 and r.json[DEV] == 3  # 20, 100 and 400 days old: past 10 days
     assert len(mf("telemetry", "query", DEV, "vbat", "--json", cwd=fleet).json) == 2
+
+
+def test_fleet_group_policy_and_sources_with_device_overrides(fleet, mf):
+    now = time.time()
+    for dev in ("G-1", "G-2"):
+        r = mf("device", "register", dev, "--model", "DroneFlightController-v2.1", "--group", "evt-batch",
+               "--source", "battery.voltage_v:V:10", cwd=fleet)
+        assert r.code == 0, r.err
+    assert mf("device", "policy", "--group", "evt-batch", "retention_days=7", "staleness_threshold_s=5",
+              cwd=fleet).code == 0
+    assert mf("device", "policy", "G-2", "retention_days=30", cwd=fleet).code == 0
+    assert mf("device", "source", "--group", "evt-batch", "--add", "board.temp_c:degC:1", cwd=fleet).code == 0
+    g1 = mf("device", "show", "G-1", "--json", cwd=fleet).json
+    g2 = mf("device", "show", "G-2", "--json", cwd=fleet).json
+    assert g1["group"] == "FleetGroup:evt-batch" and {"rel": "MEMBER_OF", "id": "FleetGroup:evt-batch"} in g1["out"]
+    assert (g1["policy"]["retention_days"], g1["origin"]["retention_days"]) == (7, "FleetGroup:evt-batch")
+    assert (g2["policy"]["retention_days"], g2["origin"]["retention_days"]) == (30, "device")
+    assert g2["policy"]["staleness_threshold_s"] == 5  # from the group: the device did not set it
+    assert [s["metric"] for s in g1["sources"]] == ["battery.voltage_v", "board.temp_c"]
+    lines = ["ts,battery.voltage_v"] + [f"{now - days * 86400},{11 + days / 100}" for days in (1 / 86400, 10, 20, 40)]
+    for dev in ("G-1", "G-2"):
+        (fleet / f"{dev}.csv").write_text("\n".join(lines) + "\n")
+        assert mf("ingest", "telemetry", f"{dev}.csv", "--device", dev, cwd=fleet).code == 0
+    shown = {s["metric"]: s for s in mf("device", "show", "G-1", "--json", cwd=fleet).json["sources"]}
+    assert shown["battery.voltage_v"]["status"] == "reporting" and shown["battery.voltage_v"]["samples"] == 4
+    assert shown["board.temp_c"]["status"] == "never"
+    pruned = mf("telemetry", "prune", "--json", cwd=fleet).json
+    assert pruned["G-1"] == 3 and pruned["G-2"] == 1  # 7 days from the group; 30 days its own
+    assert mf("device", "policy", "G-2", "--unset", "retention_days", cwd=fleet).code == 0
+    assert mf("device", "show", "G-2", "--json", cwd=fleet).json["policy"]["retention_days"] == 7
+    r = mf("device", "policy", "--group", "no-such-group", "retention_days=1", cwd=fleet)
+    assert r.code == 2 and "unknown fleet group no-such-group" in r.err
+    r = mf("device", "source", "G-1", "--add", "x:V:fast", cwd=fleet)
+    assert r.code == 2 and "rate 'fast' is not a number" in r.err
+    r = mf("device", "source", "G-1", "--remove", "nope", cwd=fleet)
+    assert r.code == 2 and "has no telemetry source 'nope'" in r.err
+
+
+def test_a_retired_device_keeps_its_data_and_refuses_new_samples(fleet, mf):
+    now = int(time.time())
+    (fleet / "a.csv").write_text(f"ts,v\n{now - 10},1\n")
+    assert mf("ingest", "telemetry", "a.csv", "--device", DEV, cwd=fleet).code == 0
+    r = mf("device", "retire", DEV, "-m", "board cracked in drop test", cwd=fleet)
+    assert r.code == 0, r.err
+    assert mf("log", "--limit", "1", "--json", cwd=fleet).json[0]["type"] == "device.decommissioned"
+    assert mf("device", "show", DEV, "--json", cwd=fleet).json["properties"]["status"] == "decommissioned"
+    (fleet / "b.csv").write_text(f"ts,v\n{now - 5},2\n")
+    r = mf("ingest", "telemetry", "b.csv", "--device", DEV, cwd=fleet)
+    assert r.code == 1 and "decommissioned" in r.err
+    assert len(mf("telemetry", "query", DEV, "v", "--json", cwd=fleet).json) == 1

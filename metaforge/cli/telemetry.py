@@ -26,6 +26,8 @@ def device_register(
     model: Annotated[str, typer.Option("--model", help="Its TwinModel, e.g. DroneFlightController-v2.1.")],
     firmware: Annotated[Optional[str], typer.Option("--firmware")] = None,
     location: Annotated[Optional[str], typer.Option("--location")] = None,
+    group: Annotated[Optional[str], typer.Option("--group", help="Fleet group whose sync policy and sources it takes (made if new).")] = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="Telemetry source METRIC[:UNIT[:RATE_HZ]], repeatable.")] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Sync policy key=value (mode, sample_rate_hz, batch_interval_s, staleness_threshold_s, retention_days).")] = None,
     message: MessageOpt = None,
     actor: ActorOpt = None,
@@ -33,13 +35,75 @@ def device_register(
 ) -> None:
     """Register a built device: a DeviceInstance INSTANCE_OF its model, with its sync policy."""
     from metaforge.cli.mutate import parse_pairs, render
-    from metaforge.repo import check_actor, default_actor
     from metaforge.sync.devices import register as run
 
     repo = open_repo()
-    settings = parse_pairs(policy)
-    result = run(repo, id, model, actor=check_actor(actor) if actor else default_actor(repo.root),
-                 firmware=firmware, location=location, policy=settings, message=message)
+    result = run(repo, id, model, actor=_actor(repo, actor), firmware=firmware, location=location,
+                 policy=parse_pairs(policy), group=group, sources=source, message=message)
+    emit_json(result.as_dict()) if json_out else render(result)
+
+
+def _actor(repo, actor: str | None) -> str:
+    from metaforge.repo import check_actor, default_actor
+
+    return check_actor(actor) if actor else default_actor(repo.root)
+
+
+@device_app.command("policy")
+def device_policy(
+    settings: Annotated[Optional[list[str]], typer.Argument(help="[DEVICE] key=value …: mode, sample_rate_hz, batch_interval_s, staleness_threshold_s, retention_days.")],
+    group: Annotated[Optional[str], typer.Option("--group", help="Set the policy of this fleet group instead of one device.")] = None,
+    unset: Annotated[Optional[list[str]], typer.Option("--unset", help="Drop a setting here: it comes from the group or the default again.")] = None,
+    message: MessageOpt = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change the sync policy of a device, or of a fleet group (`--group`)."""
+    from metaforge.cli.mutate import parse_pairs, render
+    from metaforge.sync.devices import set_policy
+
+    settings = settings or []
+    device = None if group or not settings or "=" in settings[0] else settings[0]
+    pairs = settings[1:] if device else settings
+    repo = open_repo()
+    result = set_policy(repo, parse_pairs(pairs), device=device, group=group, unset=unset,
+                        actor=_actor(repo, actor), message=message)
+    emit_json(result.as_dict()) if json_out else render(result)
+
+
+@device_app.command("source")
+def device_source(
+    target: Annotated[Optional[str], typer.Argument(help="Device serial (or use --group).")] = None,
+    add: Annotated[Optional[list[str]], typer.Option("--add", help="METRIC[:UNIT[:RATE_HZ]], repeatable.")] = None,
+    remove: Annotated[Optional[list[str]], typer.Option("--remove", help="A metric no longer reported.")] = None,
+    group: Annotated[Optional[str], typer.Option("--group", help="The sources of a fleet group.")] = None,
+    message: MessageOpt = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Declare the telemetry a device (or a fleet group) reports: metric, unit, rate."""
+    from metaforge.cli.mutate import render
+    from metaforge.sync.devices import set_sources
+
+    repo = open_repo()
+    result = set_sources(repo, add or [], remove or [], device=target, group=group, actor=_actor(repo, actor),
+                         message=message)
+    emit_json(result.as_dict()) if json_out else render(result)
+
+
+@device_app.command("retire")
+def device_retire(
+    id: Annotated[str, typer.Argument(help="Device serial.")],
+    message: MessageOpt = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Decommission a device (`device.decommissioned`): its data stays, new samples are refused."""
+    from metaforge.cli.mutate import render
+    from metaforge.sync.devices import retire
+
+    repo = open_repo()
+    result = retire(repo, id, actor=_actor(repo, actor), message=message)
     emit_json(result.as_dict()) if json_out else render(result)
 
 
@@ -60,7 +124,9 @@ def device_list(json_out: JsonOpt = False) -> None:
 
 @device_app.command("show")
 def device_show(id: Annotated[str, typer.Argument(help="Device serial.")], json_out: JsonOpt = False) -> None:
-    """A device: properties, sync policy, model, and the metrics its telemetry holds."""
+    """A device: properties, effective sync policy, its sources and what its telemetry holds."""
+    import time
+
     from metaforge.sync.devices import show
     from metaforge.sync.ingest import store
 
@@ -68,18 +134,33 @@ def device_show(id: Annotated[str, typer.Argument(help="Device serial.")], json_
     d = show(repo, id)
     ts = store(repo)
     try:
-        d["telemetry"] = [{"metric": m, "samples": n} for m, n, _, _ in ts.metrics_of(d["name"])]
+        held = {m: (n, last) for m, n, _, last in ts.metrics_of(d["name"])}
     finally:
         ts.close()
+    d["telemetry"] = [{"metric": m, "samples": n, "last_ts": last} for m, (n, last) in sorted(held.items())]
+    stale_after = float(d["policy"]["staleness_threshold_s"]) * 1e6
+    now = time.time() * 1e6
+    for source in d["sources"]:  # a declared source that has gone quiet is worth a look
+        n, last = held.get(source["metric"], (0, None))
+        source["samples"] = n
+        source["status"] = "never" if last is None else "silent" if now - last > stale_after else "reporting"
     if json_out:
         emit_json(d)
         return
     c = console()
-    c.print(f"[bold]{d['id']}[/]  version {d['version']}")
+    c.print(f"[bold]{d['id']}[/]  version {d['version']}" + (f"  group {d['group']}" if d.get("group") else ""))
     for k, v in sorted(d["properties"].items()):
-        c.print(f"  {k:<18} {fmt_value(v)}", soft_wrap=True)
+        if k not in ("state", "telemetry_sources"):
+            c.print(f"  {k:<18} {fmt_value(v)}", soft_wrap=True)
+    c.print("  sync policy: " + ", ".join(f"{k}={v} ({d['origin'][k]})" for k, v in d["policy"].items()),
+            soft_wrap=True)
+    for s in d["sources"]:
+        rate = f"{s['rate_hz']:g} Hz" if s.get("rate_hz") else "-"
+        c.print(f"  source {s['metric']:<28} {s.get('unit') or '-':<6} {rate:<8} {s['status']}, {s['samples']} samples")
+    declared = {s["metric"] for s in d["sources"]}
     for t in d["telemetry"]:
-        c.print(f"  telemetry {t['metric']}: {t['samples']} samples")
+        if t["metric"] not in declared:
+            c.print(f"  telemetry {t['metric']}: {t['samples']} samples")
 
 
 @ingest_app.command("telemetry")

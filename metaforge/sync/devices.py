@@ -7,58 +7,118 @@ the live layer reacts to, in the same atomic batch.
 
 from __future__ import annotations
 
+import json
+
 from metaforge import events as ev
 from metaforge.errors import BadInput, Refused
-
-POLICY_DEFAULTS = {"mode": "streaming", "sample_rate_hz": 10.0, "batch_interval_s": 1.0,
-                   "staleness_threshold_s": 60.0, "retention_days": 90}
-
+from metaforge.sync.policy import POLICY_DEFAULTS, check_policy, merge_sources, parse_source
 
 def register(repo, device_id: str, model: str, *, actor: str, firmware: str | None = None,
-             location: str | None = None, policy: dict | None = None, message: str | None = None):
-    from metaforge.thread.commands import Change, commit, plan, refuse_if_blocked
-    from metaforge.batch import no_gc
+             location: str | None = None, policy: dict | None = None, group: str | None = None,
+             sources: list[str] | None = None, message: str | None = None):
+    from metaforge.thread.commands import Change
 
     name = device_id.removeprefix("DeviceInstance:")
     node = f"DeviceInstance:{name}"
     model_id = model if model.startswith("TwinModel:") else f"TwinModel:{model}"
-    policy = check_policy(policy or {})
     props = {"serial": name, "status": "active"}
     if firmware:
         props["firmware_version"] = firmware
     if location:
         props["location"] = location
-    props["state"] = {"sync_policy": {**POLICY_DEFAULTS, **(policy or {})}, "health": "unknown"}
+    if sources:
+        props["telemetry_sources"] = merge_sources([parse_source(s) for s in sources])
+    # only what is set here: the rest comes from the fleet group, then the defaults
+    props["state"] = {"sync_policy": check_policy(policy or {}), "health": "unknown"}
     changes = [Change("add", node, props=props), Change("link", node, rel="INSTANCE_OF", dst=model_id)]
+    if group:
+        changes += _join(repo, name, group)
+    return _apply(repo, changes, [("device.provisioned", node, {"model": model_id})], actor,
+                  message or f"provisioned {name}")
+
+
+def _join(repo, name: str, group: str) -> list:
+    from metaforge.thread.commands import Change
+
+    group_id = f"FleetGroup:{group.removeprefix('FleetGroup:')}"
+    exists = repo.index.conn.execute("SELECT 1 FROM nodes WHERE id = ? AND deleted = 0", (group_id,)).fetchone()
+    changes = [] if exists else [Change("add", group_id, props={"sync_policy": {}})]
+    return changes + [Change("link", f"DeviceInstance:{name}", rel="MEMBER_OF", dst=group_id)]
+
+
+def _apply(repo, changes: list, extra: list[tuple[str, str, dict]], actor: str, message: str):
+    """Graph changes and device events in one atomic batch, through the ordinary command path."""
+    from metaforge.batch import no_gc
+    from metaforge.thread.commands import commit, plan, refuse_if_blocked
+
     with repo.log.lock(), no_gc():
-        planned = plan(repo, changes, actor=actor, message=message or f"provisioned {name}")
+        planned = plan(repo, changes, actor=actor, message=message)
         refuse_if_blocked(planned.result)
-        drafts = planned.result.drafts() + [ev.Draft("device.provisioned", node, 1, {"model": model_id}, message)]
+        drafts = planned.result.drafts() + [ev.Draft(t, node, 1, data, message) for t, node, data in extra]
         commit(repo, planned, drafts)
     return planned.result
 
 
-MODES = ("event-driven", "periodic", "streaming")
+def _target(repo, device: str | None, group: str | None) -> tuple[str, dict]:
+    """The node a policy or source change goes to (a device, or a fleet group) and its properties."""
+    if (device is None) == (group is None):
+        raise BadInput("name a device or --group, not both")
+    if device is not None:
+        node = f"DeviceInstance:{require(repo, device)}"
+    else:
+        node = f"FleetGroup:{group.removeprefix('FleetGroup:')}"
+    row = repo.index.conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (node,)).fetchone()
+    if row is None:
+        raise BadInput(f"unknown fleet group {group}", "a group is made by `mf device register ID --group NAME`")
+    return node, json.loads(row[0])
 
 
-def check_policy(policy: dict) -> dict:
-    """Sync policy settings as given (`--policy k=v`), checked and typed."""
-    out = {}
-    for key, value in policy.items():
+def set_policy(repo, settings: dict, *, device: str | None = None, group: str | None = None,
+               unset: list[str] | None = None, actor: str, message: str | None = None):
+    """Change the sync policy of one device or of a whole fleet group."""
+    from metaforge.thread.commands import Change
+
+    node, props = _target(repo, device, group)
+    settings = check_policy(settings)
+    for key in unset or []:
         if key not in POLICY_DEFAULTS:
             raise BadInput(f"unknown sync policy setting '{key}'", "settings: " + ", ".join(POLICY_DEFAULTS))
-        if key == "mode":
-            if value not in MODES:
-                raise BadInput(f"sync policy mode '{value}'", "one of " + ", ".join(MODES))
-            out[key] = value
-            continue
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            raise BadInput(f"sync policy {key}: '{value}' is not a number") from None
-        if out[key] < 0:
-            raise BadInput(f"sync policy {key}: must not be negative")
-    return out
+    if node.startswith("DeviceInstance:"):
+        state = dict(props.get("state") or {})
+        policy = {k: v for k, v in {**(state.get("sync_policy") or {}), **settings}.items() if k not in (unset or [])}
+        change = Change("set", node, props={"state": {**state, "sync_policy": policy}})
+    else:
+        policy = {k: v for k, v in {**(props.get("sync_policy") or {}), **settings}.items() if k not in (unset or [])}
+        change = Change("set", node, props={"sync_policy": policy})
+    return _apply(repo, [change], [("device.policy_changed", node, {"sync_policy": policy})], actor,
+                  message or f"sync policy of {node.split(':', 1)[1]}")
+
+
+def set_sources(repo, add: list[str], remove: list[str], *, device: str | None = None,
+                group: str | None = None, actor: str, message: str | None = None):
+    """Declare (or drop) telemetry sources — metric, unit, rate — of a device or a fleet group."""
+    from metaforge.thread.commands import Change
+
+    node, props = _target(repo, device, group)
+    current = {s["metric"]: s for s in props.get("telemetry_sources") or []}
+    for metric in remove:
+        if metric not in current:
+            raise BadInput(f"{node} has no telemetry source '{metric}'",
+                           "its sources: " + (", ".join(sorted(current)) or "none"))
+        del current[metric]
+    sources = merge_sources(list(current.values()), [parse_source(s) for s in add])
+    return _apply(repo, [Change("set", node, props={"telemetry_sources": sources})], [], actor,
+                  message or f"telemetry sources of {node.split(':', 1)[1]}")
+
+
+def retire(repo, device: str, *, actor: str, message: str | None = None):
+    """Decommission a device: its telemetry stays, new samples from it are refused."""
+    from metaforge.thread.commands import Change
+
+    name = require(repo, device)
+    node = f"DeviceInstance:{name}"
+    return _apply(repo, [Change("set", node, props={"status": "decommissioned"})],
+                  [("device.decommissioned", node, {})], actor, message or f"decommissioned {name}")
 
 
 def devices(repo) -> list[dict]:
@@ -70,8 +130,12 @@ def devices(repo) -> list[dict]:
 def show(repo, device_id: str) -> dict:
     from metaforge.thread.queries import show as show_entity
 
+    from metaforge.sync.policy import effective
+
     name = device_id.removeprefix("DeviceInstance:")
-    return show_entity(repo.index, f"DeviceInstance:{name}")
+    node = show_entity(repo.index, f"DeviceInstance:{name}")
+    node.update(effective(repo).get(name, {}))
+    return node
 
 
 def require(repo, device: str) -> str:

@@ -184,14 +184,13 @@ def apply_retention(repo, now_us: int | None = None) -> dict[str, int]:
     import time as _time
 
     now_us = int(_time.time() * 1e6) if now_us is None else now_us
-    rows = repo.index.conn.execute("SELECT id, props ->> '$.state.sync_policy.retention_days' FROM nodes "
-                                   "WHERE type = 'DeviceInstance' AND deleted = 0").fetchall()
+    from metaforge.sync.policy import effective
+
+    days = {name: float(e["policy"]["retention_days"]) for name, e in effective(repo).items()}
     ts_store = store(repo)
     try:
         out = {}
-        for node_id, days in rows:
-            name = node_id.split(":", 1)[1]
-            keep = float(days) if days is not None else 90.0
+        for name, keep in days.items():
             out[name] = ts_store.prune(name, now_us - int(keep * 86_400_000_000))
         return out
     finally:

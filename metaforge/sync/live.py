@@ -112,11 +112,14 @@ class LiveTwin:
         self.devices: dict[str, DeviceState] = {}
         self.staleness: dict[str, float] = {}
         self.changes: list[dict] = []  # state changes appended, for the caller to report
-        for d in repo.index.conn.execute("SELECT id, props ->> '$.state.sync_policy.staleness_threshold_s', "
-                                         "props ->> '$.health' FROM nodes WHERE type = 'DeviceInstance' AND deleted = 0"):
+        from metaforge.sync.policy import effective
+
+        policies = effective(repo)
+        for d in repo.index.conn.execute("SELECT id, props ->> '$.health' FROM nodes "
+                                         "WHERE type = 'DeviceInstance' AND deleted = 0"):
             name = d[0].split(":", 1)[1]
-            self.staleness[name] = float(d[1]) if d[1] is not None else 60.0
-            self.devices[name] = DeviceState(health=d[2] or "unknown")
+            self.staleness[name] = float(policies[name]["policy"]["staleness_threshold_s"])
+            self.devices[name] = DeviceState(health=d[1] or "unknown")
 
     def observe(self, samples: list[tuple[str, str, int, float]], now: float | None = None) -> None:
         now = time.time() if now is None else now
