@@ -194,6 +194,38 @@ def test_two_workers_share_one_fleet(fleet, broker):
     assert stored(fleet) == 400
 
 
+def test_two_mf_ingest_processes_share_one_fleet_and_stop_cleanly(fleet, broker):
+    """Two real `mf ingest mqtt --group` processes on one repository: each takes a share, Ctrl-C
+    (SIGINT) makes each flush what it holds, and every message is stored exactly once."""
+    import signal
+    import sys
+
+    workers = [subprocess.Popen([sys.executable, "-m", "metaforge", "ingest", "mqtt", "--broker", broker.url,
+                                 "--group", "fleet", "--client-id", f"mf-worker-{i}", "--json"],
+                                cwd=fleet, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+    try:
+        probe = publisher(broker.url)  # wait until both are subscribed: the broker knows two sessions
+        time.sleep(2.0)
+        now = time.time()
+        for i in range(1000):
+            info = probe.publish(f"devices/{DEV}/telemetry",
+                                 json.dumps({"ts": now + i / 1000, "metrics": {"vbat": 11.0}}), qos=1)
+            if i % 200 == 199:  # the broker queues only so many for a subscriber: pace like a device
+                info.wait_for_publish(5)
+        assert wait_for(lambda: stored(fleet) == 1000, seconds=60), stored(fleet)
+        probe.loop_stop()
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGINT)
+        outs = [w.communicate(timeout=20) for w in workers]
+    for w, (out, err) in zip(workers, outs):
+        assert w.returncode == 0, err
+    stats = [json.loads(out) for out, _ in outs]
+    assert all(s["messages"] > 100 for s in stats), stats  # both took a share
+    assert sum(s["messages"] for s in stats) == 1000 and sum(s["new"] for s in stats) == 1000
+
+
 def test_a_broker_restart_mid_stream_loses_nothing(fleet, broker):
     worker, thread = start_worker(fleet, broker.url, client_id="mf-restart-test")
     pub = publisher(broker.url, client_id="pub-restart-test")

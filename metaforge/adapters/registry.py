@@ -17,12 +17,19 @@ from metaforge.errors import BadInput
 GROUP = "metaforge.adapters"
 
 
+BROKEN: dict[str, str] = {}  # entry point → why it could not be loaded
+
+
 @lru_cache(maxsize=1)
 def adapters() -> dict[str, Adapter]:
+    """Every adapter that loads; one that does not (a broken plug-in) is named in BROKEN, not fatal."""
     found: dict[str, Adapter] = {}
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        cls = ep.load()
-        found[cls.name] = cls()
+        try:
+            cls = ep.load()
+            found[cls.name] = cls()
+        except Exception as exc:  # noqa: BLE001 — a third party's bug must not stop the built-in adapters
+            BROKEN[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
     return found
 
 
