@@ -175,6 +175,31 @@ def test_a_real_kicad_library_model(workspace):
     assert gltf["accessors"] and gltf["buffers"][0]["byteLength"] > 1000  # real triangles
 
 
+def test_a_real_assembly_from_another_cad_system(workspace):
+    """T-FLEX CAD wrote it: Cyrillic names, one pin product placed twice, an empty product."""
+    path = workspace / "mech" / "Connfly_Plug_WF2_2.54.stp"
+    shutil.copyfile(DATA / "Connfly_Plug_WF2_2.54.stp", path)
+    result = step.parse(path, "mech/Connfly_Plug_WF2_2.54.stp")
+    items = by_id(result)
+    root = items["DesignElement:Connfly_Plug_WF2_2.54"]
+    assert root.props["kind"] == "assembly" and root.props["description"] == "Вилка Connfly WF-2"
+    assert (root.props["width"], root.props["depth"], root.props["height"]) == (mm(5.08), mm(5.8), mm(14.7))
+    pins = [e for e in result.entities if e.props["description"].startswith("Тело_4")]
+    assert len(pins) == 2 and len({p.id for p in pins}) == 2
+    for pin in pins:
+        assert (pin.props["width"], pin.props["height"]) == (mm(0.6), mm(13.55))
+        assert pin.props["fields"]["color"] == "#bfad6f"
+    assert pins[1].props["fields"]["product"] == "Тело_4:2"  # the second placement has its own name
+    for e in result.entities:
+        validate_properties("DesignElement", e.props)
+    assert {t for _, t in root.links} == set(items) - {root.id}
+    manifest = result.extra["manifest"]
+    gltf = read_json((workspace / manifest["glb_url"]).read_bytes())
+    assert {n["name"] for n in gltf["nodes"]} == set(manifest["mesh_to_node_map"])
+    placed = {n["name"]: n.get("translation") for n in gltf["nodes"]}
+    assert placed[pins[1].id.split(":", 1)[1]] == pytest.approx([-0.00254, 0.0, 0.0])
+
+
 def test_projection_gives_the_file_back_unchanged(rover_step):
     result = step.parse(rover_step, "mech/rover.step")
     entities = {e.id: dict(e.props, description="renamed") for e in result.entities}

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,8 @@ def _unique_segments(siblings: list[Node]) -> None:
     """Names usable in an id, unique among siblings: the second "M3 screw" is "M3_screw#2"."""
     taken: set[str] = set()
     for node in siblings:
-        base = safe_name(node.segment.replace("/", "_"))
+        ascii_name = unicodedata.normalize("NFKD", node.segment).encode("ascii", "ignore").decode()
+        base = safe_name((ascii_name if ascii_name.strip() else node.segment).replace("/", "_"))
         segment, n = base, 1
         while segment in taken:
             n += 1
