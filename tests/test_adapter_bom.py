@@ -20,7 +20,7 @@ from metaforge.adapters.registry import GROUP
 from metaforge.thread.entities import validate_properties
 
 DATA = Path(__file__).parent / "data" / "bom"
-FILES = sorted(p.name for p in DATA.iterdir())
+FILES = sorted(p.name for p in DATA.glob("*.csv"))
 bom = BomAdapter()
 
 

@@ -99,19 +99,19 @@ class Table:
 
 def read_table(data: bytes, rel: str) -> Table:
     text, encoding = decode(data)
-    best: tuple[int, int, str, list[Record]] | None = None
+    best: tuple[int, int, str] | None = None
     first_error: UnterminatedQuote | None = None
-    for delimiter in _DELIMITERS:
+    for delimiter in _DELIMITERS:  # the header decides the delimiter: only the first lines are split
         try:
-            records = split_records(text, delimiter)
+            records = split_records(text, delimiter, limit=_HEADER_SEARCH)
         except UnterminatedQuote as exc:
             first_error = first_error or exc
             continue
-        for i, rec in enumerate(records[:_HEADER_SEARCH]):
+        for i, rec in enumerate(records):
             cols = _column_map([c.value for c in rec.cells])
             if "references" in cols and len(cols) >= 2:
                 if best is None or (i, -len(cols)) < (best[0], -best[1]):
-                    best = (i, len(cols), delimiter, records)
+                    best = (i, len(cols), delimiter)
                 break
     if best is None:
         if first_error is not None:
@@ -119,7 +119,11 @@ def read_table(data: bytes, rel: str) -> Table:
         raise AdapterError(rel, "no reference column in the first lines (looked for Reference, Ref, Designator, "
                                 "References...) beside a Value, Qty or MPN column", line=1,
                            hint="a BOM CSV needs a header line naming its columns")
-    index, _, delimiter, records = best
+    index, _, delimiter = best
+    try:
+        records = split_records(text, delimiter)
+    except UnterminatedQuote as exc:
+        raise AdapterError(rel, str(exc), line=exc.line) from None
     table = Table(rel, text, encoding, delimiter, records, index, _column_map([c.value for c in records[index].cells]))
     _read_rows(table)
     return table

@@ -50,12 +50,13 @@ def _unquoted(delimiter: str) -> re.Pattern:
     return re.compile(f"[^{re.escape(delimiter)}\r\n]*")
 
 
-def split_records(text: str, delimiter: str) -> list[Record]:
-    """Every record of `text`, with the spans of its cells; quoted cells may span lines."""
+def split_records(text: str, delimiter: str, limit: int | None = None) -> list[Record]:
+    """The records of `text` (the first `limit` ones), with the spans of their cells; quoted
+    cells may span lines."""
     unquoted = _unquoted(delimiter)
     records: list[Record] = []
     pos, line, n = 0, 1, len(text)
-    while pos < n:
+    while pos < n and (limit is None or len(records) < limit):
         start, cells = pos, []
         while True:
             cell, pos = _cell(text, pos, unquoted, line)
