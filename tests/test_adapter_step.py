@@ -162,6 +162,14 @@ def test_a_model_saved_in_inches_is_measured_in_mm(workspace):
     assert items["DesignElement:rover_in/chassis_plate"].props["width"] == mm(100.0)
 
 
+def test_a_file_name_with_accents_and_spaces(workspace):
+    path = rover(workspace / "mech" / "Gehäuse v2 (Entwurf).step")
+    result = step.parse(path, "mech/Gehäuse v2 (Entwurf).step")
+    assert result.entities[0].id == "DesignElement:Gehause_v2__Entwurf_"
+    assert result.extra["manifest"]["glb_url"] == ".metaforge/artifacts/mech__Gehäuse v2 (Entwurf).step.glb"
+    assert (workspace / result.extra["manifest"]["glb_url"]).is_file()
+
+
 def test_a_real_kicad_library_model(workspace):
     path = workspace / "mech" / "Battery_CR1225.step"
     shutil.copyfile(DATA / "Battery_CR1225.step", path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ class StepAdapter(Adapter):
         file. Outside any repository the tree is read but no GLB is written."""
         step_read, step_glb = _ocp_modules(rel)
         model = step_read.read(path, rel)
-        stem = safe_name(Path(rel).stem)
+        stem = id_segment(Path(rel).stem)
         tree = _entity_tree(model.roots, stem)
         entities = [parsed for parsed, _node in _flatten(tree)]
         extra: dict[str, Any] = {}
@@ -47,6 +48,12 @@ class StepAdapter(Adapter):
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         return path.read_bytes()
+
+
+def id_segment(name: str) -> str:
+    """A name as one segment of an id path: accents folded ("Gehäuse" → "Gehause"), no "/"."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return safe_name((folded if folded.strip() else name).replace("/", "_"))
 
 
 def _ocp_modules(rel: str):

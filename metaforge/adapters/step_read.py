@@ -12,7 +12,6 @@ import os
 import re
 import sys
 import tempfile
-import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,8 @@ from OCP.XCAFApp import XCAFApp_Application
 from OCP.XCAFDoc import (XCAFDoc, XCAFDoc_ColorCurv, XCAFDoc_ColorGen, XCAFDoc_ColorSurf, XCAFDoc_ColorTool,
                          XCAFDoc_DocumentTool, XCAFDoc_Material, XCAFDoc_ShapeTool)
 
-from metaforge.adapters.base import AdapterError, safe_name
+from metaforge.adapters.base import AdapterError
+from metaforge.adapters.step import id_segment
 
 
 @dataclass
@@ -166,8 +166,7 @@ def _unique_segments(siblings: list[Node]) -> None:
     """Names usable in an id, unique among siblings: the second "M3 screw" is "M3_screw#2"."""
     taken: set[str] = set()
     for node in siblings:
-        ascii_name = unicodedata.normalize("NFKD", node.segment).encode("ascii", "ignore").decode()
-        base = safe_name((ascii_name if ascii_name.strip() else node.segment).replace("/", "_"))
+        base = id_segment(node.segment)
         segment, n = base, 1
         while segment in taken:
             n += 1
