@@ -177,6 +177,18 @@ def test_rows_the_graph_dropped_go_and_new_items_are_appended_in_the_files_style
     assert out.endswith("Abwärtswandler 3A\r\n;R7;1;100k;;Yageo;;")
 
 
+def test_a_value_the_files_encoding_cannot_hold_is_refused(copy):
+    path = copy("mouser_order_bom.csv")
+    entities = unchanged(parse(path))
+    entities["BOMItem:L1"]["description"] = "功率电感"
+    with pytest.raises(AdapterError, match=r"mouser_order_bom.csv: the file is cp1252 and cannot hold '功"):
+        bom.project(path, path.name, entities)
+
+
+def test_references_ranges_are_capped():
+    assert parse_references("R1-R999999") == ["R1-R999999"]
+
+
 def test_projection_refuses_a_graph_whose_quantity_disagrees_with_its_references(copy):
     path = copy("kicad8_grouped_bom.csv")
     entities = unchanged(parse(path))

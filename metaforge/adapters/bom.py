@@ -179,6 +179,7 @@ def _check_quantity(table: Table, rec: Record, props: dict) -> None:
 # ---- cell values ---------------------------------------------------------------------------
 
 _RANGE = re.compile(r"^([A-Za-z_#]*[A-Za-z_#])(\d+)-(?:\1)?(\d+)$")
+_MAX_RANGE = 10_000  # "R1-R999999999" is a typo, not a billion resistors
 
 
 def parse_references(text: str) -> list[str]:
@@ -188,7 +189,7 @@ def parse_references(text: str) -> list[str]:
         if not token:
             continue
         m = _RANGE.match(token)
-        if m and int(m.group(3)) > int(m.group(2)):
+        if m and 0 < int(m.group(3)) - int(m.group(2)) <= _MAX_RANGE:
             refs.extend(f"{m.group(1)}{n}" for n in range(int(m.group(2)), int(m.group(3)) + 1))
         else:
             refs.append(token)
@@ -234,15 +235,17 @@ def _ranges(refs: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(refs):
-        m = re.fullmatch(r"([A-Za-z_#]*[A-Za-z_#])(\d+)", refs[i])
         j = i
+        m = re.fullmatch(r"([A-Za-z_#]*[A-Za-z_#])(\d+)", refs[i])
         if m:
             while j + 1 < len(refs) and refs[j + 1] == f"{m.group(1)}{int(m.group(2)) + (j + 1 - i)}":
                 j += 1
-        out.append(f"{refs[i]}-{refs[j]}" if j - i >= 2 else refs[i])
-        if j - i < 2:
-            j = i
-        i = j + 1
+        if j - i >= 2:
+            out.append(f"{refs[i]}-{refs[j]}")
+            i = j + 1
+        else:
+            out.append(refs[i])
+            i += 1
     return out
 
 
@@ -273,7 +276,7 @@ def _dnp_mark(table: Table) -> str:
 class BomAdapter(Adapter):
     name = "bom_csv"
     version = "1"
-    patterns = ("*bom*.csv", "*.bom.csv", "*bom*.tsv", "*bom*.txt")
+    patterns = ("*bom*.csv", "*.bom.csv", "*bom*.tsv")
 
     def parse(self, path: Path, rel: str) -> ParseResult:
         table = read_table(_read(path, rel), rel)
@@ -290,7 +293,11 @@ class BomAdapter(Adapter):
         entity's dict leaves its cell alone; a prop set to None empties it."""
         table = read_table(_read(path, rel), rel)
         text = render(table, entities)
-        data = text.encode(table.encoding)
+        try:
+            data = text.encode(table.encoding)
+        except UnicodeEncodeError as exc:
+            raise AdapterError(rel, f"the file is {table.encoding} and cannot hold {exc.object[exc.start:exc.end]!r}",
+                               hint="save the BOM as UTF-8") from None
         read_table(data, rel)  # never write a file this adapter would refuse to read
         return data
 
