@@ -235,6 +235,13 @@ def test_outside_a_repository_the_tree_is_read_and_no_glb_written(tmp_path):
     assert not (tmp_path / ".metaforge").exists()
 
 
+def test_when_the_glb_cannot_be_written_the_tree_still_counts(rover_step, workspace):
+    (workspace / ".metaforge" / "artifacts").write_text("a file where the folder should be")
+    result = step.parse(rover_step, "mech/rover.step")
+    assert len(result.entities) == 15 and result.extra["manifest"] is None
+    assert result.extra["warnings"][0].startswith("mech/rover.step: no GLB written: ")
+
+
 def test_the_caller_may_name_the_repository_root(tmp_path):
     path = rover(tmp_path / "rover.step")
     (tmp_path / "elsewhere").mkdir()

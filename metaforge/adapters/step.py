@@ -37,13 +37,19 @@ class StepAdapter(Adapter):
         stem = id_segment(Path(rel).stem)
         tree = _entity_tree(model.roots, stem)
         entities = [parsed for parsed, _node in _flatten(tree)]
-        extra: dict[str, Any] = {}
+        warnings = [f"{rel}: OCCT: {line}" for line in step_read.reader_complaints(model.log)[:5]]
+        manifest = None
         root = root or find_root(path)
         if root is None:
-            extra["warnings"] = [f"{rel}: not inside an mf repository, no GLB written"]
-            extra["manifest"] = None
+            warnings.append(f"{rel}: not inside an mf repository, no GLB written")
         else:
-            extra["manifest"] = _artifacts(model, tree, path, rel, Path(root), step_glb)
+            try:  # the GLB is a viewer's cache: without it the tree still counts
+                manifest = _artifacts(model, tree, path, rel, Path(root), step_glb)
+            except (AdapterError, OSError) as exc:
+                warnings.append(f"{rel}: no GLB written: {exc}")
+        extra: dict[str, Any] = {"manifest": manifest}
+        if warnings:
+            extra["warnings"] = warnings
         return ParseResult(rel, entities, extra)
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:

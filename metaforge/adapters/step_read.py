@@ -101,9 +101,15 @@ def _check_header(path: Path, rel: str) -> None:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def reader_complaints(log: str) -> list[str]:
+    """The errors and warnings OCCT printed while reading, without its colours and stars."""
+    return [ln.strip(" *") for ln in _ANSI.sub("", log).splitlines()
+            if any(word in ln for word in ("ERR", "Fail", "Warning", "WARN"))]
+
+
 def _read_error(rel: str, message: str, log: str) -> AdapterError:
     """The first error OCCT printed, e.g. `Line 522: Incorrect syntax: unexpected end of file`."""
-    said = [ln.strip(" *") for ln in _ANSI.sub("", log).splitlines() if "ERR" in ln or "Fail" in ln]
+    said = reader_complaints(log)
     line = None
     if said:
         detail = re.sub(r"^ERR\s+\w+\s*:\s*", "", said[0]).strip()
