@@ -16,6 +16,7 @@ index.db*
 telemetry.db*
 knowledge.db*
 cache/
+artifacts/
 log.lock
 log.journal
 """
