@@ -140,7 +140,12 @@ def _diagnose(text: str) -> None:
     """The slow path: walk the text again with every check, and raise at the first fault."""
     depth_starts: list[int] = []
     closed = False
+    # KiCad writes a newline inside a string as \n: a string running over a line break is where a
+    # closing quote went missing (the quotes after it pair up wrongly until the end of the file)
+    broken = next((m for m in _STRING.finditer(text) if "\n" in m.group()), None)
     for m in _TOKEN.finditer(text):
+        if broken is not None and m.start() >= broken.start():
+            raise SexprError("a quoted string that never closes on its line (a missing quote?)", broken.start())
         tok = m.group()
         if tok == "(":
             if closed:
