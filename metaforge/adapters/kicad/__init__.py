@@ -14,6 +14,13 @@ from typing import Any
 
 from metaforge.adapters.base import Adapter, ParseResult
 
+# Properties a file states but projection never writes: the board cannot change a footprint
+# (that is KiCad's "Update PCB from Schematic"), nor a file a reference. When a schematic and
+# its board disagree on one (5 of the 13 readable demo boards have other footprint names than
+# their schematics), the writable owner should win in the graph, and the other is drift.
+SCHEMATIC_READ_ONLY = ("kind", "reference", "lib_id", "sheet_path")
+BOARD_READ_ONLY = ("kind", "reference", "footprint", "layer", "layers", "thickness", "net")
+
 
 class SchematicAdapter(Adapter):
     """`.kicad_sch`: every placed symbol with a reference is one DesignElement (all its units
@@ -27,7 +34,8 @@ class SchematicAdapter(Adapter):
         from metaforge.adapters.kicad.schematic import read_sheet
 
         read = read_sheet(path, rel)
-        extra = {"project": read.hierarchy.project, "format_version": read.doc.version}
+        extra = {"project": read.hierarchy.project, "format_version": read.doc.version,
+                 "read_only_props": list(SCHEMATIC_READ_ONLY)}
         if read.skipped:
             extra["skipped"] = read.skipped
         return ParseResult(rel, [el.parsed() for el in read.elements], extra)
@@ -52,7 +60,7 @@ class BoardAdapter(Adapter):
         from metaforge.adapters.kicad.board import read_board
 
         read = read_board(path, rel)
-        extra = {"format_version": read.doc.version}
+        extra = {"format_version": read.doc.version, "read_only_props": list(BOARD_READ_ONLY)}
         if read.skipped:
             extra["skipped"] = {"board_only": read.skipped}
         return ParseResult(rel, [el.parsed() for el in read.elements], extra)

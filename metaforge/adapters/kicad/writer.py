@@ -12,7 +12,7 @@ from metaforge.adapters import sexpr
 from metaforge.adapters.base import AdapterError
 from metaforge.adapters.kicad.files import PER_INSTANCE_VALUES_UNTIL, Doc
 from metaforge.adapters.kicad.model import WRITABLE, Element, Slot
-from metaforge.adapters.kicad.symbols import FIELD_FOR
+from metaforge.adapters.kicad.symbols import FIELD_FOR, field_role
 
 _ID = re.compile(r"\(id (\d+)\)")
 
@@ -55,8 +55,8 @@ def _changes(el: Element, graph: dict[str, Any]):
     fields = graph.get("fields")
     if isinstance(fields, dict) and el.blocks:
         for name, value in fields.items():
-            if value is None:
-                continue
+            if value is None or field_role(name) is not None:
+                continue  # MPN, Value... are written through their own property, never as a second field
             text = _as_text(value)
             if text != el.values.get(f"fields/{name}"):
                 yield f"fields/{name}", text
