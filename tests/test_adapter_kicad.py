@@ -395,10 +395,13 @@ def test_malformed_files_are_refused_with_the_line(tmp_path):
     with pytest.raises(AdapterError, match=r"cut.kicad_pcb:\d+: not a well-formed KiCad file: a '\(' that never closes"):
         parse(cut)
     lines = text.splitlines(keepends=True)
-    lines[440] = lines[440].replace("(", "((", 1)  # one paren too many on line 441
+    assert lines[434].startswith("  (footprint ") and "(fp_text reference" in lines[441]
     extra = tmp_path / "extra.kicad_pcb"
-    extra.write_text("".join(lines))
-    with pytest.raises(AdapterError):
+    extra.write_text("".join(lines[:441] + [lines[441].replace("(", "((", 1)] + lines[442:]))
+    with pytest.raises(AdapterError, match=r"extra.kicad_pcb:435: .*the item starting here does not close"):
+        parse(extra)
+    extra.write_text("".join(lines[:441] + [lines[441].replace(")", "))", 1)] + lines[442:]))
+    with pytest.raises(AdapterError, match=r"extra.kicad_pcb:435: .*the item starting here closes one"):
         parse(extra)
     quote = tmp_path / "quote.kicad_sch"
     sch_lines = (DATA / "kicad9/test_pads_inside_pads.kicad_sch").read_text().splitlines(keepends=True)

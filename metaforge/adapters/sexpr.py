@@ -143,11 +143,13 @@ def _diagnose(text: str) -> None:
     # KiCad writes a newline inside a string as \n: a string running over a line break is where a
     # closing quote went missing (the quotes after it pair up wrongly until the end of the file)
     broken = next((m for m in _STRING.finditer(text) if "\n" in m.group()), None)
+    items = _TopItems(text)
     for m in _TOKEN.finditer(text):
         if broken is not None and m.start() >= broken.start():
             raise SexprError("a quoted string that never closes on its line (a missing quote?)", broken.start())
         tok = m.group()
         if tok == "(":
+            items.check(m.start(), len(depth_starts), closed)
             if closed:
                 raise SexprError("text after the end of the file's top-level list", m.start())
             depth_starts.append(m.start())
@@ -165,6 +167,34 @@ def _diagnose(text: str) -> None:
     if not closed:
         raise SexprError("no s-expression in the file", 0)
     raise SexprError("not a well-formed s-expression", 0)
+
+
+class _TopItems:
+    """KiCad indents every top-level item alike: an item starting at that indentation while the
+    one before it is still open (or already closed one level too far) points at the one before."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.indent: str | None = None
+        self.last: int | None = None
+
+    def check(self, start: int, depth: int, closed: bool) -> None:
+        line_start = self.text.rfind("\n", 0, start) + 1
+        lead = self.text[line_start:start]
+        if lead.strip():
+            return
+        if self.indent is None and depth == 1:
+            self.indent = lead
+        if self.last is None or lead != self.indent and not (depth == 1 and len(lead) > len(self.indent)):
+            if depth == 1 and lead == self.indent:
+                self.last = start
+            return
+        if depth == 1 and lead == self.indent and not closed:
+            self.last = start
+        elif depth > 1:
+            raise SexprError("the item starting here does not close (a ')' is missing)", self.last)
+        else:  # the root closed, or a nested item sits at the top: the item above closed too soon
+            raise SexprError("the item starting here closes one ')' too many", self.last)
 
 
 def unquote(atom: str) -> str:
