@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from metaforge.adapters.base import safe_name
+from metaforge.adapters.base import AdapterError, safe_name
 from metaforge.adapters.kicad import hierarchy
 from metaforge.adapters.kicad.files import Doc, board_project, read_doc, rel_of
 from metaforge.adapters.kicad.model import Element, Slot
@@ -28,7 +28,10 @@ def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
     project = board_project(path)
     by_path = {}
     if project.root is not None:  # the footprint's (path ...) names its symbol: take the symbol's reference
-        by_path = references_by_path(hierarchy.build(project.root, rel_of(project.root, path, rel), project.name))
+        try:
+            by_path = references_by_path(hierarchy.build(project.root, rel_of(project.root, path, rel), project.name))
+        except AdapterError:
+            pass  # an unreadable schematic is refused when it is read; the board's own references stand
     nets = _Nets(project.name, doc)
     by_ref: dict[str, Element] = {}
     skipped = 0

@@ -15,6 +15,7 @@ from metaforge.adapters.kicad.model import WRITABLE, Element, Slot
 from metaforge.adapters.kicad.symbols import FIELD_FOR, field_role
 
 _ID = re.compile(r"\(id (\d+)\)")
+_HIDDEN = re.compile(r"\(hide yes\)|\shide[\s)]")  # KiCad 8+ `(hide yes)`, KiCad 6-7 a bare `hide`
 
 
 def project_doc(doc: Doc, elements: list[Element], entities: dict[str, dict[str, Any]]) -> bytes:
@@ -148,7 +149,7 @@ def _insert(doc: Doc, block: sexpr.Node, fields: list[tuple[str, str]]) -> tuple
 
 def _hidden_model(doc: Doc, props: list[sexpr.Node]) -> sexpr.Node:
     """The sibling to copy: a hidden one (Datasheet or Footprint usually are), else the last."""
-    hidden = [p for p in props if re.search(r"\bhide\b", doc.text[p.start:p.end])]
+    hidden = [p for p in props if _HIDDEN.search(doc.text, p.start, p.end)]
     for name in ("Datasheet", "Footprint"):
         for p in hidden:
             if p.text(1) == name:
