@@ -259,3 +259,29 @@ def test_a_broker_restart_mid_stream_loses_nothing(fleet, broker):
     worker.stop()
     thread.join(10)
     assert worker.stats.reconnects >= 1
+
+
+def test_batch_payloads_as_columns_fast_and_careful():
+    """Columns are the batch format: clean ones are taken whole, anything off is said per sample."""
+    from metaforge.sync.mqtt import parse_payload
+
+    now_us = int(time.time() * 1e6)
+    t = now_us / 1e6 - 10
+    topic = f"devices/{DEV}/telemetry"
+    runs, rejects, n = parse_payload(topic, json.dumps(
+        {"ts": [t, t + 0.01, t + 0.02], "metrics": {"vbat": [11.9, 11.8, 11.7], "temp": [40, 41, 42]}}).encode(), now_us)
+    assert n == 6 and not rejects
+    by_metric = {m: (list(ts), list(v)) for d, m, ts, v in runs}
+    assert by_metric["vbat"][1] == [11.9, 11.8, 11.7] and by_metric["temp"][0][2] - by_metric["temp"][0][0] == 20_000
+    ms = int(t * 1000)  # milliseconds are told from seconds by size, as for single samples
+    assert parse_payload(topic, json.dumps({"ts": [ms, ms + 10], "metrics": {"v": [1, 2]}}).encode(),
+                         now_us)[0][0][2][1] == (ms + 10) * 1000
+    runs, rejects, n = parse_payload(topic, json.dumps(
+        {"ts": [t, "yesterday", t + 10 ** 7], "metrics": {"vbat": [11.9, 11.8, 11.7], "bad": [1, "x", 3],
+                                                         "short": [1.0]}}).encode(), now_us)
+    assert n == 2  # vbat and bad at t: the other two times are off
+    assert any("bad timestamp 'yesterday'" in r for r in rejects)
+    assert any("timestamp in the future" in r for r in rejects)
+    assert any("short: needs a list of 3 values" in r for r in rejects)
+    _, rejects, n = parse_payload(topic, json.dumps({"ts": [t, t * 1000], "metrics": {"v": [1, 2]}}).encode(), now_us)
+    assert n == 2 and not rejects  # each stamp by its own size on the careful path

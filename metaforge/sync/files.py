@@ -36,6 +36,14 @@ class Columns:
         run[0].append(ts)
         run[1].append(value)
 
+    def add_run(self, device: str, metric: str, ts, values) -> None:
+        """Whole columns at once (arrays or lists)."""
+        run = self.runs.get((device, metric))
+        if run is None:
+            self.runs[(device, metric)] = (ts, values)
+        else:
+            self.runs[(device, metric)] = ([*run[0], *ts], [*run[1], *values])
+
     def drain(self) -> list[Run]:
         out = [(d, m, t, v) for (d, m), (t, v) in self.runs.items()]
         self.runs = {}

@@ -121,16 +121,20 @@ class LiveTwin:
             self.staleness[name] = float(policies[name]["policy"]["staleness_threshold_s"])
             self.devices[name] = DeviceState(health=d[1] or "unknown")
 
-    def observe(self, samples: list[tuple[str, str, int, float]], now: float | None = None) -> None:
+    def observe(self, runs: list[tuple[str, str, list, list]], now: float | None = None) -> None:
+        """Runs of samples, (device, metric, [ts], [values]) each, in time order within a run."""
         now = time.time() if now is None else now
         touched = set()
-        for device, metric, _, value in samples:
+        for device, metric, _, values in runs:
             state = self.devices.setdefault(device, DeviceState())
             state.last_seen = now
             touched.add(device)
             limit = self.limits.get(metric)
             if limit is not None:
-                state.levels[metric] = limit.level(value, state.levels.get(metric, 0))
+                level = state.levels.get(metric, 0)
+                for value in values:  # hysteresis depends on the level before each sample
+                    level = limit.level(value, level)
+                state.levels[metric] = level
         for device in touched:
             state = self.devices[device]
             health = LEVELS[max(state.levels.values(), default=0)]

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import orjson
 
 from metaforge.errors import BadInput
-from metaforge.sync.files import FUTURE_US, parse_line, to_us
+from metaforge.sync.files import FUTURE_US, Columns, parse_line, to_us
 
 _DEVICE_IN_TOPIC = re.compile(r"^devices/([^/]+)/")
 
@@ -42,51 +42,128 @@ class Stats:
                 "reconnects": self.reconnects, "state_changes": self.state_changes}
 
 
-def parse_payload(topic: str, payload: bytes, now_us: int) -> tuple[list, list]:
-    """(samples, rejects) of one message."""
-    samples, rejects = [], []
+def parse_payload(topic: str, payload: bytes, now_us: int) -> tuple[list, list, int]:
+    """(runs, rejects, samples) of one message: runs are (device, metric, [ts µs], [values]).
+
+    JSON: `{"ts": 1700000000.5, "metrics": {"vbat": 11.9}}`, a list of those, `{"samples": [...]}`,
+    or columns for a batch: `{"ts": [t0, t1, ...], "metrics": {"vbat": [v0, v1, ...]}}`; a
+    `device` key overrides the device named by the topic. Otherwise InfluxDB line protocol."""
     m = _DEVICE_IN_TOPIC.match(topic)
     topic_device = m.group(1) if m else None
     text = payload.strip()
+    columns = Columns()
+    rejects: list[str] = []
     if text[:1] in (b"{", b"["):
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            return [], [f"malformed JSON: {exc}"]
+            return [], [f"malformed JSON: {exc}"], 0
         items = data if isinstance(data, list) else data.get("samples", [data]) if isinstance(data, dict) else None
         if not isinstance(items, list):
-            return [], ["JSON payload is neither an object nor a list"]
+            return [], ["JSON payload is neither an object nor a list"], 0
+        outer = data.get("device") if isinstance(data, dict) else None
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("metrics"), dict):
                 rejects.append("a sample needs {\"ts\": ..., \"metrics\": {...}}")
                 continue
-            device = item.get("device") or (data.get("device") if isinstance(data, dict) else None) or topic_device
+            device = item.get("device") or outer or topic_device
             if not device:
                 rejects.append("no device in the topic or the payload")
                 continue
-            try:
-                ts = to_us(str(item["ts"])) if "ts" in item else now_us
-            except ValueError:
-                rejects.append(f"bad timestamp {item.get('ts')!r}")
+            if isinstance(item.get("ts"), list):
+                _add_columns(columns, str(device), item["ts"], item["metrics"], now_us, rejects)
                 continue
-            if ts > now_us + FUTURE_US:
-                rejects.append(f"timestamp in the future: {item.get('ts')!r}")
+            ts = _stamp(item.get("ts"), now_us, rejects)
+            if ts is None:
                 continue
             for name, value in item["metrics"].items():
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     rejects.append(f"{name} is not a number: {value!r}")
                     continue
-                samples.append((str(device), str(name), ts, float(value)))
-        return samples, rejects
+                columns.add(str(device), str(name), ts, float(value))
+    else:
+        try:
+            lines = text.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            return [], ["payload is neither JSON nor line protocol (not UTF-8)"], 0
+        for i, line in enumerate(lines, start=1):
+            if line.strip():
+                for sample in parse_line(line.strip(), topic_device, lambda why, _l: rejects.append(why),
+                                         "ns", f"line {i}", now_us):
+                    columns.add(*sample)
+    runs = columns.drain()
+    return runs, rejects, sum(len(r[2]) for r in runs)
+
+
+def _stamp(value, now_us: int, rejects: list) -> int | None:
+    """A sample's time in µs (epoch s/ms/µs/ns by size, or ISO 8601); None, said, when unusable."""
+    if value is None:
+        return now_us
     try:
-        lines = text.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        return [], ["payload is neither JSON nor line protocol (not UTF-8)"]
-    for i, line in enumerate(lines, start=1):
-        if line.strip():
-            samples.extend(parse_line(line.strip(), topic_device, lambda why, _l: rejects.append(why),
-                                      "ns", f"line {i}", now_us))
-    return samples, rejects
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            size = abs(value)  # numbers as numbers: no detour through text
+            ts = int(value // 1000) if size > 1e17 else int(value) if size > 1e14 else \
+                round(value * 1000) if size > 1e11 else round(value * 1_000_000)
+        else:
+            ts = to_us(str(value))
+    except (ValueError, OverflowError):
+        rejects.append(f"bad timestamp {value!r}")
+        return None
+    if ts > now_us + FUTURE_US:
+        rejects.append(f"timestamp in the future: {value!r}")
+        return None
+    return ts
+
+
+def _add_columns(columns, device: str, stamps: list, metrics: dict, now_us: int, rejects: list) -> None:
+    """A batch as columns: one list of times, one list of values per metric, of the same length.
+    Clean numeric columns are converted whole (numpy); anything else sample by sample, said."""
+    import numpy as np
+
+    try:
+        ts = np.asarray(stamps, dtype=np.float64)
+        if ts.ndim != 1 or not np.isfinite(ts).all():
+            raise ValueError
+        if not len(ts) or ts.min() <= 0:
+            raise ValueError
+        lo, hi = _unit_of(float(ts.min())), _unit_of(float(ts.max()))
+        if lo != hi:  # seconds mixed with milliseconds: the careful path says which sample is off
+            raise ValueError
+        scale = {"ns": 1e-3, "us": 1, "ms": 1e3, "s": 1e6}[hi]
+        us = np.round(ts * scale).astype(np.int64)
+        if us.max() > now_us + FUTURE_US:
+            raise ValueError
+        ready = {}
+        for name, values in metrics.items():
+            column = np.asarray(values, dtype=np.float64)
+            if column.shape != ts.shape or isinstance(values, (str, bytes)) or \
+                    any(isinstance(v, bool) for v in values[:1]):
+                raise ValueError
+            ready[str(name)] = column
+    except (ValueError, TypeError, OverflowError):
+        _add_columns_slowly(columns, device, stamps, metrics, now_us, rejects)
+        return
+    for name, column in ready.items():
+        columns.add_run(device, name, us, column)
+
+
+def _unit_of(size: float) -> str:
+    return "ns" if size > 1e17 else "us" if size > 1e14 else "ms" if size > 1e11 else "s"
+
+
+def _add_columns_slowly(columns, device: str, stamps: list, metrics: dict, now_us: int, rejects: list) -> None:
+    ts = [_stamp(v, now_us, rejects) for v in stamps]
+    for name, values in metrics.items():
+        if not isinstance(values, list) or len(values) != len(ts):
+            rejects.append(f"{name}: needs a list of {len(ts)} values, one per ts")
+            continue
+        for t, value in zip(ts, values):
+            if t is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                rejects.append(f"{name} is not a number: {value!r}")
+                continue
+            columns.add(device, str(name), t, float(value))
 
 
 class MqttIngest:
@@ -126,10 +203,10 @@ class MqttIngest:
             self.stats.reconnects += 1
 
     def _on_message(self, client, userdata, msg):
-        samples, rejects = parse_payload(msg.topic, msg.payload, int(time.time() * 1e6))
+        runs, rejects, count = parse_payload(msg.topic, msg.payload, int(time.time() * 1e6))
         with self._lock:
-            self._pending.append((msg.topic, msg.payload, samples, rejects, msg.mid, msg.qos))
-            self._pending_samples += len(samples)
+            self._pending.append((msg.topic, msg.payload, runs, rejects, msg.mid, msg.qos))
+            self._pending_samples += count
         self._arrived.set()  # the broker lets only ~20 messages wait for an ack: store them now
 
     # ---- the writer (this thread) -----------------------------------------------------------------
@@ -139,25 +216,26 @@ class MqttIngest:
             batch, self._pending, self._pending_samples = self._pending, [], 0
         if not batch:
             return
-        rows = []
-        for topic, payload, samples, rejects, _, _ in batch:
+        runs = []
+        for topic, payload, message_runs, rejects, _, _ in batch:
             self.stats.messages += 1
             for why in rejects:
                 self.stats.rejected += 1
                 store.dead_letter(f"mqtt:{topic}", why, payload.decode("utf-8", "replace"))
-            for s in samples:
-                if self._known(s[0]):
-                    rows.append(s)
+            for run in message_runs:
+                if self._known(run[0]):
+                    runs.append(run)
                 else:
-                    self.stats.rejected += 1
-                    store.dead_letter(f"mqtt:{topic}", f"unknown device {s[0]}", payload.decode("utf-8", "replace"))
-        self.stats.samples += len(rows)
-        self.stats.new += store.write(rows)
+                    self.stats.rejected += len(run[2])
+                    store.dead_letter(f"mqtt:{topic}", f"unknown device {run[0]}", payload.decode("utf-8", "replace"))
+        self.stats.samples += sum(len(r[2]) for r in runs)
+        self.stats.new += store.write_runs(runs)
         if self.latencies is not None:  # broker-to-store, for the benchmark (sender clocks are this one)
             stored_at = time.time() * 1e6
-            self.latencies.extend(stored_at - ts for _, _, ts, _ in rows)
-        if live is not None and rows:
-            live.observe(rows)
+            for run in runs:
+                self.latencies.extend(stored_at - ts for ts in run[2])
+        if live is not None and runs:
+            live.observe(runs)
         for *_, mid, qos in batch:  # stored: now the broker may forget them
             if qos > 0:
                 client.ack(mid, qos)
