@@ -104,6 +104,10 @@ def _summary(e: dict) -> str:
     from metaforge.cli.output import fmt_value
 
     p = e["payload"]
+    if e.get("type") == "state.linked":
+        return f"semantic version {p['semantic_version']} ↔ commit {p['git_commit'][:12]} ({len(p['artifacts'])} files)"
+    if e.get("type") == "artifact.mapped":
+        return f"{p['path']}: {len(p['mappings'])} entities, {p['how']} ({p['adapter']} {p['adapter_version']})"
     if "key" in p:
         return f"{p['key']} = {fmt_value(p['value'])}"
     if "rel" in p:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, open_repo
+from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, open_repo, say
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +37,8 @@ def show(id: Annotated[str, typer.Argument(help="Entity id, Type:name.")], json_
         c.print(f"  → {edge['rel']} {edge['id']}")
     for edge in node["in"]:
         c.print(f"  ← {edge['rel']} {edge['id']}")
+    for a in node.get("artifacts", []):
+        c.print(f"  in {a['path']}" + (f":{a['line']}" if a.get("line") else "") + f"  [dim]{a['region']}[/]")
 
 
 def query(
@@ -129,11 +131,33 @@ def log(
                 f"{e['type']} [bold]{e['entity']}[/] v{e['version']}  {escape(_summary(e))}{why}", soft_wrap=True)
 
 
-def status(json_out: JsonOpt = False) -> None:
-    """Semantic version, what the twin holds, the last event."""
+def status(
+    commit: Annotated[Optional[str], typer.Option("--commit", help="The semantic version whose files this commit (or its nearest linked ancestor) holds.")] = None,
+    version: Annotated[Optional[int], typer.Option("--version", help="The commit that holds the files of this semantic version.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Semantic version, what the twin holds, the last event, and which commit holds its files."""
     from metaforge.thread.queries import status as run_status
 
-    info = run_status(open_repo())
+    repo = open_repo()
+    if commit is not None or version is not None:
+        from metaforge.thread.artifacts import commit_of_version, version_of_commit
+
+        link = version_of_commit(repo, commit) if commit is not None else commit_of_version(repo, version)
+        if json_out:
+            emit_json(link)
+        elif link is None:
+            say("no projection links that yet: mf project writes the files and records the commit")
+        else:
+            console().print(f"semantic version {link['semantic_version']} ↔ commit {link['git_commit'][:12]} "
+                            f"(projected {link['projected_at']} by {link['projected_by']}: "
+                            f"{', '.join(link['artifacts'])})"
+                            + (f"; {link['commits_after_link']} commits after it" if link.get("commits_after_link") else ""),
+                            soft_wrap=True)
+        if link is None:
+            raise typer.Exit(1)
+        return
+    info = run_status(repo)
     if json_out:
         emit_json(info)
         return
@@ -142,6 +166,11 @@ def status(json_out: JsonOpt = False) -> None:
     c.print(f"[bold]{info['root']}[/]  git {git['branch'] or '(detached)'} @ {git['commit'] or '(no commit yet)'}")
     c.print(f"semantic version [bold]{info['semantic_version']}[/]"
             + (f"  head {info['head_hash'][:12]} in {info['head_segment']}" if info["head_hash"] else ""))
+    link = info.get("files")
+    if link:
+        changed = link["entities_changed_since"]
+        c.print(f"files: semantic version {link['semantic_version']} in commit {link['git_commit'][:12]}"
+                + (f" ({changed} entities changed since: mf project writes them)" if changed else ""))
     c.print(f"{info['entities']} entities, {info['edges']} relationships")
     for kind, n in info["entities_by_type"].items():
         c.print(f"  {kind:<16} {n}")

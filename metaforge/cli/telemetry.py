@@ -5,12 +5,23 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, open_repo, progress_bar, say
 
 device_app = typer.Typer(help="The device registry: built units, INSTANCE_OF their twin model.", no_args_is_help=True,
                          rich_markup_mode=None)
-ingest_app = typer.Typer(help="Take telemetry in.", no_args_is_help=True, rich_markup_mode=None)
+class _IngestGroup(TyperGroup):
+    """`mf ingest PATH…` means `mf ingest files PATH…`: design files are the common case."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["files", *args]
+        return super().resolve_command(ctx, args)
+
+
+ingest_app = typer.Typer(cls=_IngestGroup, no_args_is_help=True, rich_markup_mode=None,
+                         help="Take things in: design files (mf ingest PATH…), telemetry files, MQTT.")
 telemetry_app = typer.Typer(help="Read the time-series store.", no_args_is_help=True, rich_markup_mode=None)
 
 

@@ -19,7 +19,7 @@ from metaforge.store import sqlite
 from metaforge.store.log import EventLog, Position, Record
 from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 _TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "nodes": """CREATE TABLE IF NOT EXISTS nodes (
@@ -42,6 +42,21 @@ _TABLES = {
     "aggregates": """CREATE TABLE IF NOT EXISTS aggregates (
   key TEXT PRIMARY KEY, seq INTEGER NOT NULL, count INTEGER NOT NULL, total REAL NOT NULL, unit TEXT
 ) WITHOUT ROWID""",
+    # the files the graph was read from or written to (artifact.mapped events): the last state of
+    # each, and where in it each entity lives
+    "artifacts": """CREATE TABLE IF NOT EXISTS artifacts (
+  path TEXT PRIMARY KEY, adapter TEXT NOT NULL, adapter_version TEXT NOT NULL, sha256 TEXT NOT NULL,
+  seq INTEGER NOT NULL, how TEXT NOT NULL
+) WITHOUT ROWID""",
+    "artifact_map": """CREATE TABLE IF NOT EXISTS artifact_map (
+  path TEXT NOT NULL, entity TEXT NOT NULL, region TEXT NOT NULL, line INTEGER,
+  PRIMARY KEY (path, entity, region)
+) WITHOUT ROWID""",
+    # which commit holds the files of which semantic version (state.linked events)
+    "state_links": """CREATE TABLE IF NOT EXISTS state_links (
+  seq INTEGER PRIMARY KEY, semantic_version INTEGER NOT NULL, git_commit TEXT NOT NULL,
+  projected_at TEXT NOT NULL, projected_by TEXT NOT NULL, artifacts TEXT NOT NULL
+)""",
     "events": """CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY, type TEXT NOT NULL, entity TEXT NOT NULL, version INTEGER NOT NULL,
   ts TEXT NOT NULL, actor TEXT NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL
@@ -53,6 +68,8 @@ _INDEXES = [
     "CREATE INDEX IF NOT EXISTS nodes_by_type ON nodes (type, deleted, id)",
     "CREATE INDEX IF NOT EXISTS edges_by_dst ON edges (dst, rel, src)",
     "CREATE INDEX IF NOT EXISTS events_by_entity ON events (entity, seq)",
+    "CREATE INDEX IF NOT EXISTS artifact_map_by_entity ON artifact_map (entity, path)",
+    "CREATE INDEX IF NOT EXISTS state_links_by_commit ON state_links (git_commit)",
 ]
 _CHUNK = 50_000
 _NODE_COLUMNS = ("id, type, version, created_at, updated_at, created_by, updated_by, created_seq, updated_seq, "
@@ -155,7 +172,8 @@ class GraphIndex:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if clear:  # dropping is much faster than deleting every row
-                for table in ("nodes", "edges", "events", "proposals", "aggregates"):
+                for table in ("nodes", "edges", "events", "proposals", "aggregates", "artifacts", "artifact_map",
+                              "state_links"):
                     conn.execute(f"DROP TABLE {table}")
                     conn.execute(_TABLES[table])
             batch: list[Record] = []
@@ -212,8 +230,16 @@ class GraphIndex:
 
     def _insert_events(self, records: list[Record]) -> None:
         for r in records:
-            if r.event["type"].startswith("proposal."):
+            kind = r.event["type"]
+            if kind.startswith("proposal."):
                 self._project_proposal(r.event)
+            elif kind == "artifact.mapped":
+                self._project_artifact(r.event)
+            elif kind == "state.linked":
+                p = r.event["payload"]
+                self.conn.execute("INSERT OR REPLACE INTO state_links VALUES (?, ?, ?, ?, ?, ?)",
+                                  (r.event["seq"], p["semantic_version"], p["git_commit"], p["projected_at"],
+                                   p["projected_by"], orjson.dumps(p["artifacts"]).decode()))
         self.conn.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(e["seq"], e["type"], e["entity"], e["version"], e["ts"], e["actor"], r.segment, r.offset)
@@ -251,6 +277,14 @@ class GraphIndex:
         elif e["type"] in ("proposal.approved", "proposal.rejected"):
             self.conn.execute("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ?, decision = ? WHERE id = ?",
                               (e["type"].split(".")[1], e["actor"], e["ts"], e.get("msg"), e["entity"]))
+
+    def _project_artifact(self, e: dict) -> None:
+        p = e["payload"]
+        self.conn.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)",
+                          (p["path"], p["adapter"], p["adapter_version"], p["sha256"], e["seq"], p["how"]))
+        self.conn.execute("DELETE FROM artifact_map WHERE path = ?", (p["path"],))
+        self.conn.executemany("INSERT OR REPLACE INTO artifact_map VALUES (?, ?, ?, ?)",
+                              [(p["path"], m["entity_id"], m["region"], m.get("line")) for m in p["mappings"]])
 
     def _write_meta(self, pos: Position) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [

@@ -32,6 +32,8 @@ def show(index, node_id: str) -> dict:
                    conn.execute("SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst", (node_id,))]
     node["in"] = [{"rel": r, "id": s} for r, s in
                   conn.execute("SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src", (node_id,))]
+    node["artifacts"] = [{"path": p, "region": r, "line": ln} for p, r, ln in conn.execute(
+        "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (node_id,))]
     return node
 
 
@@ -197,4 +199,15 @@ def status(repo) -> dict:
         "edges_by_relation": edges,
         "last_event": dict(zip(("seq", "type", "entity", "version", "ts", "actor"), last)) if last else None,
         "git": {"commit": commit or None, "branch": branch or None},
+        "files": _last_link(repo),
     }
+
+
+def _last_link(repo) -> dict | None:
+    row = repo.index.conn.execute("SELECT semantic_version, git_commit, projected_at FROM state_links "
+                                  "ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    changed = repo.index.conn.execute("SELECT count(*) FROM nodes WHERE updated_seq > ?", (row[0],)).fetchone()[0]
+    return {"semantic_version": row[0], "git_commit": row[1], "projected_at": row[2],
+            "entities_changed_since": changed}

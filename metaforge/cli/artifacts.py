@@ -1,0 +1,92 @@
+"""`mf ingest PATH…` and `mf project`: files into the graph, the graph into files and a commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from metaforge.cli.output import (ActorOpt, DryRunOpt, JsonOpt, MessageOpt, console, emit_json, open_repo,
+                                  progress_bar, say, warn)
+
+AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="Only this adapter (kicad_sch, kicad_pcb, bom_csv, step, ...).")]
+
+
+def register(app: typer.Typer, ingest_app: typer.Typer) -> None:
+    ingest_app.command("files")(ingest_files)
+    app.command("project")(project)
+
+
+def _here(paths: list[Path] | None) -> list[Path] | None:
+    """Paths as typed, relative to `mf -C DIR` when given."""
+    from metaforge.cli import state
+
+    return [Path(state.cwd or ".") / p for p in paths] if paths else paths
+
+
+def _actor(repo, actor: str | None) -> str:
+    from metaforge.repo import check_actor, default_actor
+
+    return check_actor(actor) if actor else default_actor(repo.root)
+
+
+def ingest_files(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (KiCad, BOM CSV, STEP); `mf ingest PATH` is short for this.")],
+    adapter: AdapterOpt = None,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="Skip files an adapter refuses (named; exit 1) instead of stopping.")] = False,
+    message: MessageOpt = None,
+    actor: ActorOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read design files into the graph as one batch (unchanged files are skipped)."""
+    from metaforge.thread.artifacts import ingest
+
+    repo = open_repo()
+    with progress_bar("reading files", enabled=not json_out) as tick:
+        out = ingest(repo, _here(paths), actor=_actor(repo, actor), message=message, adapter=adapter,
+                     keep_going=keep_going, dry_run=dry_run, progress=tick)
+    result = out.pop("result", None)
+    refused = [f for f in out["files"] if f["status"] == "refused"]
+    if json_out:
+        emit_json(out)
+    else:
+        for f in out["files"]:
+            mark = {"read": "[green]✓[/]", "unchanged": "[dim]=[/]", "refused": "[red]✗[/]"}[f["status"]]
+            detail = f["error"] if f.get("error") else f"{f['entities']} entities" if f["status"] == "read" else "unchanged"
+            say(f"{mark} {f['path']}  [dim]{f['adapter']}[/]  {detail}")
+        what = "would append" if dry_run else "appended"
+        say(f"{len(out['files'])} files, {out['changes']} changes; {what} {out.get('appended', 0) or (out['changes'] if dry_run else 0)} events"
+            + (f", version {out['version']}" if out.get("version") else ""))
+        for w in out["warnings"]:
+            warn(f"constraint broken by these files: {w} (see mf check)")
+    if refused:
+        raise typer.Exit(1)
+
+
+def project(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Only these files or folders (default: every file the graph owns).")] = None,
+    adapter: AdapterOpt = None,
+    message: MessageOpt = None,
+    actor: ActorOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the semantic state into its files, commit them, and link the version to the commit."""
+    from metaforge.thread.artifacts import project as run
+
+    repo = open_repo()
+    out = run(repo, _here(paths) or None, actor=_actor(repo, actor), adapter=adapter, message=message, dry_run=dry_run)
+    if json_out:
+        emit_json(out)
+        return
+    for f in out["files"]:
+        mark = "[green]✎[/]" if f["status"] == "projected" else "[dim]=[/]"
+        say(f"{mark} {f['path']}  [dim]{f['adapter']}[/]  {f['status']}")
+    if out["commit"]:
+        console().print(f"semantic version {out['semantic_version']} → commit {out['commit'][:12]}")
+    elif dry_run:
+        say(f"would write {sum(f['status'] == 'projected' for f in out['files'])} files (dry run)")
+    else:
+        say(f"nothing to project: the files hold semantic version {out['semantic_version']}")

@@ -1,0 +1,363 @@
+"""The artifact state: files read into the graph (`mf ingest PATH`) and written from it (`mf project`).
+
+Ingest runs the adapter that owns each file and lands what it read as one atomic batch: the
+entity changes, plus one `artifact.mapped` event per file (its sha256, adapter and version, and
+where in it each entity lives: the ArtifactMappings). A file whose content and adapter version
+match its last mapping is not parsed again, so ingesting unchanged files appends nothing.
+
+Projection writes the graph's values into the files whose entities changed since they were last
+mapped, commits exactly those files, and appends the StateLink (`state.linked`: semantic version
+↔ git commit) with the files' new mappings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metaforge import events as ev
+from metaforge.errors import BadInput, Refused
+
+SKIP_DIRS = {".git", ".metaforge", ".venv", "node_modules", "__pycache__"}
+
+
+@dataclass
+class FileOutcome:
+    rel: str
+    adapter: str
+    status: str  # read | unchanged | refused | projected | current
+    entities: int = 0
+    error: str | None = None
+    sha256: str | None = None
+    mappings: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        out = {"path": self.rel, "adapter": self.adapter, "status": self.status, "entities": self.entities}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def collect(repo, paths: list[Path], adapter_name: str | None = None) -> list[tuple[Path, str, Any]]:
+    """(absolute path, repository-relative posix path, adapter) of every file an adapter owns."""
+    from metaforge.adapters import registry
+
+    chosen = registry.get(adapter_name) if adapter_name else None
+    out: dict[str, tuple] = {}
+    root = repo.root.resolve()
+    for given in paths:
+        path = Path(given).resolve()
+        if not path.exists():
+            raise BadInput(f"{given}: no such file or folder")
+        try:
+            path.relative_to(root)
+        except ValueError:
+            raise BadInput(f"{given}: outside the repository {root}", "copy or move it into the repository") from None
+        files = [path] if path.is_file() else sorted(
+            Path(d) / f for d, dirs, names in os.walk(path)
+            for _ in [dirs.__setitem__(slice(None), sorted(x for x in dirs if x not in SKIP_DIRS))]
+            for f in names)
+        for f in files:
+            rel = f.relative_to(root).as_posix()
+            adapter = chosen if chosen and chosen.owns(rel) else None if chosen else registry.for_file(rel)
+            if adapter is None:
+                if path.is_file():
+                    raise BadInput(f"{given}: no adapter reads this kind of file",
+                                   "adapters: " + ", ".join(f"{a.name} ({' '.join(a.patterns)})"
+                                                            for a in registry.adapters().values()))
+                continue
+            out[rel] = (f, rel, adapter)
+    return [out[k] for k in sorted(out)]
+
+
+def _parse(adapter, path: Path, rel: str, root: Path):
+    if "root" in inspect.signature(adapter.parse).parameters:  # adapters that write derived files (GLB)
+        return adapter.parse(path, rel, root=root)
+    return adapter.parse(path, rel)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _mapped(repo, rel: str) -> tuple | None:
+    return repo.index.conn.execute("SELECT sha256, adapter, adapter_version, seq FROM artifacts WHERE path = ?",
+                                   (rel,)).fetchone()
+
+
+def _props_of(repo, ids: list[str]) -> dict[str, dict | None]:
+    out: dict[str, dict | None] = {}
+    conn = repo.index.conn
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows = conn.execute(f"SELECT id, json(props), deleted FROM nodes WHERE id IN ({','.join('?' * len(chunk))})",
+                            chunk)
+        for node_id, props, deleted in rows:
+            out[node_id] = None if deleted else json.loads(props)
+    return out
+
+
+def _mapping_draft(rel: str, adapter, sha: str, how: str, mappings: list[dict]) -> ev.Draft:
+    return ev.Draft("artifact.mapped", f"Artifact:{rel}", 1,
+                    {"path": rel, "adapter": adapter.name, "adapter_version": adapter.version, "sha256": sha,
+                     "how": how, "mappings": mappings})
+
+
+def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, adapter: str | None = None,
+           keep_going: bool = False, dry_run: bool = False, progress=None) -> dict:
+    """Read files into the graph as one batch; see the module docstring."""
+    from metaforge.adapters.base import AdapterError
+    from metaforge.batch import no_gc
+    from metaforge.thread.commands import Change, commit, plan, refuse_if_blocked
+
+    files = collect(repo, paths, adapter)
+    if not files:
+        raise BadInput("no file here that an adapter reads", "KiCad .kicad_sch/.kicad_pcb, BOM *bom*.csv, STEP .step/.stp")
+    outcomes: list[FileOutcome] = []
+    parsed = []
+    repo.index.sync(repo.log, locked=False)
+    for i, (path, rel, ad) in enumerate(files):
+        data = path.read_bytes()
+        sha = _sha(data)
+        last = _mapped(repo, rel)
+        if last and last[:3] == (sha, ad.name, ad.version):
+            outcomes.append(FileOutcome(rel, ad.name, "unchanged", sha256=sha))
+        else:
+            try:
+                result = _parse(ad, path, rel, repo.root)
+            except AdapterError as exc:
+                if not keep_going:
+                    raise
+                outcomes.append(FileOutcome(rel, ad.name, "refused", error=exc.message))
+            else:
+                outcome = FileOutcome(rel, ad.name, "read", len(result.entities), sha256=sha)
+                outcomes.append(outcome)
+                parsed.append((outcome, ad, result))
+        if progress:
+            progress(i + 1, len(files))
+
+    changes, drafts_after = _changes_for(repo, parsed)
+    out = {"files": [o.as_dict() for o in outcomes], "changes": 0, "appended": 0, "warnings": []}
+    if not parsed:
+        return out
+    with repo.log.lock(), no_gc():
+        planned = plan(repo, changes, actor=actor, message=message or _message(parsed), dry_run=dry_run)
+        if actor.startswith("user:"):  # a person's files are what was made: land them, say what they break
+            out["warnings"] = [v.message for v in planned.result.verdicts if v.blocking]
+        else:
+            refuse_if_blocked(planned.result)
+        drafts = planned.result.drafts() + drafts_after
+        out["changes"] = len(planned.result.drafts())
+        if not dry_run:
+            commit(repo, planned, drafts)
+            out["appended"] = len(drafts)
+            out["version"] = planned.head.seq + len(drafts)
+    out["result"] = planned.result
+    return out
+
+
+def _message(parsed) -> str:
+    names = [o.rel for o, _, _ in parsed]
+    return f"ingested {names[0]}" if len(names) == 1 else f"ingested {len(names)} files"
+
+
+def _changes_for(repo, parsed) -> tuple[list, list[ev.Draft]]:
+    """Entity changes for what the files say, and one artifact.mapped draft per file."""
+    from metaforge.thread.commands import Change
+
+    # each property from the file that can write it wins over one that only reports it (a board's
+    # footprint is the schematic's to change); a report-only value fills a gap, never overwrites
+    values: dict[str, dict[str, tuple[Any, bool]]] = {}
+    links: set[tuple[str, str, str]] = set()
+    seen: set[str] = set()
+    drafts = []
+    for outcome, ad, result in parsed:
+        read_only = set(result.extra.get("read_only_props") or ())
+        mappings = []
+        for p in result.entities:
+            seen.add(p.id)
+            slot = values.setdefault(p.id, {})
+            for key, value in p.props.items():
+                writable = key not in read_only
+                if key not in slot or (writable and not slot[key][1]):
+                    slot[key] = (value, writable)
+            for rel, dst in p.links:
+                links.add((p.id, rel, dst))
+            mappings.append({"entity_id": p.id, "entity_type": p.id.split(":", 1)[0], "region": p.region,
+                             "line": p.line})
+        outcome.mappings = mappings
+        drafts.append(_mapping_draft(outcome.rel, ad, outcome.sha256, "ingest", mappings))
+    current = _props_of(repo, sorted(values))
+    changes = []
+    for node_id in sorted(values):
+        props = current.get(node_id)
+        if props is None:
+            changes.append(Change("add", node_id, props={k: v for k, (v, _) in values[node_id].items()}))
+            continue
+        update = {k: v for k, (v, writable) in values[node_id].items()
+                  if (writable or k not in props) and props.get(k) != v}
+        if update:
+            changes.append(Change("set", node_id, props=update))
+    # what a file no longer holds, and no other file maps, is gone from the design
+    read_paths = [o.rel for o, _, _ in parsed]
+    conn = repo.index.conn
+    for rel in read_paths:
+        for (entity,) in conn.execute("SELECT DISTINCT entity FROM artifact_map WHERE path = ?", (rel,)):
+            if entity in seen:
+                continue
+            others = conn.execute("SELECT count(*) FROM artifact_map WHERE entity = ? AND path NOT IN "
+                                  f"({','.join('?' * len(read_paths))})", (entity, *read_paths)).fetchone()[0]
+            if not others and current.get(entity, 1) is not None:
+                changes.append(Change("remove", entity))
+    existing = set(conn.execute("SELECT src, rel, dst FROM edges WHERE src IN (SELECT value FROM json_each(?))",
+                                (json.dumps(sorted({s for s, _, _ in links})),)).fetchall()) if links else set()
+    for src, rel, dst in sorted(links - existing):
+        changes.append(Change("link", src, rel=rel, dst=dst))
+    return changes, drafts
+
+
+# ---- projection ---------------------------------------------------------------------------------
+
+def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str | None = None,
+            message: str | None = None, dry_run: bool = False) -> dict:
+    """Write the graph into the files it owns, commit them, and link the version to the commit."""
+    from metaforge.adapters import registry
+    from metaforge.repo import git
+
+    repo.index.sync(repo.log, locked=False)
+    conn = repo.index.conn
+    rows = conn.execute("SELECT path, adapter, adapter_version, sha256, seq FROM artifacts ORDER BY path").fetchall()
+    if paths:
+        wanted = {rel for _, rel, _ in collect(repo, paths, adapter)}
+        rows = [r for r in rows if r[0] in wanted]
+    if adapter:
+        rows = [r for r in rows if r[1] == adapter]
+    if not rows:
+        raise BadInput("no file the graph owns here", "read files into the graph first: mf ingest PATH")
+    _check_git(repo, [r[0] for r in rows])
+    head_seq = repo.index.position().seq
+    outcomes, writes = [], []
+    for rel, name, _, sha, seq in rows:
+        ad = registry.get(name)
+        path = repo.root / rel
+        if not path.exists():
+            raise Refused(f"{rel}: the file is missing", "restore it (git checkout) or ingest what replaced it")
+        entities = [e for (e,) in conn.execute("SELECT DISTINCT entity FROM artifact_map WHERE path = ?", (rel,))]
+        changed = conn.execute(
+            f"SELECT count(*) FROM nodes WHERE id IN ({','.join('?' * len(entities))}) AND updated_seq > ?",
+            (*entities, seq)).fetchone()[0] if entities else 0
+        if not changed:
+            outcomes.append(FileOutcome(rel, name, "current", len(entities)))
+            continue
+        data = path.read_bytes()
+        if _sha(data) != sha:
+            raise Refused(f"{rel} changed since it was last read into the graph (drift)",
+                          f"read it in first (mf ingest {rel}) or put it back (git checkout -- {rel})")
+        props = {k: v for k, v in _props_of(repo, entities).items() if v is not None}
+        new = ad.project(path, rel, props)
+        if new == data:
+            outcomes.append(FileOutcome(rel, name, "current", len(entities)))
+            continue
+        outcome = FileOutcome(rel, name, "projected", len(entities), sha256=_sha(new))
+        outcomes.append(outcome)
+        writes.append((path, rel, ad, data, new, outcome))
+    out = {"semantic_version": head_seq, "files": [o.as_dict() for o in outcomes], "commit": None}
+    if dry_run or not writes:
+        return out
+    with repo.log.lock():
+        if repo.index.position().seq != head_seq:
+            raise Refused("the graph changed while projecting", "run mf project again")
+        rels = [w[1] for w in writes]
+        try:
+            for path, rel, ad, _, new, outcome in writes:
+                _write_atomic(path, new)
+            for path, rel, ad, _, new, outcome in writes:  # where each entity now is, read back
+                outcome.mappings = [{"entity_id": p.id, "entity_type": p.id.split(":", 1)[0], "region": p.region,
+                                     "line": p.line} for p in _parse(ad, path, rel, repo.root).entities]
+            git(["add", "--", *rels], cwd=repo.root)
+            git(["commit", "-q", "-m", message or f"mf project: semantic version {head_seq}",
+                 "-m", "Files written from the twin by mf project:\n" + "\n".join(f"  {r}" for r in rels),
+                 "--", *rels], cwd=repo.root)
+            commit = git(["rev-parse", "HEAD"], cwd=repo.root).strip()
+        except BaseException as exc:  # the commit did not happen: put every file back, append nothing
+            for path, rel, _, old, _, _ in writes:
+                _write_atomic(path, old)
+            git(["reset", "-q", "--", *rels], cwd=repo.root, check=False)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise Refused(f"projection failed, every file put back: {exc}", "nothing was committed or recorded") from None
+        from metaforge.thread.commands import append_records
+
+        drafts = [_mapping_draft(rel, ad, o.sha256, "project", o.mappings) for _, rel, ad, _, _, o in writes]
+        drafts.append(ev.Draft("state.linked", f"StateLink:{commit[:12]}", 1, {
+            "semantic_version": head_seq, "git_commit": commit, "projected_at": ev.now(), "projected_by": actor,
+            "artifacts": rels}, message or f"projected semantic version {head_seq}"))
+        append_records(repo, drafts, actor)
+    out["commit"] = commit
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.mf-tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _check_git(repo, rels: list[str]) -> None:
+    from metaforge.repo import git
+
+    try:
+        git(["rev-parse", "--git-dir"], cwd=repo.root)
+    except Exception:
+        raise Refused("not a git repository: mf project commits the files it writes", "git init") from None
+    if git(["symbolic-ref", "-q", "HEAD"], cwd=repo.root, check=False).strip() == "":
+        raise Refused("HEAD is detached: a projection commit would belong to no branch", "git switch BRANCH")
+    dirty = git(["status", "--porcelain", "--", *rels], cwd=repo.root).strip()
+    if dirty:
+        first = dirty.splitlines()[0][3:]
+        raise Refused(f"{first} has uncommitted changes: projecting over them would mix them into the commit",
+                      "commit or stash them, or read them in with mf ingest")
+
+
+# ---- reading the links --------------------------------------------------------------------------
+
+def where(repo, entity_id: str) -> list[dict]:
+    """Where in which files an entity lives."""
+    return [{"path": p, "region": r, "line": ln} for p, r, ln in repo.index.conn.execute(
+        "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (entity_id,))]
+
+
+def links(repo, limit: int = 20) -> list[dict]:
+    rows = repo.index.conn.execute("SELECT seq, semantic_version, git_commit, projected_at, projected_by, artifacts "
+                                   "FROM state_links ORDER BY seq DESC LIMIT ?", (limit,))
+    return [{"seq": s, "semantic_version": v, "git_commit": c, "projected_at": at, "projected_by": by,
+             "artifacts": json.loads(a)} for s, v, c, at, by, a in rows]
+
+
+def version_of_commit(repo, rev: str) -> dict | None:
+    """The StateLink of a commit, or of its nearest ancestor that has one."""
+    from metaforge.repo import git
+
+    try:
+        commits = git(["rev-list", "--max-count=500", rev], cwd=repo.root).split()
+    except Exception:
+        raise BadInput(f"'{rev}' is not a commit here") from None
+    by_commit = {c: l for l in links(repo, limit=10_000) for c in [l["git_commit"]]}
+    for distance, c in enumerate(commits):
+        if c in by_commit:
+            return {**by_commit[c], "commit": commits[0], "commits_after_link": distance}
+    return None
+
+
+def commit_of_version(repo, version: int) -> dict | None:
+    """The newest StateLink at or before a semantic version: the commit holding its files."""
+    row = repo.index.conn.execute("SELECT seq FROM state_links WHERE semantic_version <= ? "
+                                  "ORDER BY semantic_version DESC, seq DESC LIMIT 1", (version,)).fetchone()
+    if row is None:
+        return None
+    return next(l for l in links(repo, limit=10_000) if l["seq"] == row[0])
