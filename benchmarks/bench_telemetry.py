@@ -122,6 +122,38 @@ def mf_rate(repo, payloads: list[bytes], device: str, samples_each: int) -> tupl
     return len(payloads) / seconds, worker.stats.new, worker.stats.samples
 
 
+def mf_process_rate(repo, payloads: list[bytes], device: str, samples_each: int) -> tuple[float, int]:
+    """`mf ingest mqtt` as a user runs it, in its own process: samples/s from the first publish to
+    the last sample stored (the process's start-up is before, its shutdown after). Progress is
+    read from the store's per-minute rollups, which the worker updates with every batch."""
+    from metaforge.store import sqlite
+
+    cmd = mf_cmd() + ["ingest", "mqtt", "--broker", BROKER, "--client-id", f"mf-bench-{uuid.uuid4().hex[:6]}",
+                      "--max-messages", str(len(payloads)), "--json"]
+    proc = subprocess.Popen(cmd, cwd=repo.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # started and subscribed
+    db = sqlite.connect(str(repo.mfdir / "telemetry.db"))
+
+    def stored() -> int:
+        row = db.execute("SELECT sum(r.n) FROM rollup_1m r JOIN devices d ON d.id = r.device WHERE d.name = ?",
+                         (device,)).fetchone()
+        return row[0] or 0
+
+    base = stored()
+    pub = publisher(BROKER)
+    started = time.perf_counter()
+    publish_all(pub, f"devices/{device}/telemetry", payloads, consumed=lambda: (stored() - base) // samples_each)
+    total = len(payloads) * samples_each
+    while stored() - base < total and proc.poll() is None:
+        time.sleep(0.001)
+    seconds = time.perf_counter() - started
+    out, err = proc.communicate(timeout=60)
+    pub.loop_stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"mf ingest mqtt failed: {err}")
+    return total / seconds, json.loads(out)["new"]
+
+
 CSV_ROWS = 100_000  # an EVT bench run at 100 Hz, ten channels: 1,000,000 samples
 LP_LINES = 200_000  # five fields each: 1,000,000 samples
 
@@ -292,9 +324,9 @@ def main() -> None:
         # a batch as columns (the documented batch payload): 100 samples of 100 Hz a message
         batched = [json.dumps({"ts": [t0 + (i * 100 + j) / 1e5 for j in range(100)],
                                "metrics": {"b": [1.0 + j / 100 for j in range(100)]}}).encode() for i in range(5_000)]
-        brate, bnew, _ = mf_rate(repo, batched, "D1", 100)
-        rows.append((f"MQTT QoS 1, 100 samples a message, samples/s ({bnew:,} of 500,000 stored)", brate * 100,
-                     200_000, ">"))
+        brate, bnew = mf_process_rate(repo, batched, "D1", 100)
+        rows.append((f"MQTT QoS 1, 100 samples a message, mf ingest mqtt process, samples/s ({bnew:,} of "
+                     f"500,000 stored)", brate, 200_000, ">"))
     if "latency" in stages:
         rows.append(("100 Hz from one device, broker-to-store latency p99, ms", bench_latency(repo), 10, "<"))
     if "restart" in stages:

@@ -184,7 +184,6 @@ class MqttIngest:
         self.stats = Stats()
         self._lock = threading.Lock()
         self._pending: list = []
-        self._pending_samples = 0
         self._stop = threading.Event()
         self._arrived = threading.Event()
         self.known: dict[str, bool] = {}
@@ -203,21 +202,22 @@ class MqttIngest:
             self.stats.reconnects += 1
 
     def _on_message(self, client, userdata, msg):
-        runs, rejects, count = parse_payload(msg.topic, msg.payload, int(time.time() * 1e6))
+        # only queue it: parsing here would hold the GIL against the writer, whose SQLite inserts
+        # give it up and take it back once per row
         with self._lock:
-            self._pending.append((msg.topic, msg.payload, runs, rejects, msg.mid, msg.qos))
-            self._pending_samples += count
+            self._pending.append((msg.topic, msg.payload, int(time.time() * 1e6), msg.mid, msg.qos))
         self._arrived.set()  # the broker lets only ~20 messages wait for an ack: store them now
 
     # ---- the writer (this thread) -----------------------------------------------------------------
 
     def _flush(self, client, store, live) -> None:
         with self._lock:
-            batch, self._pending, self._pending_samples = self._pending, [], 0
+            batch, self._pending = self._pending, []
         if not batch:
             return
         runs = []
-        for topic, payload, message_runs, rejects, _, _ in batch:
+        for topic, payload, received_us, _, _ in batch:
+            message_runs, rejects, _ = parse_payload(topic, payload, received_us)
             self.stats.messages += 1
             for why in rejects:
                 self.stats.rejected += 1

@@ -276,9 +276,12 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
         try:
             for path, rel, ad, _, new, outcome in writes:
                 _write_atomic(path, new)
-            for path, rel, ad, _, new, outcome in writes:  # where each entity now is, read back
-                outcome.mappings = [{"entity_id": p.id, "entity_type": p.id.split(":", 1)[0], "region": p.region,
-                                     "line": p.line} for p in _parse(ad, path, rel, repo.root).entities]
+            for path, rel, ad, _, new, outcome in writes:
+                # in-place edits keep every region where it was (a region is a uuid or a row key,
+                # not an offset): the file's mappings carry over without parsing it again
+                outcome.mappings = [{"entity_id": e, "entity_type": e.split(":", 1)[0], "region": r, "line": ln}
+                                    for e, r, ln in conn.execute("SELECT entity, region, line FROM artifact_map "
+                                                                 "WHERE path = ? ORDER BY line", (rel,))]
             git(["add", "--", *rels], cwd=repo.root)
             git(["commit", "-q", "-m", message or f"mf project: semantic version {head_seq}",
                  "-m", "Files written from the twin by mf project:\n" + "\n".join(f"  {r}" for r in rels),
