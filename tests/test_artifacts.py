@@ -195,3 +195,47 @@ def test_bom_and_step_files_through_ingest_and_project(twin, mf):
     assert [f["path"] for f in out["files"] if f["status"] == "projected"] == ["hw/pic_programmer_bom.csv"]
     assert "4.7uF-TEST" in (twin / "hw/pic_programmer_bom.csv").read_text()
     assert git("status", "--porcelain", "--", "hw", cwd=twin) == ""
+
+
+PLUGIN = '''
+from pathlib import Path
+from metaforge.adapters import Adapter, Parsed, ParseResult
+
+
+class DrillAdapter(Adapter):
+    """A third party's adapter: an Excellon drill file's tool table becomes one element."""
+    name, version, patterns = "drill", "0.1", ("*.drl",)
+
+    def parse(self, path: Path, rel: str) -> ParseResult:
+        tools = [l for l in path.read_text().splitlines() if l.startswith("T") and "C" in l]
+        return ParseResult(rel, [Parsed(f"DesignElement:{path.stem}/drill", {"kind": "pcb", "fields": {"tools": len(tools)}},
+                                        "tools", 1)])
+
+    def project(self, path, rel, entities):
+        return path.read_bytes()
+'''
+
+
+def test_a_third_party_adapter_plugs_in_through_its_entry_point(twin, tmp_path):
+    """A package installed beside mf (here: a dist-info folder on PYTHONPATH, which is what pip
+    makes) adds an adapter without touching mf; a broken one is named and does not stop the rest."""
+    import os
+    import sys
+
+    site = tmp_path / "site"
+    (site / "mf_drill-0.1.dist-info").mkdir(parents=True)
+    (site / "mf_drill.py").write_text(PLUGIN)
+    (site / "mf_drill-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: mf-drill\nVersion: 0.1\n")
+    (site / "mf_drill-0.1.dist-info" / "entry_points.txt").write_text(
+        "[metaforge.adapters]\ndrill = mf_drill:DrillAdapter\nbroken = mf_drill_missing:Nothing\n")
+    (twin / "fab").mkdir()
+    (twin / "fab" / "board.drl").write_text("M48\nT1C0.300\nT2C0.800\n%\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "metaforge", "ingest", "fab", "--json"], cwd=twin, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["files"] == [{"path": "fab/board.drl", "adapter": "drill", "status": "read", "entities": 1}]
+    assert "adapter plug-in 'broken' could not be loaded" in p.stderr and "mf_drill_missing" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "metaforge", "show", "DesignElement:board/drill", "--json"], cwd=twin,
+                       env=env, capture_output=True, text=True)
+    assert json.loads(p.stdout)["properties"]["fields"] == {"tools": 2}

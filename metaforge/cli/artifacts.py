@@ -18,6 +18,13 @@ def register(app: typer.Typer, ingest_app: typer.Typer) -> None:
     app.command("project")(project)
 
 
+def _broken_plugins() -> None:
+    from metaforge.adapters.registry import BROKEN
+
+    for name, why in BROKEN.items():
+        warn(f"adapter plug-in '{name}' could not be loaded, its files are not read: {why}")
+
+
 def _here(paths: list[Path] | None) -> list[Path] | None:
     """Paths as typed, relative to `mf -C DIR` when given."""
     from metaforge.cli import state
@@ -47,7 +54,8 @@ def ingest_files(
     with progress_bar("reading files", enabled=not json_out) as tick:
         out = ingest(repo, _here(paths), actor=_actor(repo, actor), message=message, adapter=adapter,
                      keep_going=keep_going, dry_run=dry_run, progress=tick)
-    result = out.pop("result", None)
+    out.pop("result", None)
+    _broken_plugins()
     refused = [f for f in out["files"] if f["status"] == "refused"]
     if json_out:
         emit_json(out)
