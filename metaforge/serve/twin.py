@@ -1,0 +1,64 @@
+"""The repository as the server reads it: one Repo (and telemetry store) per thread, caught up
+with the log before each answer, and the mapping of library errors to HTTP statuses."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import orjson
+from starlette.responses import Response
+
+from metaforge.errors import (BadInput, ConstraintViolation, LogCorrupt, MetaforgeError, NotFound, Refused,
+                              VersionConflict)
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
+def status_of(exc: MetaforgeError) -> int:
+    for cls, status in ((NotFound, 404), (VersionConflict, 409), (ConstraintViolation, 422), (Refused, 409),
+                        (BadInput, 400), (LogCorrupt, 503)):
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(exc: MetaforgeError) -> JSON:
+    return JSON({"ok": False, "error": {"kind": exc.kind, "message": exc.message, "hint": exc.hint, **exc.details}},
+                status_code=status_of(exc))
+
+
+class Twin:
+    """Per-thread access to one repository: SQLite connections are not shared between threads."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._local = threading.local()
+
+    def repo(self):
+        from metaforge.repo import Repo
+
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = self._local.repo = Repo(self.root)
+        return repo
+
+    def fresh(self):
+        """The repo with its index caught up with the log (a write by another process, a checkout)."""
+        repo = self.repo()
+        repo.sync_warnings()
+        return repo
+
+    def telemetry(self):
+        from metaforge.sync.ingest import store
+
+        ts = getattr(self._local, "telemetry", None)
+        if ts is None:
+            ts = self._local.telemetry = store(self.repo())
+        ts.refresh_names()
+        return ts
