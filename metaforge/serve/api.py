@@ -12,10 +12,10 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from metaforge.errors import BadInput, NotFound, Refused
+from metaforge.errors import BadInput, NotFound
 from metaforge.serve import schemas as s
 from metaforge.serve.auth import check_signature, signed_path
-from metaforge.serve.twin import JSON
+from metaforge.serve.twin import JSON, ReadOnly
 
 ERRORS = {status: {"model": s.Error, "description": why} for status, why in (
     (400, "bad input: a malformed id, parameter or value"), (401, "a token is needed, or it is wrong"),
@@ -23,10 +23,6 @@ ERRORS = {status: {"model": s.Error, "description": why} for status, why in (
 WRITE_ERRORS = {**ERRORS, 409: {"model": s.Error, "description": "stale expect_version, or the entity exists"},
                 422: {"model": s.Error, "description": "an error-level constraint would fail"}}
 _GLB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.#@+\-]*\.glb$")
-
-
-class ReadOnly(Refused):
-    kind = "read_only"
 
 
 def _iso(us: int) -> str:

@@ -53,7 +53,8 @@ class EventHub:
         self.last_seq = None
 
     def start_position(self) -> None:
-        repo = self.twin.fresh()
+        repo = self.twin.repo()
+        repo.sync_warnings()
         self.head = repo.log.stat_head()
         self.last_seq = repo.index.position().seq
 

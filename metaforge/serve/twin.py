@@ -20,8 +20,12 @@ class JSON(Response):
         return orjson.dumps(content, default=str)
 
 
+class ReadOnly(Refused):
+    kind = "read_only"
+
+
 def status_of(exc: MetaforgeError) -> int:
-    for cls, status in ((NotFound, 404), (VersionConflict, 409), (ConstraintViolation, 422), (Refused, 409),
+    for cls, status in ((NotFound, 404), (ReadOnly, 403), (VersionConflict, 409), (ConstraintViolation, 422), (Refused, 409),
                         (BadInput, 400), (LogCorrupt, 503)):
         if isinstance(exc, cls):
             return status
@@ -49,10 +53,10 @@ class Twin:
         return repo
 
     def fresh(self):
-        """The repo with its index caught up with the log (a write by another process, a checkout)."""
-        repo = self.repo()
-        repo.sync_warnings()
-        return repo
+        """The repo, its index as current as the log: writers (mf mutate, ingest, this server) update
+        index.db as they append, and the event hub catches it up within its poll when the log changed
+        otherwise (a checkout, a merge): so a read here is a plain SQLite read, no check of the log."""
+        return self.repo()
 
     def telemetry(self):
         from metaforge.sync.ingest import store
