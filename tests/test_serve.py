@@ -156,7 +156,7 @@ def test_unknown_ids_are_404_with_a_clear_json_error(client, server):
         ("/api/v1/simulations?device=FC-NOPE", "unknown entity DeviceInstance:FC-NOPE"),
         ("/api/v1/constraints?entity=BOMItem:NOPE", "unknown entity BOMItem:NOPE"),
         ("/api/v1/projects/NoSuchModel/model-manifest", "unknown project NoSuchModel"),
-        ("/api/v1/nothing-here", "no page /api/v1/nothing-here"),
+        ("/api/v1/nothing-here", "nothing at /api/v1/nothing-here"),
     ]:
         assert words in error(client.get(path), 404, "not_found"), path
     with pytest.raises(InvalidStatus) as refused:

@@ -20,7 +20,8 @@ from metaforge.serve.twin import JSON, ReadOnly
 ERRORS = {status: {"model": s.Error, "description": why} for status, why in (
     (400, "bad input: a malformed id, parameter or value"), (401, "a token is needed, or it is wrong"),
     (403, "refused: another site, a read-only server"), (404, "no such entity, device or model"))}
-WRITE_ERRORS = {**ERRORS, 409: {"model": s.Error, "description": "stale expect_version, or the entity exists"},
+WRITE_ERRORS = {**ERRORS, 202: {"model": s.ChangeResult, "description": "needs approval: recorded as a proposal"},
+                409: {"model": s.Error, "description": "stale expect_version, or the entity exists"},
                 422: {"model": s.Error, "description": "an error-level constraint would fail"}}
 _GLB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.#@+\-]*\.glb$")
 
@@ -57,14 +58,14 @@ def router(settings, twin) -> APIRouter:
         return JSON(await in_thread(run))
 
     @api.get("/entities/{entity_id:path}", response_model=s.EntityDetail, summary="One entity with its relationships")
-    async def entity(entity_id: str = Path(description="Type:name, e.g. BOMItem:U1 (URL-encode # as %23)")):
+    async def entity(entity_id: str = Path(description="Type:name (URL-encode # as %23)", examples=["BOMItem:U1"])):
         from metaforge.thread.queries import show
 
         # a primary-key read: answered on the event loop, faster than a hop to a thread
         return JSON(show(twin.fresh().index, entity_id))
 
     @api.get("/trace/{entity_id:path}", response_model=s.Trace, summary="Everything upstream and downstream")
-    async def trace(entity_id: str, depth: int = Query(10, ge=0, le=100),
+    async def trace(entity_id: str = Path(examples=["Requirement:REQ-001"]), depth: int = Query(10, ge=0, le=100),
                     direction: Literal["up", "down", "both"] = "both"):
         from metaforge.thread.queries import trace as run
 
@@ -105,7 +106,8 @@ def router(settings, twin) -> APIRouter:
 
     @api.get("/projects/{project_id:path}/model-manifest", response_model=s.ModelManifest,
              summary="The ModelManifest for the 3D viewer, with a signed GLB URL")
-    async def model_manifest(project_id: str = Path(description="a TwinModel name, or a model key from /projects")):
+    async def model_manifest(project_id: str = Path(description="a TwinModel name, or a model key from /projects",
+                                                    examples=["DroneFlightController-v2.1"])):
         from metaforge.adapters.manifests import manifest_for
 
         def run():
@@ -133,7 +135,7 @@ def router(settings, twin) -> APIRouter:
 
     @api.get("/bom/items/{node_id:path}", response_model=s.Bom,
              summary="BOM data of a part: itself if a BOMItem, else what it and its sub-elements use")
-    async def bom(node_id: str):
+    async def bom(node_id: str = Path(examples=["DesignElement:power"])):
         from metaforge.thread.queries import bom_for
 
         return JSON(await in_thread(lambda: bom_for(twin.fresh().index, node_id)))
@@ -147,14 +149,14 @@ def router(settings, twin) -> APIRouter:
         return JSON({"devices": await in_thread(lambda: run(twin.fresh()))})
 
     @api.get("/devices/{device_id}", response_model=s.Device, summary="A device: state, policy, sources, telemetry held")
-    async def device(device_id: str):
+    async def device(device_id: str = Path(examples=["FC-SN-20260301-001"])):
         from metaforge.sync.devices import describe
 
         return JSON(await in_thread(lambda: describe(twin.fresh(), device_id)))
 
     @api.get("/devices/{device_id}/telemetry", response_model=s.Telemetry,
              summary="A metric over a time range (raw, or per bucket); without metric, what the device reports")
-    async def telemetry(device_id: str, metric: Optional[str] = None,
+    async def telemetry(device_id: str = Path(examples=["FC-SN-20260301-001"]), metric: Optional[str] = None,
                         since: Optional[str] = Query(None, description="ISO time, epoch seconds, or an age: 2h"),
                         until: Optional[str] = None,
                         every: Optional[str] = Query(None, description="bucket width: 10s, 1m, 1h"),

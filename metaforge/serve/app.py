@@ -62,8 +62,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSON({"ok": False, "error": {"kind": kind, "message": str(exc.detail), "hint": None}},
-                    status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        message = f"nothing at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only those of the first route matched
+            allowed = _allowed_methods(request)
+            message = f"{request.method} {request.url.path}: allowed {', '.join(allowed)}"
+            headers = {"Allow": ", ".join(allowed)}
+        return JSON({"ok": False, "error": {"kind": kind, "message": message, "hint": None}},
+                    status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
@@ -76,6 +82,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(static.router())
     app.add_middleware(Guard, settings=settings)
     return app
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    from starlette.routing import Match
+
+    scope = {**request.scope, "method": "GET"}
+    methods = set()
+    for route in request.app.routes:
+        if getattr(route, "methods", None) and route.matches({**scope, "method": next(iter(route.methods))})[0] == Match.FULL:
+            methods |= route.methods
+    return sorted(methods)
 
 
 def serve(settings: ServeSettings, ready=None) -> None:

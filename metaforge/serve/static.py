@@ -10,7 +10,7 @@ import mimetypes
 import os
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
 from metaforge.errors import NotFound
@@ -40,16 +40,31 @@ def router(folder: Path = STATIC) -> APIRouter:
     files = static_files(folder)
     pages = APIRouter(include_in_schema=False)
 
-    @pages.get("/{path:path}")
-    async def page(request: Request, path: str):
-        found = files.get("/" + path)
-        if found is None:
-            if path == "":
-                return HTMLResponse(NOT_BUILT, status_code=503)
-            raise NotFound(f"no page /{path}", "the dashboard is at /, the API under /api/v1 (see /docs)")
-        hashed = path.startswith("assets/")  # vite puts a content hash in these names
-        kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
-        return FileResponse(found, media_type=kind, headers={
-            "Cache-Control": "public, max-age=31536000, immutable" if hashed else "no-cache"})
+    # only "/", "/NAME" and "/assets/NAME": any other path is the API's, or nothing (404, 405)
+    @pages.get("/")
+    async def index():
+        found = files.get("/")
+        return _file(found, False) if found else HTMLResponse(NOT_BUILT, status_code=503)
+
+    @pages.get("/{name}")
+    async def top(name: str):
+        return _file(_lookup(files, "/" + name), False)
+
+    @pages.get("/assets/{name}")
+    async def asset(name: str):
+        return _file(_lookup(files, "/assets/" + name), True)  # vite puts a content hash in these names
 
     return pages
+
+
+def _lookup(files: dict[str, Path], path: str) -> Path:
+    found = files.get(path)
+    if found is None:
+        raise NotFound(f"nothing at {path}", "the dashboard is at /, the API under /api/v1 (see /docs)")
+    return found
+
+
+def _file(found: Path, hashed: bool):
+    kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+    return FileResponse(found, media_type=kind, headers={
+        "Cache-Control": "public, max-age=31536000, immutable" if hashed else "no-cache"})

@@ -7,14 +7,14 @@ import threading
 from pathlib import Path
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 from metaforge.errors import (BadInput, ConstraintViolation, LogCorrupt, MetaforgeError, NotFound, Refused,
                               VersionConflict)
 
 
-class JSON(Response):
-    media_type = "application/json"
+class JSON(JSONResponse):
+    """JSON by orjson (5-10x json's speed); a JSONResponse, so the OpenAPI document shows the models."""
 
     def render(self, content) -> bytes:
         return orjson.dumps(content, default=str)
