@@ -72,7 +72,9 @@ class OverlayBuilder:
         info = describe(repo, device)
         self.repo, self.device = repo, info["name"]
         self.staleness_us = float(info["policy"]["staleness_threshold_s"]) * 1e6
-        self.units = {s["metric"]: s.get("unit") for s in info["sources"]}
+        limits = (repo.config.get("telemetry") or {}).get("limits") or []  # the unit a limit is written in,
+        self.units = {raw["metric"]: raw.get("unit") for raw in limits if isinstance(raw, dict) and "metric" in raw}
+        self.units.update({s["metric"]: s.get("unit") for s in info["sources"] if s.get("unit")})  # or declared
         self.limits = load_limits(repo)
         self.rules = load_rules(repo.config)
         self.levels: dict[str, int] = {}
