@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 
+import orjson
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -34,7 +36,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        import gc
+
         events_hub.start_position()
+        gc.collect()
+        gc.freeze()  # what start-up made lives as long as the server: full collections skip it (no tens-of-ms pauses)
         tasks = [asyncio.create_task(events_hub.run()), asyncio.create_task(device_hub.run())]
         try:
             yield
@@ -80,8 +86,37 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(api.router(settings, twin))
     app.include_router(ws.router(events_hub, device_hub))
     app.include_router(static.router())
-    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(HotReads, twin=twin)
+    app.add_middleware(Guard, settings=settings)  # added last: the outermost, before anything else
     return app
+
+
+class HotReads:
+    """GET /api/v1/entities/{id}, answered before FastAPI's router. Viewers and agents read entities
+    far more than anything else, and routing plus parameter parsing cost several times the SQLite
+    read: skipping them doubles the rate one core serves. Same answers as the documented route
+    (which stays, for the OpenAPI document); the guard has already passed the request."""
+
+    PREFIX = "/api/v1/entities/"
+
+    def __init__(self, app, twin: Twin):
+        self.app, self.twin = app, twin
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "GET" or not path.startswith(self.PREFIX) \
+                or len(path) == len(self.PREFIX):
+            return await self.app(scope, receive, send)
+        from metaforge.thread.queries import show
+
+        try:
+            body, status = orjson.dumps(show(self.twin.repo().index, path[len(self.PREFIX):])), 200
+        except MetaforgeError as exc:
+            response = error_response(exc)
+            body, status = response.body, response.status_code
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _allowed_methods(request: Request) -> list[str]:
