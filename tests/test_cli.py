@@ -14,7 +14,7 @@ COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["ver
             ["knowledge", "reconcile"], ["device", "register"], ["device", "list"], ["device", "show"],
             ["device", "policy"], ["device", "source"], ["device", "retire"],
             ["ingest", "telemetry"], ["ingest", "mqtt"], ["telemetry", "query"], ["telemetry", "dead-letters"],
-            ["telemetry", "prune"],
+            ["telemetry", "prune"], ["serve"],
             ["mutate"], ["mutate", "add"], ["mutate", "set"], ["mutate", "unset"], ["mutate", "remove"],
             ["mutate", "link"], ["mutate", "unlink"], ["mutate", "apply"]]
 
