@@ -3,7 +3,6 @@ errors, writes and their refusals, the token, Host and Origin checks, path trave
 and live pushes from a separate `mf ingest` process and a separate `mf mutate`."""
 
 import json
-import os
 import subprocess
 import sys
 import time
