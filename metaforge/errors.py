@@ -32,6 +32,12 @@ class NotARepository(BadInput):
     kind = "not_a_repository"
 
 
+class NotFound(BadInput):
+    """A well-formed id of something that does not exist (or no longer does): HTTP 404."""
+
+    kind = "not_found"
+
+
 class Refused(MetaforgeError):
     """A well-formed request the state does not allow (stale version, existing entity...)."""
 

@@ -136,25 +136,9 @@ def device_list(json_out: JsonOpt = False) -> None:
 @device_app.command("show")
 def device_show(id: Annotated[str, typer.Argument(help="Device serial.")], json_out: JsonOpt = False) -> None:
     """A device: properties, effective sync policy, its sources and what its telemetry holds."""
-    import time
+    from metaforge.sync.devices import describe
 
-    from metaforge.sync.devices import show
-    from metaforge.sync.ingest import store
-
-    repo = open_repo()
-    d = show(repo, id)
-    ts = store(repo)
-    try:
-        held = {m: (n, last) for m, n, _, last in ts.metrics_of(d["name"])}
-    finally:
-        ts.close()
-    d["telemetry"] = [{"metric": m, "samples": n, "last_ts": last} for m, (n, last) in sorted(held.items())]
-    stale_after = float(d["policy"]["staleness_threshold_s"]) * 1e6
-    now = time.time() * 1e6
-    for source in d["sources"]:  # a declared source that has gone quiet is worth a look
-        n, last = held.get(source["metric"], (0, None))
-        source["samples"] = n
-        source["status"] = "never" if last is None else "silent" if now - last > stale_after else "reporting"
+    d = describe(open_repo(), id)
     if json_out:
         emit_json(d)
         return

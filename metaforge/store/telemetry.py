@@ -209,3 +209,57 @@ class TelemetryStore:
         return list(self.conn.execute(
             "SELECT m.name, sum(r.n), min(r.minute), max(r.last_ts) FROM rollup_1m r JOIN metrics m ON m.id = r.metric "
             "WHERE r.device = ? GROUP BY m.name ORDER BY m.name", (d,)))
+
+    # ---- following the store as samples arrive (a live view) ------------------------------------
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process's ingest) commits: a free poll."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def refresh_names(self) -> None:
+        """Pick up devices and metrics another process added since this store was opened."""
+        self._devices = dict(self.conn.execute("SELECT name, id FROM devices"))
+        self._metrics = dict(self.conn.execute("SELECT name, id FROM metrics"))
+
+    def _metric_ids_of(self, d: int) -> list[int]:
+        """The metrics a device has samples of: one B-tree seek per metric, whatever the row count."""
+        out, after = [], -1
+        while True:
+            row = self.conn.execute("SELECT metric FROM samples WHERE device = ? AND metric > ? ORDER BY metric "
+                                    "LIMIT 1", (d, after)).fetchone()
+            if row is None:
+                return out
+            out.append(row[0])
+            after = row[0]
+
+    def latest(self, device: str) -> dict[str, tuple[int, float]]:
+        """metric → (ts µs, value) of the newest sample of each metric of a device."""
+        d = self._devices.get(device)
+        if d is None:
+            return {}
+        names = {v: k for k, v in self._metrics.items()}
+        out = {}
+        for m in self._metric_ids_of(d):
+            row = self.conn.execute("SELECT ts, value FROM samples WHERE device = ? AND metric = ? ORDER BY ts DESC "
+                                    "LIMIT 1", (d, m)).fetchone()
+            if row and m in names:
+                out[names[m]] = (row[0], row[1])
+        return out
+
+    def newer(self, device: str, after: dict[str, int], limit: int = 10_000) -> dict[str, list[tuple[int, float]]]:
+        """metric → [(ts µs, value)] of a device's samples newer than `after[metric]` (all of a metric
+        not in `after`, up to `limit` of the newest), oldest first."""
+        d = self._devices.get(device)
+        if d is None:
+            return {}
+        names = {v: k for k, v in self._metrics.items()}
+        out = {}
+        for m in self._metric_ids_of(d):
+            name = names.get(m)
+            if name is None:
+                continue
+            rows = self.conn.execute("SELECT ts, value FROM samples WHERE device = ? AND metric = ? AND ts > ? "
+                                     "ORDER BY ts DESC LIMIT ?", (d, m, after.get(name, -(2 ** 62)), limit)).fetchall()
+            if rows:
+                out[name] = rows[::-1]
+        return out

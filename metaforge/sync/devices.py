@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from metaforge import events as ev
-from metaforge.errors import BadInput, Refused
+from metaforge.errors import BadInput, NotFound, Refused
 from metaforge.sync.policy import POLICY_DEFAULTS, check_policy, merge_sources, parse_source
 
 def register(repo, device_id: str, model: str, *, actor: str, firmware: str | None = None,
@@ -133,9 +133,34 @@ def show(repo, device_id: str) -> dict:
     from metaforge.sync.policy import effective
 
     name = device_id.removeprefix("DeviceInstance:")
+    if ":" in name:  # another type's id: not a device (an unknown one is 404 below)
+        raise BadInput(f"{device_id} is not a device id", "a serial, or DeviceInstance:SERIAL")
     node = show_entity(repo.index, f"DeviceInstance:{name}")
     node.update(effective(repo).get(name, {}))
     return node
+
+
+def describe(repo, device_id: str, now_us: int | None = None) -> dict:
+    """A device as `mf device show` tells it: properties, effective policy, what its telemetry holds,
+    and each declared source's status (reporting, silent past the staleness threshold, never)."""
+    import time
+
+    from metaforge.sync.ingest import store
+
+    d = show(repo, device_id)
+    ts = store(repo)
+    try:
+        held = {m: (n, last) for m, n, _, last in ts.metrics_of(d["name"])}
+    finally:
+        ts.close()
+    d["telemetry"] = [{"metric": m, "samples": n, "last_ts": last} for m, (n, last) in sorted(held.items())]
+    stale_after = float(d["policy"]["staleness_threshold_s"]) * 1e6
+    now = time.time() * 1e6 if now_us is None else now_us
+    for source in d["sources"]:  # a declared source that has gone quiet is worth a look
+        n, last = held.get(source["metric"], (0, None))
+        source["samples"] = n
+        source["status"] = "never" if last is None else "silent" if now - last > stale_after else "reporting"
+    return d
 
 
 def require(repo, device: str) -> str:
@@ -144,7 +169,7 @@ def require(repo, device: str) -> str:
     row = repo.index.conn.execute("SELECT deleted, props ->> '$.status' FROM nodes WHERE id = ?",
                                   (f"DeviceInstance:{name}",)).fetchone()
     if row is None or row[0]:
-        raise BadInput(f"unknown device {name}", f"register it: mf device register {name} --model MODEL")
+        raise NotFound(f"unknown device {name}", f"register it: mf device register {name} --model MODEL")
     if row[1] == "decommissioned":
         raise Refused(f"device {name} is decommissioned")
     return name

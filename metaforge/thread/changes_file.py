@@ -45,12 +45,20 @@ def _read_changes(path: Path, name: str) -> tuple[list[Change], str | None]:
         data, lines = _load_json(text, name), None
     else:
         data, lines = _load_yaml(text, name)
+    return changes_from_data(data, name, lines)
+
+
+def changes_from_data(data: Any, name: str, lines=None) -> tuple[list[Change], str | None]:
+    """Changes from already-parsed data (a list, or {changes, message}), e.g. a request body;
+    `name` prefixes errors ("request: change #2: ...")."""
     message = None
     if isinstance(data, dict):
         unknown = set(data) - {"changes", "message"}
         if unknown:
             raise BadInput(f"{name}: unknown top-level key '{sorted(unknown)[0]}' (expected changes, message)")
         message, data = data.get("message"), data.get("changes")
+        if message is not None and not isinstance(message, str):
+            raise BadInput(f"{name}: message must be a string")
         lines = lines[1] if lines else None
     elif lines:
         lines = lines[0]
@@ -117,6 +125,8 @@ def _change(item: Any, where: str) -> Change:
     if expect is not None and (not isinstance(expect, int) or isinstance(expect, bool)):
         raise BadInput(f"{where}: expect_version must be an integer")
     msg = item.get("msg", item.get("message"))
+    if msg is not None and not isinstance(msg, str):
+        raise BadInput(f"{where}: msg must be a string")
     if op in ("link", "unlink"):
         if not (isinstance(target, list) and len(target) == 3 and all(isinstance(t, str) for t in target)):
             raise BadInput(f"{where}: {op} takes [SOURCE, RELATION, TARGET]")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from metaforge.errors import BadInput
+from metaforge.errors import BadInput, NotFound
 from metaforge.store.log import segment_name
 
 _NODE_SQL = ("SELECT id, type, name, version, created_at, updated_at, created_by, updated_by, "
@@ -23,9 +23,9 @@ def _node_dict(r) -> dict:
 def show(index, node_id: str) -> dict:
     row = index.conn.execute(_NODE_SQL + " WHERE id = ?", (node_id,)).fetchone()
     if row is None:
-        raise BadInput(f"unknown entity {node_id}", "list what exists with `mf query`")
+        raise NotFound(f"unknown entity {node_id}", "list what exists with `mf query`")
     if row[10]:
-        raise BadInput(f"{node_id} was removed (version {row[3]}, seq {row[9]})", f"see `mf log {node_id}`")
+        raise NotFound(f"{node_id} was removed (version {row[3]}, seq {row[9]})", f"see `mf log {node_id}`")
     node = _node_dict(row)
     conn = index.conn
     node["out"] = [{"rel": r, "id": d} for r, d in
@@ -146,6 +146,70 @@ def trace(index, node_id: str, depth: int = 10, direction: str = "both") -> dict
         out["upstream"] = walk(node_id, "SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src")
     out["reached"] = [{"id": i, "type": types.get(i), "distance": d} for i, d in sorted(reached.items())]
     return out
+
+
+# ---- BOM data and constraints of one entity (for viewers) -----------------------------------
+
+def bom_for(index, node_id: str) -> dict:
+    """The BOM items behind an entity: itself if it is a BOMItem, else those it and the elements
+    under it (HAS_ELEMENT, any depth) use or hold, with who uses each and the cost per currency."""
+    node = show(index, node_id)
+    conn = index.conn
+    used_by: dict[str, list[str]] = {}
+    if node["type"] == "BOMItem":
+        used_by[node_id] = [e["id"] for e in node["in"] if e["rel"] in ("USES_COMPONENT", "HAS_ELEMENT")]
+    else:
+        seen, stack = {node_id}, [node_id]
+        while stack:
+            here = stack.pop()
+            for rel, dst in conn.execute("SELECT rel, dst FROM edges WHERE src = ? AND rel IN "
+                                         "('HAS_ELEMENT', 'USES_COMPONENT') ORDER BY rel, dst", (here,)):
+                if dst.startswith("BOMItem:"):
+                    used_by.setdefault(dst, []).append(here)
+                elif rel == "HAS_ELEMENT" and dst not in seen:
+                    seen.add(dst)
+                    stack.append(dst)
+    items, cost = [], {}
+    for item_id in sorted(used_by):
+        row = conn.execute(_NODE_SQL + " WHERE id = ? AND deleted = 0", (item_id,)).fetchone()
+        if row is None:
+            continue
+        item = _node_dict(row)
+        item["used_by"] = sorted(set(used_by[item_id]))
+        props = item["properties"]
+        if isinstance(props.get("unit_cost"), (int, float)):
+            currency = props.get("currency") or "?"
+            cost[currency] = round(cost.get(currency, 0.0) + props["unit_cost"] * (props.get("quantity") or 1), 6)
+        items.append(item)
+    return {"id": node_id, "type": node["type"], "items": items, "count": len(items), "cost": cost}
+
+
+def constraints_on(index, types: dict, node_id: str) -> list[dict]:
+    """The constraints that bear on an entity, with their verdict now: those that CONSTRAINS it,
+    and those whose expression reads it (by name, or through an aggregate that selects it)."""
+    from metaforge.thread.constraints.engine import StateSource, affected, compile_all, evaluate
+
+    node = show(index, node_id)
+    linked = {e["id"] for e in node["in"] if e["rel"] == "CONSTRAINS"}
+    source = StateSource(index)
+    compiled = compile_all(source, types)
+    props = node["properties"]
+    reading = {c.id for c in affected(compiled, {node_id: (props, props)})}
+    return [{**evaluate(c, source, types).as_dict(), "linked": c.id in linked}
+            for c in compiled if c.id in linked or c.id in reading]
+
+
+def simulation_runs(index, target: str | None = None) -> list[dict]:
+    """SimulationRun entities, newest first; with `target`, only those that SIMULATES it."""
+    if target is None:
+        runs = query(index, "SimulationRun")
+    else:
+        show(index, target)  # refuses an unknown id
+        ids = [r[0] for r in index.conn.execute("SELECT src FROM edges WHERE dst = ? AND rel = 'SIMULATES' "
+                                                "AND src LIKE 'SimulationRun:%'", (target,))]
+        runs = [_node_dict(r) for i in ids
+                for r in index.conn.execute(_NODE_SQL + " WHERE id = ? AND deleted = 0", (i,))]
+    return sorted(runs, key=lambda n: (n["properties"].get("started_at") or n["createdAt"], n["id"]), reverse=True)
 
 
 # ---- mf log ----------------------------------------------------------------------------------

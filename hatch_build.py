@@ -1,0 +1,22 @@
+"""Wheel build hook: the dashboard is built from web/ (scripts/build-dashboard) and its files go into
+the wheel, though git ignores them, so an installed `mf serve` needs no Node.js at run time."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+
+class DashboardBuildHook(BuildHookInterface):
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version, build_data):
+        if self.target_name != "wheel" or version == "editable":  # an editable install: scripts/setup builds it
+            return
+        root = Path(self.root)
+        if (root / "web").is_dir():
+            subprocess.run([sys.executable, str(root / "scripts" / "build-dashboard")], check=True)
+        if not (root / "metaforge" / "serve" / "static" / "index.html").is_file():
+            raise RuntimeError("the dashboard is not built and web/ is not here to build it")
+        build_data["artifacts"].append("metaforge/serve/static/")

@@ -1,0 +1,235 @@
+"""The shapes of the answers, for the OpenAPI document (handlers return the library's dicts as they
+are; these models describe them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(_Open):
+    kind: str = Field(description="not_found, bad_input, version_conflict, constraint_violation, refused, "
+                                  "unauthorized, read_only, ...")
+    message: str
+    hint: Optional[str] = None
+
+
+class Error(BaseModel):
+    ok: Literal[False] = False
+    error: ErrorDetail
+
+
+class EdgeRef(BaseModel):
+    rel: str
+    id: str
+
+
+class Entity(_Open):
+    id: str = Field(examples=["BOMItem:U1"])
+    type: str
+    name: str
+    version: int
+    createdAt: str
+    updatedAt: str
+    createdBy: str
+    updatedBy: str
+    createdSeq: int
+    updatedSeq: int
+    properties: dict[str, Any]
+
+
+class EntityDetail(Entity):
+    out: list[EdgeRef] = Field(description="relationships from this entity")
+    in_: list[EdgeRef] = Field(alias="in", description="relationships to this entity")
+
+
+class EntityList(BaseModel):
+    entities: list[Entity]
+    count: int
+    more: bool = Field(description="true when `limit` cut the list")
+
+
+class TraceNode(BaseModel):
+    id: str
+    type: Optional[str]
+    rel: str
+    children: list["TraceNode"]
+    seen: Optional[bool] = Field(None, description="reached before, through another path")
+
+
+class Reached(BaseModel):
+    id: str
+    type: Optional[str]
+    distance: int
+
+
+class Trace(BaseModel):
+    id: str
+    type: Optional[str]
+    downstream: Optional[list[TraceNode]] = None
+    upstream: Optional[list[TraceNode]] = None
+    reached: list[Reached]
+
+
+class Event(_Open):
+    seq: int
+    id: str
+    type: str
+    entity: str
+    version: int
+    ts: str
+    actor: str
+    payload: dict[str, Any]
+
+
+class EventList(BaseModel):
+    events: list[Event]
+    last_seq: int = Field(description="pass it as since_seq to read on")
+    more: bool
+
+
+class Status(_Open):
+    root: str
+    semantic_version: int
+    entities: int
+    entities_by_type: dict[str, int]
+    edges: int
+    edges_by_relation: dict[str, int]
+    last_event: Optional[dict[str, Any]]
+    git: dict[str, Optional[str]]
+
+
+class Verdict(_Open):
+    constraint: str
+    severity: str
+    status: str = Field(description="pass, fail or invalid")
+    message: str
+    expression: str
+    because: list[str]
+    margin: Optional[float]
+    headroom: Optional[str]
+
+
+class Constraints(BaseModel):
+    entity: Optional[str]
+    verdicts: list[Verdict]
+
+
+class PartNode(BaseModel):
+    id: str = Field(description="the entity of this part")
+    name: str
+    mesh_name: Optional[str] = Field(description="its node in the GLB")
+    children: list["PartNode"]
+    node_type: str
+
+
+class ModelManifest(_Open):
+    project_id: str
+    artifact_id: str
+    glb_url: str = Field(description="signed, served by this server, valid until glb_url_expires")
+    glb_url_expires: int = Field(description="Unix time")
+    mesh_to_node_map: dict[str, str] = Field(description="GLB node name → entity id")
+    component_tree: PartNode
+    last_updated: str
+
+
+class Project(BaseModel):
+    project_id: str
+    twin_model: Optional[str]
+    models: list[str]
+
+
+class BomItem(Entity):
+    used_by: list[str]
+
+
+class Bom(BaseModel):
+    id: str
+    type: str
+    items: list[BomItem]
+    count: int
+    cost: dict[str, float] = Field(description="quantity × unit_cost, per currency")
+
+
+class Device(Entity):
+    policy: dict[str, Any]
+    origin: dict[str, str]
+    group: Optional[str]
+    sources: list[dict[str, Any]]
+    telemetry: list[dict[str, Any]]
+
+
+class DeviceList(BaseModel):
+    devices: list[Entity]
+
+
+class Point(BaseModel):
+    ts: str
+    t: float = Field(description="Unix time in seconds")
+    value: float
+
+
+class MetricSummary(BaseModel):
+    metric: str
+    samples: int
+    last_ts: Optional[int]
+
+
+class Telemetry(BaseModel):
+    device: str
+    metric: Optional[str] = None
+    every: Optional[str] = None
+    agg: Optional[str] = None
+    points: Optional[list[Point]] = None
+    truncated: Optional[bool] = None
+    metrics: Optional[list[MetricSummary]] = Field(None, description="without ?metric=: what the device reported")
+
+
+class Simulations(BaseModel):
+    device: Optional[str]
+    runs: list[Entity]
+
+
+class ChangeResult(_Open):
+    dry_run: bool
+    appended: int
+    actor: str
+    refused: bool
+    proposal: Optional[str]
+    events: list[dict[str, Any]]
+    verdicts: list[Verdict]
+
+
+class ChangesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    changes: list[dict[str, Any]] = Field(description="as in `mf mutate apply`: {set: ID, props: {...}, "
+                                                      "expect_version: N}, {link: [SRC, REL, DST]}, ...")
+    message: Optional[str] = Field(None, description="why: the decision rationale")
+    actor: Optional[str] = Field(None, description="user:<name> or agent:<code> (default: the server's)")
+    dry_run: bool = False
+
+
+class AddBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(examples=["BOMItem:C42"])
+    properties: dict[str, Any] = {}
+    message: Optional[str] = None
+    actor: Optional[str] = None
+
+
+class PatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    properties: dict[str, Any] = {}
+    unset: list[str] = []
+    expect_version: Optional[int] = Field(None, description="refused with 409 unless the entity is at it")
+    message: Optional[str] = None
+    actor: Optional[str] = None
+
+
+TraceNode.model_rebuild()
+PartNode.model_rebuild()
