@@ -1,0 +1,96 @@
+"""Composition: several models run as one, each member's inputs wired to expressions of the
+scenario's knobs, the composition's parameters and the other members' ports.
+
+A composition definition says it all (members, connections, results, telemetry). `mf sim run
+A B` composes by name instead: an input of one model named like an output of another is fed
+by it, and every other input becomes a knob of the scenario.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from metaforge.errors import BadInput
+from metaforge.sim.definition import Composition, Loaded, Port, Result, Telemetry
+
+
+@dataclass
+class Composed:
+    name: str
+    members: dict[str, Loaded]                           # alias → definition
+    scenario: list[Port]                                 # the knobs, with defaults
+    parameters: dict = field(default_factory=dict)       # the composition's own
+    connections: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # alias.input → (expr, else)
+    results: dict[str, Result] = field(default_factory=dict)
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    valid_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    source: Loaded | None = None
+    omitted: list[str] = field(default_factory=list)     # members left out (--models)
+
+    def port_unit(self, dotted: str) -> str | None:
+        alias, _, port = dotted.partition(".")
+        if alias in self.members:
+            for p in [*self.members[alias].definition.inputs, *self.members[alias].definition.outputs]:
+                if p.name == port:
+                    return p.unit
+        for p in self.scenario:
+            if p.name == dotted:
+                return p.unit
+        return None
+
+
+def alias_of(name: str) -> str:
+    alias = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return alias if re.match(r"^[A-Za-z_]", alias) else "m_" + alias
+
+
+def from_composition(loaded: Loaded, find: Callable[[str, Loaded], Loaded], only: list[str] | None = None) -> Composed:
+    """The members of a composition definition, loaded; `only` keeps some (by model name or alias)."""
+    d: Composition = loaded.definition
+    members, omitted = {}, []
+    for alias, model in d.members.items():
+        if only and alias not in only and model not in only:
+            omitted.append(alias)
+            continue
+        members[alias] = find(model, loaded)
+    if only:
+        unknown = [m for m in only if m not in d.members and m not in d.members.values()]
+        if unknown:
+            raise BadInput(f"--models: {', '.join(unknown)} is not a member of {d.name} "
+                           f"(members: {', '.join(d.members.values())})")
+    conns = {k: (c.expr, c.fallback) for k, c in d.connections.items() if k.split(".", 1)[0] in members}
+    results = {k: r for k, r in d.results.items()}
+    return Composed(d.name, members, list(d.inputs), dict(d.parameters), conns, results, d.telemetry,
+                    dict(d.valid_range), loaded, omitted)
+
+
+def from_models(models: list[Loaded]) -> Composed:
+    """Models wired by port name; unconnected inputs become the scenario's knobs."""
+    members: dict[str, Loaded] = {}
+    for m in models:
+        if m.definition.model_type == "composition":
+            raise BadInput(f"{m.display}: a composition runs alone (`mf sim run {m.definition.name}`)")
+        alias = alias_of(m.definition.name)
+        if alias in members:
+            raise BadInput(f"{m.definition.name} is given twice")
+        members[alias] = m
+    producers: dict[str, str] = {}
+    for alias, m in members.items():
+        for p in m.definition.outputs:
+            producers.setdefault(p.name, alias)
+    scenario: dict[str, Port] = {}
+    conns: dict[str, tuple[str, str | None]] = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    for alias, m in members.items():
+        for p in m.definition.inputs:
+            source = producers.get(p.name)
+            if source is not None and source != alias:
+                conns[f"{alias}.{p.name}"] = (f"{source}.{p.name}", None)
+                continue
+            if p.name not in scenario:
+                scenario[p.name] = p.model_copy(update={"default": p.default if p.default is not None else 0.0})
+            conns[f"{alias}.{p.name}"] = (p.name, None)
+    name = "+".join(m.definition.name for m in models)
+    return Composed(name, members, list(scenario.values()), {}, conns, {}, Telemetry(), ranges)
