@@ -27,7 +27,7 @@ class Composed:
     telemetry: Telemetry = field(default_factory=Telemetry)
     valid_range: dict[str, tuple[float, float]] = field(default_factory=dict)
     source: Loaded | None = None
-    omitted: list[str] = field(default_factory=list)     # members left out (--models)
+    omitted: dict[str, Loaded] = field(default_factory=dict)  # members left out (--models): their defaults stand in
 
     def port_unit(self, dotted: str) -> str | None:
         alias, _, port = dotted.partition(".")
@@ -49,10 +49,10 @@ def alias_of(name: str) -> str:
 def from_composition(loaded: Loaded, find: Callable[[str, Loaded], Loaded], only: list[str] | None = None) -> Composed:
     """The members of a composition definition, loaded; `only` keeps some (by model name or alias)."""
     d: Composition = loaded.definition
-    members, omitted = {}, []
+    members, omitted = {}, {}
     for alias, model in d.members.items():
         if only and alias not in only and model not in only:
-            omitted.append(alias)
+            omitted[alias] = find(model, loaded)
             continue
         members[alias] = find(model, loaded)
     if only:
@@ -94,3 +94,10 @@ def from_models(models: list[Loaded]) -> Composed:
             conns[f"{alias}.{p.name}"] = (p.name, None)
     name = "+".join(m.definition.name for m in models)
     return Composed(name, members, list(scenario.values()), {}, conns, {}, Telemetry(), ranges)
+
+
+def default_of(loaded: Loaded, port: str) -> float | None:
+    for p in [*loaded.definition.outputs, *loaded.definition.inputs]:
+        if p.name == port:
+            return p.default
+    return None

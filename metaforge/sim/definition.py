@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from metaforge.errors import BadInput
 from metaforge.sim.expr import ExprError, names_in
@@ -55,7 +55,7 @@ def _expression(value: Any) -> str:
     return value
 
 
-Ident = Annotated[str, Field(min_length=1)]
+Expr = Annotated[str, BeforeValidator(_expression)]
 
 
 class _Strict(BaseModel):
@@ -215,16 +215,9 @@ class State(_Strict):
 class DifferentialEquation(_Base):
     model_type: Literal["differential-equation"]
     states: dict[str, State] = Field(min_length=1)
-    let: dict[str, str] = {}
-    events: dict[str, str] = {}
+    let: dict[str, Expr] = {}
+    events: dict[str, Expr] = {}
     stiff: bool = False
-
-    @field_validator("let", "events", mode="before")
-    @classmethod
-    def _exprs(cls, value):
-        if not isinstance(value, dict):
-            raise ValueError("expected a mapping of name: expression")
-        return {k: _expression(v) for k, v in value.items()}
 
     @model_validator(mode="after")
     def _names(self):

@@ -1,6 +1,6 @@
 """The engine: a composition, a scenario and a duration in; curves, results and range reports out.
 
-It picks a step from the members' fastest dynamics (a fifth of the shortest time constant:
+It picks a step from the members' fastest dynamics (a tenth of the shortest time constant:
 linear members are exact at any step, RK4 members sub-step for stability), writes the step
 loop (see `codegen`), runs it on floats for one device or on arrays for many, and reads the
 traces: results (first crossing times interpolated between steps, extremes, margins), the
@@ -95,7 +95,7 @@ class _Build:
             h = self.sc.step
         else:
             rates = [r for r in (m.fastest_rate() for m in self.members.values()) if r]
-            h = min([0.2 / max(rates)] if rates else [self.sc.duration / 100], default=1.0)
+            h = 0.1 / max(rates) if rates else self.sc.duration / 100
             h = min(h, self.sc.duration / 20, 60.0)
             for value in self.sc.inputs.values():  # a measured profile: no coarser than its samples
                 if isinstance(value, Series) and len(value.t) > 1:
@@ -129,7 +129,13 @@ class _Build:
             if allow_member_params and alias in self.members and rest in self.members[alias].params:
                 return pvar(alias, rest)
             if alias in self.c.omitted:
-                raise ExprError(f"{where}: '{name}' belongs to {alias}, which this run leaves out")
+                from metaforge.sim.compose import default_of
+
+                default = default_of(self.c.omitted[alias], rest)
+                if default is not None:
+                    return repr(float(default))
+                raise ExprError(f"{where}: '{name}' belongs to {alias}, which this run leaves out, "
+                                "and has no default")
             raise ExprError(f"{where}: unknown name '{name}'")
         return resolve
 
@@ -142,7 +148,8 @@ class _Build:
                 key = f"{alias}.{p.name}"
                 if key in self.c.connections:
                     expr, fallback = self.c.connections[key]
-                    if fallback is not None and any(n.split(".", 1)[0] in self.c.omitted for n in names_in(expr)):
+                    if fallback is not None and any(n.split(".", 1)[0] in self.c.omitted and self._no_default(n)
+                                                    for n in names_in(expr)):
                         expr = fallback
                     out[key] = expr
                 elif p.default is not None:
@@ -150,6 +157,12 @@ class _Build:
                 else:
                     raise BadInput(f"{self.c.name}: {key} is not connected and has no default")
         return out
+
+    def _no_default(self, name: str) -> bool:
+        from metaforge.sim.compose import default_of
+
+        alias, _, port = name.partition(".")
+        return default_of(self.c.omitted[alias], port) is None
 
     def order(self, conns: dict[str, str]) -> list[tuple[str, str]]:
         """("conn", member.input) and ("direct", alias) in an order where everything read is ready."""
@@ -484,6 +497,9 @@ def _results(run: _Build, traces: dict, grid, limits):
     out, units, margins_at = {}, {}, {}
     for name, r in run.c.results.items():
         where = f"results.{name}"
+        texts = [getattr(r, r.kind)] if r.kind != "margin" else list(r.margin)
+        if any(n.split(".", 1)[0] in run.c.omitted for t in texts for n in names_in(t)):
+            continue  # it reads a member this run leaves out
         units[name] = r.unit or ""
         if r.kind == "first":
             node = parse(r.first)

@@ -135,7 +135,13 @@ class OdeMember(Member):
                                 else f"{ev} = where({src}, 1.0, {ev})")
         if not self.state_names:
             return
-        fn = code.bind(self._compile_rhs(code, with_static=False), "f")
+        if self.definition.stiff:  # ROS2 works on arrays even for one device
+            own = Code("array")
+            for name, value in self.params.items():
+                own.namespace["g_" + pvar(self.alias, name)] = value
+            fn = code.bind(self._compile_rhs(own, with_static=False), "f")
+        else:
+            fn = code.bind(self._compile_rhs(code, with_static=False), "f")
         ys = [self.v(s) for s in self.state_names]
         extra = [self.v(n) for n in self.input_names + self.static_lets]
         if self.definition.stiff:
