@@ -19,7 +19,8 @@ from metaforge.sim.codegen import Code, pvar, var
 from metaforge.sim.compose import Composed
 from metaforge.sim.expr import ExprError, names_in, parse
 
-MAX_TRACE_BYTES = 256 * 2 ** 20   # a fleet larger than this runs in chunks of devices
+MAX_TRACE_BYTES = 2 ** 30   # traces kept whole (compare) past this run in chunks of devices
+BLOCK = 128                 # steps per block when only results are wanted (a fleet, a sweep)
 
 
 @dataclass
@@ -63,12 +64,17 @@ def simulate(composed: Composed, sc: Scenario, limits: Callable[[str], tuple[flo
     started = time.perf_counter()
     if sc.duration <= 0:
         raise BadInput("the duration must be positive")
-    chunk = _chunk_size(composed, sc)
-    if chunk < sc.n:
-        return _in_chunks(composed, sc, limits, chunk, started)
     run = _Build(composed, sc)
-    traces = run.execute()
-    out = _read(run, traces, limits)
+    if sc.record and sc.n > 1:
+        per_device = 8 * (run.steps + 1) * (len(run.recorded(list(run.connections()))) + 2)
+        chunk = max(1, int(MAX_TRACE_BYTES // per_device))
+        if chunk < sc.n:
+            return _in_chunks(composed, sc, limits, chunk, started)
+    from metaforge.sim.reduce import Reducer
+
+    reducer = Reducer(run, limits)
+    traces = run.execute(reducer)
+    out = _read(run, traces, reducer)
     out.seconds = time.perf_counter() - started
     return out
 
@@ -281,7 +287,14 @@ class _Build:
             for text in ([getattr(r, r.kind)] if r.kind != "margin" else list(r.margin)):
                 keep |= {n for n in names_in(text) if n in names}
         keep |= {key for key, _ in self._ranges()}
-        return sorted(k for k in keep if k in names)
+        flags = set()
+        for alias, m in self.members.items():  # a machine's state flags come from its state trace
+            if hasattr(m, "derived"):
+                own = {f"{alias}.{s}" for s in m.names}
+                if keep & own:
+                    keep.add(f"{alias}.state")
+                flags |= own
+        return sorted(k for k in keep if k in names and k not in flags)
 
     def _ranges(self) -> list[tuple[str, tuple[float, float]]]:
         out = []
@@ -292,7 +305,8 @@ class _Build:
         out += [(name, tuple(r)) for name, r in self.c.valid_range.items()]
         return out
 
-    def execute(self) -> dict[str, Any]:
+    def execute(self, reducer) -> dict[str, Any]:
+        """Run the loop; in block mode hand the traces to `reducer` as they fill, else return them."""
         import numpy as np
 
         code, conns = self.code()
@@ -320,9 +334,15 @@ class _Build:
                                                                                      if f"{a}.{s}" in states})]
         src = ["def _run(S0, SER, TR, n):", *("    " + x for x in lines), "    k = 0", "    t = 0.0"]
         src += ["    " + x for x in body + init]
+        blocks = self.mode == "array" and not self.sc.curves and not self.sc.record
         src += ["    for k in range(n + 1):", "        t = k * _h"]
         src += ["        " + x for x in body]
-        src += [f"        TR_{names[k]}[k] = {names[k]}" for k in recorded]
+        if blocks:
+            src += [f"        j = k % {BLOCK}"]
+            src += [f"        TR_{names[k]}[j] = {names[k]}" for k in recorded]
+            src += [f"        if j == {BLOCK - 1} or k == n:", "            FLUSH(k, j + 1)"]
+        else:
+            src += [f"        TR_{names[k]}[k] = {names[k]}" for k in recorded]
         src += ["        if k == n:", "            break"]
         src += ["        " + x for x in code.advance]
         src += ["    return None"]
@@ -331,6 +351,12 @@ class _Build:
         n = self.steps
         if self.mode == "scalar":
             traces = {k: [0.0] * (n + 1) for k in recorded}
+        elif blocks:
+            traces = {k: np.empty((BLOCK, self.sc.n)) for k in recorded}
+
+            def flush(k: int, rows: int) -> None:
+                reducer.block(np.arange(k - rows + 1, k + 1) * self.h, {key: a[:rows] for key, a in traces.items()})
+            code.namespace["FLUSH"] = flush
         else:
             traces = {k: np.empty((n + 1, self.sc.n)) for k in recorded}
         try:
@@ -339,7 +365,11 @@ class _Build:
         except (ZeroDivisionError, OverflowError, ValueError) as exc:
             raise BadInput(f"{self._where()}: the model failed during the run: {exc} "
                            "(check the parameters and the inputs)") from None
-        return {k: np.asarray(v, dtype=float) for k, v in traces.items()}
+        if blocks:
+            return {}
+        traces = {k: np.asarray(v, dtype=float) for k, v in traces.items()}
+        reducer.block(np.arange(n + 1) * self.h, traces)
+        return traces
 
 
 def _member(alias, loaded, params, mode, n):
@@ -385,11 +415,6 @@ def _step_average(s: Series, grid, h: float):
 
     avg = np.diff(integral(ends), axis=0) / h
     return avg[:, 0] if np.ndim(s.values) == 1 else avg
-
-
-def _chunk_size(composed: Composed, sc: Scenario) -> int:
-    per_device = 8 * (sc.duration / (sc.step or 1.0) + 1) * (12 + len(sc.record))
-    return max(1, int(MAX_TRACE_BYTES // per_device)) if not sc.curves else sc.n
 
 
 def _in_chunks(composed, sc, limits, chunk, started):
@@ -439,159 +464,24 @@ def _merge_ranges(parts: list[list[dict]]) -> list[dict]:
 
 # ---- reading the traces -------------------------------------------------------------------
 
-def _read(run: _Build, traces: dict, limits) -> SimResult:
+def _read(run: _Build, traces: dict, reducer) -> SimResult:
     import numpy as np
 
     grid = np.arange(run.steps + 1) * run.h
-    units = {}
-    for key in traces:
-        unit = run.c.port_unit(key)
-        units[key] = unit or ""
+    for m in run.members.values():
+        if hasattr(m, "derived") and traces:
+            traces.update(m.derived(traces))
+    units = {key: run.c.port_unit(key) or "" for key in traces}
     for alias, m in run.members.items():  # the states of a machine and latched events are discrete
         for x in m.discrete:
             units.setdefault(f"{alias}.{x}", "1")
-    results, result_units, margins_at = _results(run, traces, grid, limits)
-    ranges = _range_report(run, traces, grid)
+    results, result_units, margins_at, ranges = reducer.finish()
     t_out, curves = grid, {}
     if run.sc.curves:
         t_out, curves = _resample(run, traces, grid)
     keep = {k: traces[k] for k in run.sc.record if k in traces}
     return SimResult(t_out, curves, units, results, result_units, margins_at, ranges, run.h, run.steps, run.mode,
                      0.0, keep, grid)
-
-
-def _env(run: _Build, traces: dict) -> dict:
-    """Names → trace arrays, for evaluating result expressions over the whole run at once."""
-    from metaforge.sim.expr import array_functions
-
-    env = dict(array_functions())
-    names = run.names()
-    for key, arr in traces.items():
-        env[names[key]] = arr
-    for alias, m in run.members.items():
-        for p, v in m.params.items():
-            env[pvar(alias, p)] = v
-    for p, v in run.params.items():
-        env[pvar("", p)] = v
-    return env
-
-
-def _evaluate(run: _Build, text: str, env: dict, where: str):
-    import numpy as np
-
-    from metaforge.sim.expr import compile_expr
-
-    try:
-        c = compile_expr(text, run.resolver(where), "array")
-    except ExprError as exc:
-        raise BadInput(f"{run._where()}: {exc}") from None
-    return np.asarray(eval(c.source, {"__builtins__": {}}, env), dtype=float)  # noqa: S307 - checked AST
-
-
-def _results(run: _Build, traces: dict, grid, limits):
-    import ast
-
-    import numpy as np
-
-    env = _env(run, traces)
-    out, units, margins_at = {}, {}, {}
-    for name, r in run.c.results.items():
-        where = f"results.{name}"
-        texts = [getattr(r, r.kind)] if r.kind != "margin" else list(r.margin)
-        if any(n.split(".", 1)[0] in run.c.omitted for t in texts for n in names_in(t)):
-            continue  # it reads a member this run leaves out
-        units[name] = r.unit or ""
-        if r.kind == "first":
-            node = parse(r.first)
-            if isinstance(node, ast.Compare) and len(node.ops) == 1 and not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
-                left = _evaluate(run, ast.unparse(node.left), env, where)
-                right = _evaluate(run, ast.unparse(node.comparators[0]), env, where)
-                sign = 1.0 if isinstance(node.ops[0], (ast.Gt, ast.GtE)) else -1.0
-                inclusive = isinstance(node.ops[0], (ast.GtE, ast.LtE))
-                out[name] = _crossing(sign * (left - right), grid, inclusive)
-            else:
-                out[name] = _first(_evaluate(run, r.first, env, where) > 0.5, grid)
-            units[name] = "s"
-        elif r.kind == "margin":
-            values, labels = [], []
-            for text, limit in r.margin.items():
-                peak = _evaluate(run, text, env, where).max(axis=0)
-                lim_value, lim_unit = _limit(limit, limits, where)
-                unit = run.c.port_unit(text) or lim_unit
-                values.append(_to_base(lim_value, lim_unit) - _to_base(peak, unit))
-                labels.append(text)
-            stack = np.stack(np.broadcast_arrays(*values))
-            idx = stack.argmin(axis=0)
-            out[name] = stack.min(axis=0)
-            margins_at[name] = np.asarray(labels, dtype=object)[idx]
-            units[name] = "K" if r.unit is None else r.unit
-        else:
-            arr = _evaluate(run, getattr(r, r.kind), env, where)
-            arr = np.broadcast_to(arr, (len(grid),) + arr.shape[1:]) if arr.ndim == 0 or arr.shape[0] != len(grid) else arr
-            out[name] = {"max": arr.max, "min": arr.min, "mean": arr.mean}.get(r.kind, lambda axis: arr[-1])(axis=0)
-    return out, units, margins_at
-
-
-def _limit(limit, limits, where):
-    if isinstance(limit, (int, float)):
-        return float(limit), "degC"
-    if limits is None:
-        raise BadInput(f"{where}: '{limit}' needs the twin to read it from")
-    return limits(str(limit))
-
-
-def _to_base(value, unit: str):
-    from metaforge.thread import units
-
-    if not unit or unit == "1":
-        return value
-    return units.to_base(value, units.normalize_unit(unit, "temperature"))
-
-
-def _crossing(d, grid, inclusive: bool = False):
-    """The first time d(t) > 0 (>= 0 when inclusive), interpolated between steps; NaN if never."""
-    import numpy as np
-
-    above = d >= 0 if inclusive else d > 0
-    hit = above.any(axis=0)
-    k = above.argmax(axis=0)
-    km1 = np.maximum(k - 1, 0)
-    take = lambda a, i: a[i] if a.ndim == 1 else np.take_along_axis(a, i[None], 0)[0]
-    d0, d1 = take(d, km1), take(d, k)
-    frac = np.where((k > 0) & (d1 != d0), -d0 / np.where(d1 != d0, d1 - d0, 1.0), 0.0)
-    t = grid[km1] + np.clip(frac, 0.0, 1.0) * (grid[k] - grid[km1])
-    t = np.where(k == 0, grid[0], t)
-    return np.where(hit, t, np.nan) if np.ndim(t) else (float(t) if hit else float("nan"))
-
-
-def _first(cond, grid):
-    import numpy as np
-
-    hit = cond.any(axis=0)
-    t = grid[cond.argmax(axis=0)]
-    return np.where(hit, t, np.nan) if np.ndim(t) else (float(t) if hit else float("nan"))
-
-
-def _range_report(run: _Build, traces: dict, grid) -> list[dict]:
-    import numpy as np
-
-    out = []
-    for key, (lo, hi) in run._ranges():
-        if key not in traces:
-            continue
-        arr = traces[key]
-        outside = (arr < lo) | (arr > hi)
-        if not outside.any():
-            continue
-        alias = key.split(".", 1)[0]
-        model = run.c.members[alias].definition.name if alias in run.c.members else run.c.name
-        per_device = outside.any(axis=0)
-        entry = {"input": key, "model": model, "range": [lo, hi], "min": float(arr.min()), "max": float(arr.max()),
-                 "first_outside_s": float(grid[outside.any(axis=tuple(range(1, arr.ndim))).argmax()]),
-                 "outside_s": float(outside.sum(axis=0).max() * run.h), "unit": run.c.port_unit(key) or "",
-                 "devices_outside": int(np.sum(per_device))}
-        out.append(entry)
-    return out
 
 
 def _resample(run: _Build, traces: dict, grid):

@@ -15,6 +15,7 @@ the current state) and one 0/1 flag per state under its name.
 
 from __future__ import annotations
 
+from metaforge.sim.expr import names_in
 from metaforge.sim.member import Member
 
 
@@ -27,9 +28,18 @@ class MachineMember(Member):
         self.names = list(d.states)
         self.index = {s: i for i, s in enumerate(self.names)}
         self.discrete = {p.name for p in d.outputs} | {"state", *self.names}
+        self.timed = any("time_in_state" in names_in(tr.when) for tr in d.transitions)
 
     def all_outputs(self) -> list[str]:
         return [p.name for p in self.definition.outputs] + ["state", *self.names]
+
+    def derived(self, traces: dict, wanted: set | None = None) -> dict:
+        """The 0/1 flag of each state, from the trace of `state` (not computed per step)."""
+        key = f"{self.alias}.state"
+        if key not in traces:
+            return {}
+        return {f"{self.alias}.{s}": (traces[key] == float(i)) * 1.0 for s, i in self.index.items()
+                if wanted is None or f"{self.alias}.{s}" in wanted}
 
     def states(self):
         return {"state": float(self.index[self.definition.initial]), "time_in_state": 0.0}
@@ -52,12 +62,11 @@ class MachineMember(Member):
                 values.append(code.expr(v, self.resolver({}, f"states.{s}.outputs.{port.name}"))[0])
             if scalar:
                 code.step.append(f"{self.v(port.name)} = ({', '.join(values)},)[int({st})]")
-            else:
-                code.namespace.setdefault("choose", __import__("numpy").choose)
-                code.step.append(f"{self.v(port.name)} = choose({st}.astype(int), ({', '.join(values)},))")
-        for s, i in self.index.items():
-            code.step.append(f"{self.v(s)} = (1.0 if {st} == {float(i)} else 0.0)" if scalar
-                             else f"{self.v(s)} = ({st} == {float(i)}) * 1.0")
+            else:  # nested where: a few comparisons cost less than np.choose
+                out = values[0]
+                for i in range(1, len(values)):
+                    out = f"where({st} == {float(i)}, {values[i]}, {out})"
+                code.step.append(f"{self.v(port.name)} = {out}")
 
     def emit_advance(self, code):
         st, tis, scalar = self.v("state"), self.v("time_in_state"), code.mode == "scalar"
@@ -74,8 +83,8 @@ class MachineMember(Member):
                 inside = " | ".join(f"({st} == {float(self.index[s])})" for s in sources)
                 cond = f"logical_and({inside}, {guard})"
             code.advance.append(f"_nx = ({target} if {cond} else _nx)" if scalar else f"_nx = where({cond}, {target}, _nx)")
-        if scalar:
+        if self.timed and scalar:
             code.advance.append(f"{tis} = 0.0 if _nx != {st} else {tis} + _h")
-        else:
+        elif self.timed:
             code.advance.append(f"{tis} = where(_nx != {st}, 0.0, {tis} + _h)")
         code.advance.append(f"{st} = _nx")

@@ -80,19 +80,29 @@ def emit_linear(code: Code, member: Member, ad, bd, states: list[str], inputs: l
         code.advance.append(", ".join(xs) + " = " + ", ".join(f"_n_{x}" for x in xs))
         return
     a_name, b_name = code.bind(ad, "A"), code.bind(bd, "B")
-    x_buf = code.bind(np.zeros((len(xs), member.n)), "X")
     u_buf = code.bind(np.zeros((len(us), member.n)), "U")
-    for i, x in enumerate(xs):
-        code.advance.append(f"{x_buf}[{i}] = {x}")
+    xs_name = f"_xs_{member.alias}"   # the states live as rows of one array (see pack_lines)
     for j, u in enumerate(us):
         code.advance.append(f"{u_buf}[{j}] = {u}")
     if ad.ndim == 2:
-        code.advance.append(f"_xn = {a_name} @ {x_buf} + {b_name} @ {u_buf}")
+        code.advance.append(f"{xs_name} = {a_name} @ {xs_name} + {b_name} @ {u_buf}")
     else:  # (n, k, k): one network per device (a sweep over its parameters)
         code.namespace["einsum"] = np.einsum
-        code.advance.append(f"_xn = einsum('nij,jn->in', {a_name}, {x_buf}) + einsum('nij,jn->in', {b_name}, {u_buf})")
-    for i, x in enumerate(xs):
-        code.advance.append(f"{x} = _xn[{i}]")
+        code.advance.append(f"{xs_name} = einsum('nij,jn->in', {a_name}, {xs_name}) + einsum('nij,jn->in', {b_name}, {u_buf})")
+    code.advance.append(", ".join(xs) + f" = {xs_name}" if len(xs) > 1 else f"{xs[0]} = {xs_name}[0]")
+
+
+def pack_lines(code: Code, member: "Member", states: list[str]) -> list[str]:
+    """Before the loop, in array mode: the states of a linear member as rows of one array, so a
+    step is one matrix product and no copies."""
+    if code.mode == "scalar":
+        return []
+    import numpy as np
+
+    code.namespace.setdefault("_stack", lambda *rows: np.array(np.broadcast_arrays(*rows), dtype=float))
+    xs = [member.v(s) for s in states]
+    line = f"_xs_{member.alias} = _stack({', '.join(xs)})"
+    return [line, ", ".join(xs) + f" = _xs_{member.alias}" if len(xs) > 1 else f"{xs[0]} = _xs_{member.alias}[0]"]
 
 
 def expm(m):

@@ -5,7 +5,7 @@ matrix exponential of the network over the step, computed once per run (see memb
 
 from __future__ import annotations
 
-from metaforge.sim.member import Member, discretize, emit_linear
+from metaforge.sim.member import Member, discretize, emit_linear, pack_lines
 
 
 class ThermalMember(Member):
@@ -76,8 +76,8 @@ class ThermalMember(Member):
         else:
             start = self.v(self.ambient)
         zero = "" if code.mode == "scalar" else f" + {code.bind(__import__('numpy').zeros(self.n), 'z')}"
-        return [f"{self.v(n)} = {start}{zero}" for n, init in self.states().items()
-                if init is None and n not in given]
+        lines = [f"{self.v(n)} = {start}{zero}" for n, init in self.states().items() if init is None and n not in given]
+        return lines + pack_lines(code, self, self.nodes)
 
     def emit_state_outputs(self, code):
         for port, node in self.node_of.items():

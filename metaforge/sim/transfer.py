@@ -8,7 +8,7 @@ at every step of a step response, whatever the step.
 from __future__ import annotations
 
 from metaforge.errors import BadInput
-from metaforge.sim.member import Member, discretize, emit_linear
+from metaforge.sim.member import Member, discretize, emit_linear, pack_lines
 
 
 class TransferMember(Member):
@@ -54,6 +54,12 @@ class TransferMember(Member):
 
     def states(self):
         return {s: 0.0 for s in self.state_names}
+
+    def emit_init(self, code, given):
+        import numpy as np
+
+        a, _, _, _ = self.state_space()
+        return pack_lines(code, self, self.state_names) if a.ndim > 2 or self.order > 2 else []
 
     def direct_outputs(self):
         import numpy as np
