@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from metaforge import __version__
-from metaforge.cli import admin, diff, init, knowledge, merge, mutate, read, review, state, telemetry
+from metaforge.cli import admin, diff, init, knowledge, merge, mutate, read, review, sim, state, telemetry
 
 app = typer.Typer(
     name="mf",
@@ -45,6 +45,7 @@ diff.register(app)
 merge.register(app)
 knowledge.register(app)
 telemetry.register(app)
+sim.register(app)
 admin.register(app)
 
 

@@ -93,7 +93,9 @@ def from_models(models: list[Loaded]) -> Composed:
                 scenario[p.name] = p.model_copy(update={"default": p.default if p.default is not None else 0.0})
             conns[f"{alias}.{p.name}"] = (p.name, None)
     name = "+".join(m.definition.name for m in models)
-    return Composed(name, members, list(scenario.values()), {}, conns, {}, Telemetry(), ranges)
+    results = {f"{alias}.{p.name}": Result(final=f"{alias}.{p.name}", unit=p.unit)   # where each output ends
+               for alias, m in members.items() for p in m.definition.outputs}
+    return Composed(name, members, list(scenario.values()), {}, conns, results, Telemetry(), ranges)
 
 
 def default_of(loaded: Loaded, port: str) -> float | None:

@@ -77,6 +77,8 @@ class ThermalMember(Member):
             start = self.v(self.ambient)
         zero = "" if code.mode == "scalar" else f" + {code.bind(__import__('numpy').zeros(self.n), 'z')}"
         lines = [f"{self.v(n)} = {start}{zero}" for n, init in self.states().items() if init is None and n not in given]
+        if code.mode == "array":  # a device with no sample of a node's temperature starts at ambient
+            lines += [f"{self.v(n)} = where({self.v(n)} != {self.v(n)}, {start}, {self.v(n)})" for n in given]
         return lines + pack_lines(code, self, self.nodes)
 
     def emit_state_outputs(self, code):
