@@ -118,6 +118,53 @@ def sweep(
     _after(repo)
 
 
+@app.command("compare")
+def compare(
+    id: Annotated[str, typer.Argument(help="A device serial.")],
+    since: Annotated[str, typer.Option("--since", help="ISO time, epoch, or an age like 1h.")] = "1h",
+    until: Annotated[Optional[str], typer.Option("--until", help="ISO time, epoch, or an age.")] = None,
+    plot: PlotOpt = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prediction vs actual telemetry; exit 1 when an output diverges past its model's threshold."""
+    import time
+
+    from metaforge.sim.compare import compare as run_compare
+    from metaforge.sync.ingest import parse_time
+
+    repo = open_repo()
+    now = int(time.time() * 1e6)
+    since_us = parse_time(since, now)
+    out = run_compare(repo, id, actor=_actor(repo, actor), since_us=since_us, until_us=parse_time(until, now))
+    if plot:
+        _plot_compare(out, plot)
+    if json_out:
+        emit_json(out.as_dict())
+    else:
+        from rich.table import Table
+
+        c = console()
+        c.print(f"[bold]prediction vs actual[/] {out.device} · {out.model} · {_fmt(out.duration, 's')} of telemetry "
+                f"(simulated in {out.sim_seconds:.3f} s)", soft_wrap=True)
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for col in ("output", "metric", "samples", "RMSE", "MAE", "max error", "bias", "threshold", ""):
+            table.add_column(col, justify="left" if col in ("output", "metric", "") else "right")
+        for name, m in out.metrics.items():
+            unit = {"degC": "K"}.get(m["unit"], m["unit"])
+            f = lambda v: f"{v:.3g} {unit}" if v is not None else "—"
+            table.add_row(name, m["metric"], str(m["n"]), f(m["rmse"]), f(m["mae"]), f(m["max_abs"]), f(m["bias"]),
+                          f(m["threshold"]), "[red]diverged[/]" if m["diverged"] else "[green]ok[/]")
+        c.print(table)
+        if out.diverged:
+            warn(f"appended simulation.divergence_detected on DeviceInstance:{out.device} "
+                 f"({', '.join(out.diverged)}): maintenance or a CAPA")
+        say(f"recorded as {out.run_id}")
+    _after(repo)
+    if out.diverged:
+        raise typer.Exit(1)
+
+
 @app.command("models")
 def models_list(json_out: JsonOpt = False) -> None:
     """The behavioral models of the twin and whether each definition loads."""
@@ -308,6 +355,27 @@ def _plot(out, path: str, curve: list[str] | None) -> None:
         png(str(target), out.t, panels, title)
     else:
         raise BadInput(f"--plot {path}: write .svg or .png")
+
+
+def _plot_compare(out, path: str) -> None:
+    from pathlib import Path
+
+    from metaforge.cli import state
+    from metaforge.errors import BadInput
+    from metaforge.sim.plot import svg
+
+    target = Path(state.cwd or ".") / path
+    if target.suffix.lower() != ".svg":
+        raise BadInput("--plot for compare writes .svg")
+    import numpy as np
+
+    panels = []
+    for name, s in out.series.items():
+        grid = np.linspace(s["t"][0], s["t"][-1], min(len(s["t"]), 4000))
+        panels.append({"name": name, "unit": out.metrics[name]["unit"],
+                       "series": [("actual", np.interp(grid, s["t"], s["actual"])),
+                                  ("predicted", np.interp(grid, s["t"], s["predicted"]))]})
+    target.write_text(svg(grid - grid[0], panels, f"{out.device}: prediction vs actual"))
 
 
 def _show_table(out, json_out: bool, csv_out: bool, fleet: bool) -> None:

@@ -41,6 +41,28 @@ class Composed:
         return None
 
 
+def driven(composed: Composed, targets: list[str]) -> tuple[Composed, dict[str, str]]:
+    """A copy in which each `member.input` of `targets` is fed by a new knob (a measured signal)
+    instead of its connection; returns it and target → knob."""
+    import copy
+
+    out = copy.copy(composed)
+    out.scenario, out.connections = list(composed.scenario), dict(composed.connections)
+    knobs = {}
+    for target in targets:
+        alias, _, port = target.partition(".")
+        if alias not in composed.members:
+            raise BadInput(f"{composed.name}: telemetry.drive: '{target}' is not member.input")
+        spec = next((p for p in composed.members[alias].definition.inputs if p.name == port), None)
+        if spec is None:
+            raise BadInput(f"{composed.name}: telemetry.drive: {alias} has no input '{port}'")
+        knob = f"measured__{alias}__{port}"
+        out.scenario.append(spec.model_copy(update={"name": knob, "default": spec.default or 0.0}))
+        out.connections[target] = (knob, None)
+        knobs[target] = knob
+    return out, knobs
+
+
 def alias_of(name: str) -> str:
     alias = re.sub(r"[^A-Za-z0-9_]", "_", name)
     return alias if re.match(r"^[A-Za-z_]", alias) else "m_" + alias

@@ -86,7 +86,7 @@ class _Build:
         from metaforge.sim.params import resolve
 
         self.c, self.sc = composed, sc
-        self.mode = "scalar" if sc.n == 1 and not _has_arrays(sc) else "array"
+        self.mode = "scalar" if sc.n == 1 and not _has_arrays(composed, sc) else "array"
         array = self.mode == "array"
         self.members = {}
         for alias, loaded in composed.members.items():
@@ -387,13 +387,21 @@ def _member(alias, loaded, params, mode, n):
     return kinds[kind](alias, loaded, params, mode, n)
 
 
-def _has_arrays(sc: Scenario) -> bool:
+def _has_arrays(composed: Composed, sc: Scenario) -> bool:
+    """Whether any value is given per device (an array with one more axis than the value has)."""
     import numpy as np
 
-    values = list(sc.inputs.values()) + list(sc.initial.values())
-    values += [v for d in sc.parameters.values() for v in d.values()]
-    return any(isinstance(v, Series) and np.ndim(v.values) > 1 or not isinstance(v, Series) and np.ndim(v) > 0
-               and not isinstance(v, (list, tuple)) for v in values)
+    from metaforge.sim.params import flatten
+
+    for v in [*sc.inputs.values(), *sc.initial.values()]:
+        if isinstance(v, Series) and np.ndim(v.values) > 1 or not isinstance(v, Series) and np.ndim(v) > 0:
+            return True
+    for alias, overrides in sc.parameters.items():
+        base = flatten(composed.members[alias].definition.parameters if alias else composed.parameters)
+        for key, v in overrides.items():
+            if np.ndim(v) > (1 if isinstance(base.get(key), list) else 0):
+                return True
+    return False
 
 
 def _step_average(s: Series, grid, h: float):
