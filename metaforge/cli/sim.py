@@ -118,6 +118,59 @@ def sweep(
     _after(repo)
 
 
+@app.command("calibrate")
+def calibrate(
+    model: Annotated[str, typer.Argument(help="The BehavioralModel to fit.")],
+    data: Annotated[Optional[str], typer.Option("--data", help="Test data CSV: a time column, the model's inputs and outputs.")] = None,
+    execution: Annotated[Optional[str], typer.Option("--execution", help="TestExecution:ID the data comes from (linked CALIBRATED_BY).")] = None,
+    fit: Annotated[Optional[str], typer.Option("--fit", help="Parameters to fit, comma-separated (default: the definition's calibrate.parameters).")] = None,
+    validate: Annotated[Optional[str], typer.Option("--validate", help="Another profile the fit does not see: its error is reported too.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Fit and report; land nothing.")] = False,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fit a model's parameters to test data and land them as a mutation (calibration_source set)."""
+    from pathlib import Path
+
+    from metaforge.cli import state
+    from metaforge.sim.calibrate import calibrate as run_calibrate
+
+    repo = open_repo()
+    result, landed, run_id = run_calibrate(repo, model, actor=_actor(repo, actor), data=Path(data) if data else None,
+                                           execution=execution, names=_split(fit),
+                                           validate=Path(validate) if validate else None, dry_run=dry_run,
+                                           base=Path(state.cwd or "."))
+    if json_out:
+        emit_json({**result.as_dict(), "run": run_id, "landed": landed.as_dict() if landed else None})
+    else:
+        from rich.table import Table
+
+        c = console()
+        c.print(f"[bold]calibration[/] {result.model} on {result.samples} samples "
+                f"({result.evaluations} model runs, {result.seconds:.1f} s)")
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for col in ("parameter", "start", "fitted", "± std. error", "95 % interval"):
+            table.add_column(col, justify="left" if col == "parameter" else "right")
+        for k, v in result.values.items():
+            se = result.stderr[k]
+            table.add_row(k, f"{result.start[k]:.5g}", f"{v:.5g}", f"{se:.2g} ({abs(se / v) * 100 if v else 0:.2g} %)",
+                          f"{v - 1.96 * se:.4g} … {v + 1.96 * se:.4g}")
+        c.print(table)
+        for o, e in result.rmse.items():
+            unit = result.units.get(o, "")
+            line = f"fit error (RMSE) {o}: {e * 1000:.1f} m{unit}" if unit == "V" else f"fit error (RMSE) {o}: {e:.4g} {unit}"
+            if o in result.validation_rmse:
+                v = result.validation_rmse[o]
+                line += f"; on the unseen profile: {v * 1000:.1f} m{unit}" if unit == "V" else f"; unseen: {v:.4g} {unit}"
+            c.print(line)
+        if landed:
+            say(f"[green]✓[/] landed on BehavioralModel:{result.model} (calibration_source set), recorded as {run_id}")
+        else:
+            say("dry run: nothing landed")
+    if landed:
+        _after(repo)
+
+
 @app.command("compare")
 def compare(
     id: Annotated[str, typer.Argument(help="A device serial.")],

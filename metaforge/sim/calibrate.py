@@ -285,7 +285,7 @@ def calibrate(repo, model: str, *, actor: str, data: Path | None = None, executi
               + f", fitted {', '.join(result.values)} on {time.strftime('%Y-%m-%d')}")
     composed = from_models([loaded])
     run_id = record.start(repo, "calibration", actor=actor, scenario=f"{name}: fit to {Path(shown).name}",
-                          composed=composed, targets=[f"{ENTITY}:{name}"] + ([execution] if execution else []),
+                          composed=composed, targets=[f"{ENTITY}:{name}"],
                           props={"inputs": {"data": shown, "validate": str(validate) if validate else None},
                                  "settings": {"fit": list(result.values)}})
     record.complete(repo, run_id, actor=actor, props={"metrics": result.as_dict()},

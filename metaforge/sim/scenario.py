@@ -120,7 +120,7 @@ def _states(composed, alias: str) -> dict[str, str]:
 def _param(rest: str, params: dict, key: str) -> str:
     if rest in params:
         return rest
-    found = [p for p in params if p.startswith(rest + "_") and _suffix_unit(p)]
+    found = [p for p in params if p.startswith(rest + "_") and _unit_of(p[len(rest) + 1:])]
     if len(found) == 1:
         return found[0]
     known = ", ".join(sorted(p for p in params if not isinstance(params[p], (list, tuple))))
@@ -128,20 +128,31 @@ def _param(rest: str, params: dict, key: str) -> str:
                                                              f" (parameters: {known})"))
 
 
-def _suffix_unit(name: str) -> str | None:
-    """`capacity_Ah` → Ah, `r0_ohm` → ohm, `cutoff_V_per_cell` → V, `throttle_at_C` → degC."""
+def _unit_of(tail: str) -> str | None:
+    """The unit a name's tail spells: `Ah`, `ohm`, `per_K` (1/K), `V_per_cell` (V), `C` (°C)."""
     from metaforge.thread import units
 
+    if tail.startswith("per_"):
+        candidates = ["1/" + tail[4:]]
+    else:
+        candidates = [tail.replace("_per_", "/")] + ([tail.split("_per_")[0]] if "_per_" in tail else [])
+    for candidate in candidates:
+        unit = "degC" if candidate == "C" else units.normalize_unit(candidate, None)
+        try:
+            units.dimensionality(unit)
+            return unit
+        except units.UnitError:
+            continue
+    return None
+
+
+def _suffix_unit(name: str) -> str | None:
+    """The unit of a parameter from its name: `capacity_Ah` → Ah, `r0_ohm` → ohm, `throttle_at_C` → °C."""
     parts = name.split(".")[-1].split("_")
     for i in range(1, len(parts)):
-        tail = "_".join(parts[i:])
-        for candidate in (tail.replace("_per_", "/"), parts[i]):
-            unit = units.normalize_unit(candidate, "temperature")
-            try:
-                units.dimensionality(unit)
-                return unit
-            except units.UnitError:
-                continue
+        unit = _unit_of("_".join(parts[i:]))
+        if unit:
+            return unit
     return None
 
 
