@@ -13,7 +13,8 @@ COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["ver
             ["diff"], ["merge"], ["hooks", "install"], ["seal"], ["ask"], ["knowledge", "update"],
             ["knowledge", "reconcile"], ["device", "register"], ["device", "list"], ["device", "show"],
             ["ingest", "telemetry"], ["ingest", "mqtt"], ["telemetry", "query"], ["telemetry", "dead-letters"],
-            ["telemetry", "prune"],
+            ["telemetry", "prune"], ["sim", "run"], ["sim", "what-if"], ["sim", "sweep"], ["sim", "calibrate"],
+            ["sim", "compare"], ["sim", "models"], ["sim", "register"],
             ["mutate"], ["mutate", "add"], ["mutate", "set"], ["mutate", "unset"], ["mutate", "remove"],
             ["mutate", "link"], ["mutate", "unlink"], ["mutate", "apply"]]
 
@@ -113,6 +114,7 @@ HEAVY = ("numpy", "scipy", "pint", "kiutils", "cadquery", "OCP", "yaml")
     (["status"], ("pydantic",)),
     (["show", "BOMItem:U1"], ("pydantic",)),
     (["mutate", "set", "BOMItem:U1", "current=91mA"], ()),
+    (["sim", "--help"], ("pydantic", "metaforge.sim")),
 ])
 def test_commands_import_only_what_they_need(twin, args, also_absent):
     code = ("import sys, runpy; sys.argv = ['mf'] + sys.argv[1:]\n"
