@@ -172,6 +172,20 @@ def test_compare_prediction_with_actual_telemetry(twin, mf):
     assert not events_of(twin, "simulation.divergence_detected")
 
 
+def test_compare_plots_and_what_if_leaves_members_out(twin, mf):
+    _flight_telemetry(twin, mf)
+    r = mf("sim", "compare", DEV, "--since", "1h", "--plot", "cmp.svg", cwd=twin)
+    assert r.code == 0 and "battery.terminal_voltage" in r.out and "ok" in r.out
+    assert (twin / "cmp.svg").read_text().count("<polyline") == 4
+    out = mf("sim", "what-if", DEV, "--models", "battery-discharge,thermal-propagation", "--set", "ambient_temp_c=50",
+             "--set", "load_current_a=22", "--json", cwd=twin).json
+    assert "time_to_throttle" not in out["results"]              # no throttle member: nothing gates the load
+    assert out["results"]["peak_mcu_temperature"][0] > 85
+    assert {r["input"] for r in out["out_of_range"]} == {"battery.cell_temperature"}
+    r = mf("sim", "what-if", DEV, "--models", "propeller", cwd=twin)
+    assert r.code == 2 and "not a member of drone-flight" in r.err
+
+
 def test_a_worn_pack_diverges_and_raises_an_alert(twin, mf):
     _flight_telemetry(twin, mf, sag=0.4)
     r = mf("sim", "compare", DEV, "--since", "1h", "--json", cwd=twin)

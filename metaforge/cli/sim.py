@@ -195,20 +195,15 @@ def compare(
     if json_out:
         emit_json(out.as_dict())
     else:
-        from rich.table import Table
-
         c = console()
         c.print(f"[bold]prediction vs actual[/] {out.device} · {out.model} · {_fmt(out.duration, 's')} of telemetry "
                 f"(simulated in {out.sim_seconds:.3f} s)", soft_wrap=True)
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for col in ("output", "metric", "samples", "RMSE", "MAE", "max error", "bias", "threshold", ""):
-            table.add_column(col, justify="left" if col in ("output", "metric", "") else "right")
         for name, m in out.metrics.items():
             unit = {"degC": "K"}.get(m["unit"], m["unit"])
-            f = lambda v: f"{v:.3g} {unit}" if v is not None else "—"
-            table.add_row(name, m["metric"], str(m["n"]), f(m["rmse"]), f(m["mae"]), f(m["max_abs"]), f(m["bias"]),
-                          f(m["threshold"]), "[red]diverged[/]" if m["diverged"] else "[green]ok[/]")
-        c.print(table)
+            q = lambda v: "—" if v is None else (f"{v * 1000:.3g} m{unit}" if unit == "V" and abs(v) < 1 else f"{v:.3g} {unit}")
+            verdict = "[red]diverged[/]" if m["diverged"] else "[green]ok[/]"
+            c.print(f"{verdict} {name} vs {m['metric']}: {m['n']} samples, RMSE {q(m['rmse'])}, MAE {q(m['mae'])}, "
+                    f"largest {q(m['max_abs'])}, bias {q(m['bias'])} (threshold {q(m['threshold'])})", soft_wrap=True)
         if out.diverged:
             warn(f"appended simulation.divergence_detected on DeviceInstance:{out.device} "
                  f"({', '.join(out.diverged)}): maintenance or a CAPA")
@@ -422,12 +417,13 @@ def _plot_compare(out, path: str) -> None:
         raise BadInput("--plot for compare writes .svg")
     import numpy as np
 
-    panels = []
-    for name, s in out.series.items():
-        grid = np.linspace(s["t"][0], s["t"][-1], min(len(s["t"]), 4000))
-        panels.append({"name": name, "unit": out.metrics[name]["unit"],
-                       "series": [("actual", np.interp(grid, s["t"], s["actual"])),
-                                  ("predicted", np.interp(grid, s["t"], s["predicted"]))]})
+    lo = min(s["t"][0] for s in out.series.values())
+    hi = max(s["t"][-1] for s in out.series.values())
+    grid = np.linspace(lo, hi, 4000)
+    panels = [{"name": name, "unit": {"degC": "°C"}.get(out.metrics[name]["unit"], out.metrics[name]["unit"]),
+               "series": [("actual", np.interp(grid, s["t"], s["actual"])),
+                          ("predicted", np.interp(grid, s["t"], s["predicted"]))]}
+              for name, s in out.series.items()]
     target.write_text(svg(grid - grid[0], panels, f"{out.device}: prediction vs actual"))
 
 
