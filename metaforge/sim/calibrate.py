@@ -195,9 +195,10 @@ class _Problem:
 
 
 def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | None = None,
-        initial: dict | None = None, validate: tuple | None = None) -> FitResult:
+        initial: dict | None = None, validate: tuple | None = None, tolerance: float = 1e-12) -> FitResult:
     """Fit `names` (default: the definition's `calibrate.parameters`) to the data; `validate`
-    = (t, columns) of a profile the fit does not see, to report the error there too."""
+    = (t, columns) of a profile the fit does not see, to report the error there too;
+    `tolerance`: least_squares' relative change in cost and parameters at which it stops."""
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -210,7 +211,7 @@ def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | No
     hi = np.array([x.high for x in u]) / scale
     z0 = np.clip(z0, lo + 1e-12 * (hi - lo), hi - 1e-12 * (hi - lo))
     sol = least_squares(prob.residuals, z0, jac=prob.jacobian, bounds=(lo, hi), x_scale="jac", method="trf",
-                        ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=200)
+                        ftol=tolerance, xtol=tolerance, gtol=tolerance, max_nfev=200)
     m, k = len(sol.fun), len(z0)
     s2 = 2 * sol.cost / max(m - k, 1)
     jac = prob.jacobian(sol.x)
