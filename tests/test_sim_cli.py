@@ -1,7 +1,6 @@
 """`mf sim` on a real repository: what-if (one device, from telemetry, fleet), sweep, run, compare
 against ingested telemetry, calibration landing as a mutation, registering definitions."""
 
-import json
 import time
 from pathlib import Path
 

@@ -35,6 +35,13 @@ class OdeMember(Member):
                 dynamic.add(name)
         self.dynamic_lets = [n for n in d.let if n in dynamic]
         self.static_lets = [n for n in d.let if n not in dynamic]
+        # a state whose rate reads no state (coulomb counting) and that no other rate reads is
+        # integrated exactly in one line: its rate is constant while the inputs are held
+        reads = {n: set(names_in(d.states[n].rate)) for n in self.state_names}
+        for n in self.dynamic_lets:
+            reads[f"let:{n}"] = set(names_in(d.let[n]))
+        self.quadrature = [n for n in self.state_names
+                           if not reads[n] & dynamic and not any(n in r for k, r in reads.items() if k != n)]
         state_only = set(self.state_names) | set(self.events) | set(self.params)
         self._direct = {p.name for p in d.outputs
                         if p.name not in self.events and not set(names_in(p.expr or p.name)) <= state_only}
@@ -57,10 +64,11 @@ class OdeMember(Member):
         return set(self._direct)
 
     # ---- the right-hand side as a compiled function ------------------------------------------
-    def _compile_rhs(self, code: Code, with_static: bool):
+    def _compile_rhs(self, code: Code, with_static: bool, states: list[str] | None = None):
         """f(t, *states, *inputs[, *static lets]) → rates; parameters read as globals."""
         d = self.definition
-        names = self.state_names + self.input_names + ([] if with_static else self.static_lets)
+        states = self.state_names if states is None else states
+        names = states + self.input_names + ([] if with_static else self.static_lets)
         local = {n: "a_" + n for n in names}  # prefixed: a port may be called like a function
         local["t"] = "t"
         args = ["t"] + [local[n] for n in names]
@@ -69,7 +77,7 @@ class OdeMember(Member):
             src, _ = code.expr(d.let[name], self.resolver(local, f"let.{name}", "g_"))
             body.append(f"a_{name} = {src}")
             local[name] = "a_" + name
-        rates = [code.expr(d.states[n].rate, self.resolver(local, f"states.{n}.rate", "g_"))[0] for n in self.state_names]
+        rates = [code.expr(d.states[n].rate, self.resolver(local, f"states.{n}.rate", "g_"))[0] for n in states]
         return code.function(f"rhs_{self.alias}", args, body, "(" + ", ".join(rates) + ",)")
 
     def fastest_rate(self):
@@ -133,26 +141,32 @@ class OdeMember(Member):
             ev = self.v(name)
             code.advance.append(f"{ev} = (1.0 if {src} else {ev})" if code.mode == "scalar"
                                 else f"{ev} = where({src}, 1.0, {ev})")
-        if not self.state_names:
-            return
-        if self.definition.stiff:  # ROS2 works on arrays even for one device
-            own = Code("array")
-            for name, value in self.params.items():
-                own.namespace["g_" + pvar(self.alias, name)] = value
-            fn = code.bind(self._compile_rhs(own, with_static=False), "f")
-        else:
-            fn = code.bind(self._compile_rhs(code, with_static=False), "f")
-        ys = [self.v(s) for s in self.state_names]
-        extra = [self.v(n) for n in self.input_names + self.static_lets]
-        if self.definition.stiff:
-            from metaforge.sim.stiff import ros2
+        if self.state_names:
+            (self._emit_stiff if self.definition.stiff else self._emit_explicit)(code)
 
-            step = code.bind(ros2, "ros2")
-            code.advance.append(f"{', '.join(ys)}, = {step}({fn}, t, _h, ({', '.join(ys)},), ({', '.join(extra)}{',' if extra else ''}))")
+    def _emit_stiff(self, code):
+        from metaforge.sim.stiff import ros2
+
+        own = Code("array")   # ROS2 works on arrays, even for one device
+        for name, value in self.params.items():
+            own.namespace["g_" + pvar(self.alias, name)] = value
+        fn = code.bind(self._compile_rhs(own, with_static=False), "f")
+        ys = ", ".join(self.v(s) for s in self.state_names)
+        extra = "".join(f"{self.v(n)}, " for n in self.input_names + self.static_lets)
+        code.advance.append(f"{ys}, = {code.bind(ros2, 'ros2')}({fn}, t, _h, ({ys},), ({extra}))")
+
+    def _emit_explicit(self, code):
+        names = self._names()
+        for n in self.quadrature:
+            src, _ = code.expr(self.definition.states[n].rate, self.resolver(names, f"states.{n}.rate"))
+            code.advance.append(f"{self.v(n)} = {self.v(n)} + _h * {src}")
+        rest = [n for n in self.state_names if n not in self.quadrature]
+        if not rest:
             return
-        rate = self.fastest_rate() or 0.0
-        sub = max(1, int(-(-code.namespace["_h"] * rate // 2.0)))   # RK4 is stable to |λ|h ≈ 2.8
-        self._emit_rk4(code, fn, ys, extra, sub)
+        fn = code.bind(self._compile_rhs(code, with_static=False, states=rest), "f")
+        extra = [self.v(n) for n in self.input_names + self.static_lets]
+        sub = max(1, int(-(-code.namespace["_h"] * (self.fastest_rate() or 0.0) // 2.0)))  # RK4: stable to |λ|h ≈ 2.8
+        self._emit_rk4(code, fn, [self.v(s) for s in rest], extra, sub)
 
     def _emit_rk4(self, code, fn, ys, extra, sub):
         h = "_hs" if sub > 1 else "_h"

@@ -120,8 +120,6 @@ class Reducer:
         self.prev_t = t[-1]
 
     def _ranges(self, t, traces) -> None:
-        import numpy as np
-
         for r in self.ranges:
             arr = traces.get(r["key"])
             if arr is None:

@@ -56,8 +56,6 @@ class TransferMember(Member):
         return {s: 0.0 for s in self.state_names}
 
     def emit_init(self, code, given):
-        import numpy as np
-
         a, _, _, _ = self.state_space()
         return pack_lines(code, self, self.state_names) if a.ndim > 2 or self.order > 2 else []
 

@@ -211,8 +211,6 @@ def _outcome(run_id, kind, composed, labels, outs, vectorized, duration, rate_hz
 def sweep(repo, device: str, *, actor: str, sets=None, duration: float = 3600.0, rate_hz: float = 10.0,
           models: list[str] | None = None) -> Outcome:
     """Every combination of the ranges in `sets` (`ambient_temp_c=0..50:5`), run side by side."""
-    import numpy as np
-
     twin = _twin_of(repo, device)
     name = device.removeprefix("DeviceInstance:")
     catalog, composed = composition_for(repo, twin, models)
