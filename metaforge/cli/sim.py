@@ -287,13 +287,11 @@ def _fmt(value, unit: str, name: str = "") -> str:
 
 
 def _summary(out) -> None:
-    from rich.table import Table
-
     from metaforge.cli.mutate import escape
 
     c = console()
     kind = {"what-if": "what-if", "run": "run", "sweep": "sweep"}[out.kind]
-    c.print(f"[bold]{kind}[/] {escape(out.labels[0] if len(out.labels) == 1 else out.model)} · {escape(out.model)} · "
+    c.print(f"[bold]{kind}[/] {escape(out.subject or out.labels[0])} · {escape(out.model)} · "
             f"{_fmt(out.duration, 's')} at {out.rate_hz:g} Hz (step {out.step:.3g} s × {out.steps}, "
             f"simulated in {out.sim_seconds:.3f} s)", soft_wrap=True)
     if out.overrides:
@@ -302,10 +300,7 @@ def _summary(out) -> None:
         c.print("start: " + escape(", ".join(f"{s['target']} ← {s['metric']}" for s in out.start)), soft_wrap=True)
     elif out.kind != "run":
         c.print("start: no telemetry for this device; the models' own start state", style="dim")
-    table = Table(box=None, pad_edge=False, header_style="bold", show_header=len(out.labels) > 1)
-    table.add_column("result")
-    for label in out.labels:
-        table.add_column(label, justify="right")
+    rows = []   # plain aligned columns: rich's Table costs more start-up than the whole simulation
     for name, values in out.results.items():
         unit = out.units.get(name, "")
         cells = []
@@ -317,14 +312,26 @@ def _summary(out) -> None:
             if name.startswith("thermal_margin") and v is not None and v == v and v < 0:
                 text = f"[red]{text}[/]"
             cells.append(text)
-        table.add_row(name.replace("_", " "), *cells)
-    c.print(table)
+        rows.append((name.replace("_", " "), cells))
+    first = max([len(r[0]) for r in rows] + [6])
+    widths = [max([len(_plain_text(r[1][i])) for r in rows] + [len(label)]) for i, label in enumerate(out.labels)]
+    if len(out.labels) > 1:
+        c.print("[bold]" + "result".ljust(first) + "".join("  " + escape(label).rjust(w) for label, w in zip(out.labels, widths)) + "[/]")
+    for name, cells in rows:
+        c.print(name.ljust(first) + "".join("  " + " " * (w - len(_plain_text(x))) + x for x, w in zip(cells, widths)),
+                soft_wrap=True)
     for r in out.ranges:
         lo, hi = r["range"]
         unit = {"degC": "°C"}.get(r["unit"], r["unit"])
         warn(f"{r['input']} of {r['model']} went to {r['min']:.4g}..{r['max']:.4g} {unit}, outside its valid range "
              f"{lo:g}..{hi:g} from {_fmt(r['first_outside_s'], 's')}" + (f" ({r['column']})" if r.get("column") else "")
              + ": the result there is extrapolated")
+
+
+def _plain_text(markup: str) -> str:
+    import re
+
+    return re.sub(r"\[/?[a-z ]*\]", "", markup)
 
 
 def _default_curves(out) -> list[str]:

@@ -116,6 +116,7 @@ def run_models(repo, refs: list[str], *, actor: str, inputs=None, sets=None, dev
         record.complete(repo, run_id, actor=actor, props={}, payload={"error": str(exc)}, failed=True)
         raise
     outcome = _outcome(run_id, "run", composed, [label], [out], False, duration, rate_hz, over.as_record(), sources)
+    outcome.subject = label
     record.complete(repo, run_id, actor=actor, props={"outputs": {"results": outcome.summary(), "units": outcome.units}},
                     payload={"simulation_seconds": round(outcome.sim_seconds, 4), "steps": outcome.steps})
     return outcome

@@ -42,6 +42,7 @@ class Outcome:
     curves: dict[str, Any] = field(default_factory=dict)   # name → list of arrays, one per label
     curve_units: dict[str, str] = field(default_factory=dict)
     swept: dict[str, list] = field(default_factory=dict)
+    subject: str = ""                       # the device (or fleet, or model) the run is about
 
     def summary(self) -> dict:
         """Results of one column, or fleet statistics of many (what the SimulationRun keeps)."""
@@ -161,6 +162,7 @@ def what_if(repo, *, actor: str, device: str | None = None, twin_model: str | No
         raise
     labels = [c[0] for c in columns] if not fleet else devices
     outcome = _outcome(run_id, "what-if", composed, labels, outs, fleet, duration, rate_hz, over.as_record(), sources)
+    outcome.subject = label
     record.complete(repo, run_id, actor=actor, props={"outputs": _summary_for_record(outcome)},
                     payload={"simulation_seconds": round(outcome.sim_seconds, 4), "steps": outcome.steps})
     return outcome
@@ -241,7 +243,7 @@ def sweep(repo, device: str, *, actor: str, sets=None, duration: float = 3600.0,
         raise
     labels = [", ".join(f"{k}={v}" for k, v in zip(keys, point) if len(dict(axes)[k]) > 1) for point in grid]
     outcome = _outcome(run_id, "sweep", composed, labels, [out], True, duration, rate_hz, dict(pairs), sources)
-    outcome.swept = swept
+    outcome.swept, outcome.subject = swept, name
     table = {k: [_plain(x) for x in v] for k, v in outcome.results.items()}
     record.complete(repo, run_id, actor=actor, props={"outputs": {"swept": swept, "results": table,
                                                                   "units": outcome.units}},
