@@ -15,6 +15,8 @@ COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["ver
             ["device", "policy"], ["device", "source"], ["device", "retire"],
             ["ingest", "files"], ["project"], ["ingest", "telemetry"], ["ingest", "mqtt"], ["telemetry", "query"],
             ["telemetry", "dead-letters"], ["telemetry", "prune"], ["serve"],
+            ["sim", "run"], ["sim", "what-if"], ["sim", "sweep"], ["sim", "calibrate"],
+            ["sim", "compare"], ["sim", "models"], ["sim", "register"],
             ["mutate"], ["mutate", "add"], ["mutate", "set"], ["mutate", "unset"], ["mutate", "remove"],
             ["mutate", "link"], ["mutate", "unlink"], ["mutate", "apply"]]
 
@@ -114,6 +116,7 @@ HEAVY = ("numpy", "scipy", "pint", "kiutils", "cadquery", "OCP", "yaml")
     (["status"], ("pydantic",)),
     (["show", "BOMItem:U1"], ("pydantic",)),
     (["mutate", "set", "BOMItem:U1", "current=91mA"], ()),
+    (["sim", "--help"], ("pydantic", "metaforge.sim")),
 ])
 def test_commands_import_only_what_they_need(twin, args, also_absent):
     code = ("import sys, runpy; sys.argv = ['mf'] + sys.argv[1:]\n"

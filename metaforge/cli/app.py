@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from metaforge import __version__
-from metaforge.cli import admin, artifacts, diff, init, knowledge, merge, mutate, read, review, serve, state, telemetry
+from metaforge.cli import admin, artifacts, diff, init, knowledge, merge, mutate, read, review, serve, sim, state, telemetry
 
 app = typer.Typer(
     name="mf",
@@ -47,6 +47,7 @@ knowledge.register(app)
 telemetry.register(app)
 artifacts.register(app, telemetry.ingest_app)
 serve.register(app)
+sim.register(app)
 admin.register(app)
 
 

@@ -202,6 +202,22 @@ class TelemetryStore:
         return list(self.conn.execute(f"SELECT (ts / ?) * ? AS b, {expr} FROM samples WHERE device = ? AND metric = ? "
                                       f"AND ts >= ? AND ts < ? GROUP BY b ORDER BY b", args))
 
+    def latest(self, devices: list[str], metric: str) -> dict[str, tuple[int, float]]:
+        """Each device's newest sample of a metric: device → (ts µs, value); one index seek each."""
+        m = self._metrics.get(metric)
+        if m is None:
+            return {}
+        out = {}
+        sql = "SELECT ts, value FROM samples WHERE device = ? AND metric = ? ORDER BY ts DESC LIMIT 1"
+        for name in devices:
+            d = self._devices.get(name)
+            if d is None:
+                continue
+            row = self.conn.execute(sql, (d, m)).fetchone()
+            if row is not None:
+                out[name] = (row[0], row[1])
+        return out
+
     def metrics_of(self, device: str) -> list[tuple[str, int, int, int]]:
         d = self._devices.get(device)
         if d is None:

@@ -47,7 +47,7 @@ ENTITY_TYPES: dict[str, dict[str, str]] = {
                     "verification": "enum:test|analysis|inspection|demonstration", "rationale": "str"},
     "Constraint": {"expression": "str", "severity": "enum:error|warning", "message": "str",
                    "category": "str", "enabled": "bool"},
-    "BehavioralModel": {"model_type": "enum:differential-equation|transfer-function|thermal-rc|lookup-table|state-machine",
+    "BehavioralModel": {"model_type": "enum:differential-equation|transfer-function|thermal-rc|lookup-table|state-machine|composition",
                         "domain": "str", "definition": "str", "inputs": "list", "outputs": "list",
                         "parameters": "dict", "calibration_source": "str", "valid_range": "dict"},
     "TestProcedure": {"phase": f"enum:{_PHASES}", "method": "str", "steps": "list", "equipment": "list",
@@ -60,7 +60,10 @@ ENTITY_TYPES: dict[str, dict[str, str]] = {
     # devices that share a sync policy and telemetry sources (a production batch, a test fleet)
     "FleetGroup": {"sync_policy": "dict", "telemetry_sources": "list"},
     "SimulationRun": {"scenario": "str", "started_at": "str", "finished_at": "str", "overrides": "dict",
-                      "inputs": "dict", "outputs": "dict", "result": "str", "duration": "time"},
+                      "inputs": "dict", "outputs": "dict", "result": "str", "duration": "time",
+                      "kind": "enum:run|what-if|sweep|calibration|compare", "models": "dict",
+                      "semantic_version": "int", "git_commit": "str", "devices": "list", "metrics": "dict",
+                      "initial": "dict", "settings": "dict"},
     "Artifact": {"path": "str", "format": "str", "adapter": "str", "git_commit": "str", "sha256": "str",
                  "kind": "str", "size": "int"},
 }
