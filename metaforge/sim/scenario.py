@@ -208,7 +208,7 @@ def start_from_telemetry(repo, composed, devices: list[str]) -> tuple[dict, dict
         return {}, {}, []
     ts = TelemetryStore(repo.mfdir / "telemetry.db")
     try:
-        latest = {metric: ts.latest(devices, metric) for metric in spec}
+        latest = {metric: ts.latest_of(devices, metric) for metric in spec}
     finally:
         ts.close()
     initial, inputs, sources = {}, {}, []

@@ -202,7 +202,7 @@ class TelemetryStore:
         return list(self.conn.execute(f"SELECT (ts / ?) * ? AS b, {expr} FROM samples WHERE device = ? AND metric = ? "
                                       f"AND ts >= ? AND ts < ? GROUP BY b ORDER BY b", args))
 
-    def latest(self, devices: list[str], metric: str) -> dict[str, tuple[int, float]]:
+    def latest_of(self, devices: list[str], metric: str) -> dict[str, tuple[int, float]]:
         """Each device's newest sample of a metric: device → (ts µs, value); one index seek each."""
         m = self._metrics.get(metric)
         if m is None:
