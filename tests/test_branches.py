@@ -1,3 +1,4 @@
+import re
 """Branches and reviews, with real git: semantic diff between commits, and merges, rebases and
 cherry-picks of twin state through the merge driver that `mf init` registers."""
 
@@ -67,7 +68,8 @@ def test_diff_as_markdown_for_a_pull_request(forked, mf):
     assert md.startswith("### Twin changes: `merge-base(master, feat)` → `feat`")
     assert "| BOMItem:U1 | current | 90mA | 150mA |" in md
     assert "| power-budget-3v3 | ✅ 116.6 mA <= 480 mA (margin 76 %) | ✅ 176.6 mA <= 480 mA (margin 63 %) |" in md
-    assert "- `#117` property.set `BOMItem:U1` v2 by user:alice — measured" in md
+    after = int(re.search(r"semantic version \d+ → (\d+)\)", md.splitlines()[0]).group(1))
+    assert f"- `#{after}` property.set `BOMItem:U1` v2 by user:alice — measured" in md  # the one event of the branch
 
 
 def test_diff_exit_codes_and_revisions(forked, mf):
