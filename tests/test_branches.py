@@ -1,7 +1,7 @@
-import re
 """Branches and reviews, with real git: semantic diff between commits, and merges, rebases and
 cherry-picks of twin state through the merge driver that `mf init` registers."""
 
+import re
 import subprocess
 
 import pytest
