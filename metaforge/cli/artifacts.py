@@ -14,7 +14,8 @@ AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="Only this 
 
 
 def register(app: typer.Typer, ingest_app: typer.Typer) -> None:
-    ingest_app.command("files")(ingest_files)
+    if not any(c.name == "files" for c in ingest_app.registered_commands):  # a module-level group: once
+        ingest_app.command("files")(ingest_files)
     app.command("project")(project)
 
 
