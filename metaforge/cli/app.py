@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from metaforge import __version__
-from metaforge.cli import admin, artifacts, diff, init, knowledge, merge, mutate, read, review, state, telemetry
+from metaforge.cli import admin, artifacts, diff, drift, init, knowledge, merge, mutate, read, review, state, telemetry
 
 app = typer.Typer(
     name="mf",
@@ -46,6 +46,7 @@ merge.register(app)
 knowledge.register(app)
 telemetry.register(app)
 artifacts.register(app, telemetry.ingest_app)
+drift.register(app)
 admin.register(app)
 
 

@@ -24,6 +24,9 @@ from metaforge import events as ev
 from metaforge.errors import BadInput, Refused
 
 SKIP_DIRS = {".git", ".metaforge", ".venv", "node_modules", "__pycache__"}
+# set for the git commits mf makes itself (it holds the log lock meanwhile): mf's own git hooks
+# stand aside for them, since the command checks and records its own commit
+MF_COMMIT_ENV = "MF_COMMIT"
 
 
 @dataclass
@@ -109,8 +112,13 @@ def _mapping_draft(rel: str, adapter, sha: str, how: str, mappings: list[dict]) 
 
 
 def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, adapter: str | None = None,
-           keep_going: bool = False, dry_run: bool = False, progress=None) -> dict:
-    """Read files into the graph as one batch; see the module docstring."""
+           keep_going: bool = False, dry_run: bool = False, progress=None, file_wins: bool = False,
+           also: list[ev.Draft] | None = None) -> dict:
+    """Read files into the graph as one batch; see the module docstring.
+
+    `file_wins` (accepting a drifted file): read even an unchanged file, and let every value it
+    states win, also those it only reports. `also`: records to append in the same batch.
+    """
     from metaforge.adapters.base import AdapterError
     from metaforge.batch import no_gc
     from metaforge.thread.commands import Change, commit, plan, refuse_if_blocked
@@ -125,7 +133,7 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         data = path.read_bytes()
         sha = _sha(data)
         last = _mapped(repo, rel)
-        if last and last[:3] == (sha, ad.name, ad.version):
+        if last and last[:3] == (sha, ad.name, ad.version) and not file_wins:
             outcomes.append(FileOutcome(rel, ad.name, "unchanged", sha256=sha))
         else:
             try:
@@ -141,7 +149,8 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         if progress:
             progress(i + 1, len(files))
 
-    changes, drafts_after = _changes_for(repo, parsed)
+    changes, drafts_after = _changes_for(repo, parsed, file_wins)
+    drafts_after += also or []
     out = {"files": [o.as_dict() for o in outcomes], "changes": 0, "appended": 0, "warnings": []}
     if not parsed:
         return out
@@ -166,7 +175,7 @@ def _message(parsed) -> str:
     return f"ingested {names[0]}" if len(names) == 1 else f"ingested {len(names)} files"
 
 
-def _changes_for(repo, parsed) -> tuple[list, list[ev.Draft]]:
+def _changes_for(repo, parsed, file_wins: bool = False) -> tuple[list, list[ev.Draft]]:
     """Entity changes for what the files say, and one artifact.mapped draft per file."""
     from metaforge.thread.commands import Change
 
@@ -177,7 +186,7 @@ def _changes_for(repo, parsed) -> tuple[list, list[ev.Draft]]:
     seen: set[str] = set()
     drafts = []
     for outcome, ad, result in parsed:
-        read_only = set(result.extra.get("read_only_props") or ())
+        read_only = set() if file_wins else set(result.extra.get("read_only_props") or ())
         mappings = []
         for p in result.entities:
             seen.add(p.id)
@@ -282,7 +291,7 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
             git(["add", "--", *rels], cwd=repo.root)
             git(["commit", "-q", "-m", message or f"mf project: semantic version {head_seq}",
                  "-m", "Files written from the twin by mf project:\n" + "\n".join(f"  {r}" for r in rels),
-                 "--", *rels], cwd=repo.root)
+                 "--", *rels], cwd=repo.root, env={MF_COMMIT_ENV: "project"})
             commit = git(["rev-parse", "HEAD"], cwd=repo.root).strip()
         except BaseException as exc:  # the commit did not happen: put every file back, append nothing
             for path, rel, _, old, _, _ in writes:
