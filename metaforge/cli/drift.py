@@ -154,8 +154,8 @@ def _json_line(kind: str, data: dict) -> None:
 
 
 def _show_event(kind: str, data: dict) -> None:
-    if kind == "reconciled":
-        _show_pass(data, quiet=True)
+    if kind in ("started", "reconciled"):
+        _show_pass(data, quiet=kind == "reconciled")
     elif kind == "accepted":
         _show_resolved(data)
     elif kind == "refused":

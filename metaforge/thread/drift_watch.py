@@ -97,7 +97,8 @@ def watch(repo, *, actor: str, accept: bool = False, debounce_ms: int = 300, rec
           report: Callable[[str, dict], None] = lambda kind, data: None, stop=None) -> None:
     """Follow the working tree until `stop` is set (a threading.Event) or Ctrl-C.
 
-    `report(kind, data)` hears what happens: "reconciled" (a pass's result), "accepted" (a
+    `report(kind, data)` hears what happens: "started" (the first pass's result, with the drifts
+    open), "reconciled" (a pass that recorded something), "accepted" (a
     person's edit taken into the graph with --accept), "refused" (an accept that failed: the
     drift stays open), "error" (a pass that failed; the watch goes on).
     """
@@ -109,8 +110,8 @@ def watch(repo, *, actor: str, accept: bool = False, debounce_ms: int = 300, rec
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
     try:
-        _pass(repo, actor, None, accept, report)
-        last_full = time.monotonic()
+        _pass(repo, actor, None, accept, report, always=True)
+        last_full, log_seen = time.monotonic(), repo.log.stat_head()
         for changes in watchfiles.watch(root, watch_filter=_Filter(root), step=debounce_ms,
                                         debounce=max(1600, 4 * debounce_ms), stop_event=stop,
                                         rust_timeout=int(reconcile_every * 1000), yield_on_timeout=True,
@@ -118,33 +119,36 @@ def watch(repo, *, actor: str, accept: bool = False, debounce_ms: int = 300, rec
             if stop.is_set():
                 break
             due = time.monotonic() - last_full >= reconcile_every
-            rels = None if due else _touched(repo, root, changes)
+            rels = None if due else _touched(repo, root, changes, log_seen)
             if rels == []:
                 continue
             _pass(repo, actor, rels, accept, report)
+            log_seen = repo.log.stat_head()  # our own appends are no news
             if rels is None:
                 last_full = time.monotonic()
     finally:
         restore()
 
 
-def _touched(repo, root: Path, changes) -> list[str] | None:
-    """The mapped files a batch of changes touched; None (all files) when the log changed."""
+def _touched(repo, root: Path, changes, log_seen: tuple) -> list[str] | None:
+    """The mapped files a batch of changes touched; None (all files) when someone else appended to
+    the log (the graph may have moved)."""
     events = os.path.join(str(root), ".metaforge", "events") + os.sep
-    if any(p.startswith(events) for _, p in changes):
+    if any(p.startswith(events) for _, p in changes) and repo.log.stat_head() != log_seen:
         return None
     mapped = {r for (r,) in repo.index.conn.execute("SELECT path FROM artifacts WHERE how != 'removed'")}
     return sorted({rel for _, p in changes for rel in [Path(os.path.relpath(p, root)).as_posix()] if rel in mapped})
 
 
-def _pass(repo, actor: str, rels: list[str] | None, accept: bool, report) -> None:
+def _pass(repo, actor: str, rels: list[str] | None, accept: bool, report, always: bool = False) -> None:
     try:
         out = reconcile(repo, actor, rels, settle=SETTLE_S)
     except Exception as exc:  # noqa: BLE001 — a pass that fails is said; the watch goes on
         report("error", {"message": getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
                          "hint": getattr(exc, "hint", None)})
         return
-    report("reconciled", out)
+    if always or out["detected"] or out["resolved"]:
+        report("started" if always else "reconciled", out)
     if accept:
         for d in out["detected"]:
             if d["direction"] == "file":  # only a person's saved edit; never undo the graph's changes
