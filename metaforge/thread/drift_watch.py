@@ -25,6 +25,7 @@ from metaforge.thread import drift
 # a file seen missing or unreadable is looked at again after this long: editors that save by
 # deleting and re-creating, or by writing in two steps, leave such a moment behind
 SETTLE_S = 0.25
+WAKE_MS = 500  # the watch wakes this often without changes: the first pass, periodic ones, Ctrl-C
 
 
 def reconcile(repo, actor: str, rels: list[str] | None = None, *, settle: float = 0.0) -> dict:
@@ -110,20 +111,19 @@ def watch(repo, *, actor: str, accept: bool = False, debounce_ms: int = 300, rec
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
     try:
-        _pass(repo, actor, None, accept, report, always=True)
-        last_full, log_seen = time.monotonic(), repo.log.stat_head()
+        last_full, log_seen, started = 0.0, None, False
+        # the first pass runs once the watcher is live (its first wake-up), so no save falls between
         for changes in watchfiles.watch(root, watch_filter=_Filter(root), step=debounce_ms,
                                         debounce=max(1600, 4 * debounce_ms), stop_event=stop,
-                                        rust_timeout=int(reconcile_every * 1000), yield_on_timeout=True,
-                                        raise_interrupt=False):
+                                        rust_timeout=WAKE_MS, yield_on_timeout=True, raise_interrupt=False):
             if stop.is_set():
                 break
-            due = time.monotonic() - last_full >= reconcile_every
+            due = not started or time.monotonic() - last_full >= reconcile_every
             rels = None if due else _touched(repo, root, changes, log_seen)
             if rels == []:
                 continue
-            _pass(repo, actor, rels, accept, report)
-            log_seen = repo.log.stat_head()  # our own appends are no news
+            _pass(repo, actor, rels, accept, report, first=not started)
+            started, log_seen = True, repo.log.stat_head()  # our own appends are no news
             if rels is None:
                 last_full = time.monotonic()
     finally:
@@ -140,15 +140,15 @@ def _touched(repo, root: Path, changes, log_seen: tuple) -> list[str] | None:
     return sorted({rel for _, p in changes for rel in [Path(os.path.relpath(p, root)).as_posix()] if rel in mapped})
 
 
-def _pass(repo, actor: str, rels: list[str] | None, accept: bool, report, always: bool = False) -> None:
+def _pass(repo, actor: str, rels: list[str] | None, accept: bool, report, first: bool = False) -> None:
     try:
         out = reconcile(repo, actor, rels, settle=SETTLE_S)
     except Exception as exc:  # noqa: BLE001 — a pass that fails is said; the watch goes on
         report("error", {"message": getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
                          "hint": getattr(exc, "hint", None)})
         return
-    if always or out["detected"] or out["resolved"]:
-        report("started" if always else "reconciled", out)
+    if first or out["detected"] or out["resolved"]:
+        report("started" if first else "reconciled", out)
     if accept:
         for d in out["detected"]:
             if d["direction"] == "file":  # only a person's saved edit; never undo the graph's changes
