@@ -13,7 +13,8 @@ COMMANDS = [["init"], ["show"], ["query"], ["trace"], ["log"], ["status"], ["ver
             ["diff"], ["merge"], ["hooks", "install"], ["seal"], ["ask"], ["knowledge", "update"],
             ["knowledge", "reconcile"], ["device", "register"], ["device", "list"], ["device", "show"],
             ["device", "policy"], ["device", "source"], ["device", "retire"],
-            ["ingest", "files"], ["project"], ["ingest", "telemetry"], ["ingest", "mqtt"], ["telemetry", "query"], ["telemetry", "dead-letters"],
+            ["ingest", "files"], ["project"], ["drift", "check"], ["drift", "watch"], ["drift", "reconcile"],
+            ["drift", "resolve"], ["hooks", "uninstall"], ["ingest", "telemetry"], ["ingest", "mqtt"], ["telemetry", "query"], ["telemetry", "dead-letters"],
             ["telemetry", "prune"],
             ["mutate"], ["mutate", "add"], ["mutate", "set"], ["mutate", "unset"], ["mutate", "remove"],
             ["mutate", "link"], ["mutate", "unlink"], ["mutate", "apply"]]

@@ -17,6 +17,8 @@ class _DriftGroup(TyperGroup):
     """`mf drift [PATHS…]` means `mf drift check [PATHS…]`: the one-shot check is the common case."""
 
     def parse_args(self, ctx, args):
+        if ctx.resilient_parsing:  # shell completion: offer the subcommands
+            return super().parse_args(ctx, args)
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["check", *args]
         return super().parse_args(ctx, args)
