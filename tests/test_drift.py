@@ -257,3 +257,29 @@ def test_mf_log_and_json_of_drift_events(board, mf):
     event = read_log(board)[-1]
     assert event["entity"] == f"Artifact:{SCH}" and event["payload"]["items"][0]["key"] == "value"
     json.dumps(event)
+
+
+def test_a_board_that_disagreed_when_read_in_is_not_news_until_it_changes_there(twin, mf):
+    """5 of the 13 readable demo boards name other footprints than their schematics: the board
+    only reports a footprint, so that disagreement is the baseline, not drift on every save."""
+    import shutil
+
+    from kicad_edits import DEMOS
+
+    shutil.copytree(DEMOS / "pic_programmer", twin / "hw" / "pic_programmer",
+                    ignore=shutil.ignore_patterns("*.pdf", "*.wrl", "*.step"))
+    pcb = twin / PCB
+    old = "Capacitor_THT:CP_Axial_L18.0mm_D6.5mm_P25.00mm_Horizontal"
+    pcb.write_text(pcb.read_text().replace(f'"{old}"', '"Old_Lib:CP_Axial"'))
+    commit_all(twin)
+    assert mf("ingest", "hw", cwd=twin).code == 0
+    commit_all(twin, "in the twin")
+    assert mf("show", C1, "--json", cwd=twin).json["properties"]["footprint"] == old  # the schematic's
+    pcb.write_text(pcb.read_text() + "\n")  # a save of the board that changes nothing
+    code, report = drift(mf, twin)
+    assert code == 0 and report["parsed"] == 1
+    pcb.write_text(pcb.read_text().replace('"Old_Lib:CP_Axial"', '"New_Lib:CP_Axial"'))  # a new footprint there
+    d = only(drift(mf, twin)[1])  # C1 and C2 share that footprint
+    assert {i["entity"] for i in d["items"]} == {C1, "DesignElement:pic_programmer/C2"}
+    assert all(i == {"kind": "changed", "entity": i["entity"], "direction": "file", "key": "footprint",
+                     "graph": old, "file": "New_Lib:CP_Axial", "read_only": True} for i in d["items"])

@@ -264,7 +264,9 @@ def compare(repo, result, rel: str, seq: int, *, file_changed: bool) -> list[Ite
             if now == value:
                 continue
             then = past.value(node_id, key) if node.updated_seq > seq else now
-            graph_moved, file_moved = then != now, file_changed and value != then
+            # the file's value when mapped: the graph's then, unless it only reported one that differed
+            was = past.reported(node_id, key, then) if key in read_only else then
+            graph_moved, file_moved = then != now, file_changed and value != was
             direction = "both" if graph_moved and file_moved else "graph" if graph_moved else \
                 "file" if file_moved else None
             if direction:  # neither moved: a disagreement already there when the file was mapped
@@ -296,10 +298,22 @@ def normalized(repo, node_id: str, props: dict) -> dict:
 
 
 class _PastValues:
-    """An entity's properties at a past seq, folded from its own events (read through the index)."""
+    """An entity's properties at a past seq, folded from its own events (read through the index),
+    and what the file mapped at that seq reported where it differed from the graph."""
 
     def __init__(self, repo, seq: int):
         self.repo, self.seq, self.cache = repo, seq, {}
+        self.reports: dict[str, dict] | None = None
+
+    def reported(self, node_id: str, key: str, default: Any) -> Any:
+        if self.reports is None:
+            ref = self.repo.index.conn.execute("SELECT segment, offset FROM events WHERE seq = ?",
+                                               (self.seq,)).fetchall()
+            mapped = self.repo.log.lines_at(ref)[0]["payload"]["mappings"] if ref else []
+            self.reports = {m["entity_id"]: m["reports"] for m in mapped if m.get("reports")}
+        if key not in self.reports.get(node_id, {}):
+            return default
+        return normalized(self.repo, node_id, {key: self.reports[node_id][key]})[key]
 
     def value(self, node_id: str, key: str) -> Any:
         if node_id not in self.cache:
@@ -490,7 +504,7 @@ def _write_over_edit(repo, fd: FileDrift, opened: dict | None, actor: str) -> No
     """The graph's values written into a file someone edited, keeping their other (cosmetic) edits;
     left uncommitted, like any edit in the working tree."""
     from metaforge.adapters import registry
-    from metaforge.thread.artifacts import _mapping_draft, _parse, _props_of, _write_atomic
+    from metaforge.thread.artifacts import _mapping_draft, _parse, _props_of, _write_atomic, mapping_entries
     from metaforge.thread.commands import append_records
 
     rel, path = fd.path, repo.root / fd.path
@@ -504,8 +518,7 @@ def _write_over_edit(repo, fd: FileDrift, opened: dict | None, actor: str) -> No
         new = adapter.project(path, rel, props)
         _write_atomic(path, new)
         try:
-            mappings = [{"entity_id": p.id, "entity_type": p.id.split(":", 1)[0], "region": p.region,
-                         "line": p.line} for p in _parse(adapter, path, rel, repo.root).entities]
+            mappings = mapping_entries(repo, _parse(adapter, path, rel, repo.root), props)
             drafts = [_mapping_draft(rel, adapter, sha256(new), "project", mappings),
                       resolved_draft(rel, "reproject", opened, fd)]
             append_records(repo, drafts, actor)
