@@ -25,7 +25,8 @@ from metaforge.thread import drift
 # a file seen missing or unreadable is looked at again after this long: editors that save by
 # deleting and re-creating, or by writing in two steps, leave such a moment behind
 SETTLE_S = 0.25
-WAKE_MS = 500  # the watch wakes this often without changes: the first pass, periodic ones, Ctrl-C
+STEP_MS = 50      # watchfiles' own grouping of the events of one save
+MAX_WAIT_S = 2.0  # changes that never pause are read at least this often
 
 
 def reconcile(repo, actor: str, rels: list[str] | None = None, *, settle: float = 0.0) -> dict:
@@ -110,24 +111,55 @@ def watch(repo, *, actor: str, accept: bool = False, debounce_ms: int = 300, rec
     root = repo.root.resolve()
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
+    state = _WatchState()
     try:
-        last_full, log_seen, started = 0.0, None, False
-        # the first pass runs once the watcher is live (its first wake-up), so no save falls between
-        for changes in watchfiles.watch(root, watch_filter=_Filter(root), step=debounce_ms,
-                                        debounce=max(1600, 4 * debounce_ms), stop_event=stop,
-                                        rust_timeout=WAKE_MS, yield_on_timeout=True, raise_interrupt=False):
+        # watchfiles hands a batch once no change came for STEP_MS; the debounce is ours: a batch's
+        # files are read once no change came for debounce_ms (its own wake-up then, with nothing),
+        # or after MAX_WAIT_S of changes that never stop. The first pass runs at the first wake-up,
+        # once the watcher is live, so no save falls between it and the watch.
+        for changes in watchfiles.watch(root, watch_filter=_Filter(root), step=STEP_MS, debounce=1600,
+                                        stop_event=stop, rust_timeout=debounce_ms, yield_on_timeout=True,
+                                        raise_interrupt=False):
             if stop.is_set():
                 break
-            due = not started or time.monotonic() - last_full >= reconcile_every
-            rels = None if due else _touched(repo, root, changes, log_seen)
-            if rels == []:
+            if changes:
+                state.add(_touched(repo, root, changes, state.log_seen))
+                if not state.overdue():
+                    continue
+            full = not state.started or state.full or time.monotonic() - state.last_full >= reconcile_every
+            if not full and not state.pending:
                 continue
-            _pass(repo, actor, rels, accept, report, first=not started)
-            started, log_seen = True, repo.log.stat_head()  # our own appends are no news
-            if rels is None:
-                last_full = time.monotonic()
+            _pass(repo, actor, None if full else sorted(state.pending), accept, report, first=not state.started)
+            state.done(repo, full)
     finally:
         restore()
+
+
+class _WatchState:
+    """What the watch has seen and not yet read, and when it last read everything."""
+
+    def __init__(self):
+        self.started, self.full, self.pending = False, False, set()
+        self.since: float | None = None
+        self.last_full = 0.0
+        self.log_seen = None
+
+    def add(self, rels: list[str] | None) -> None:
+        if rels is None:
+            self.full = True
+        else:
+            self.pending.update(rels)
+        if (self.full or self.pending) and self.since is None:
+            self.since = time.monotonic()
+
+    def overdue(self) -> bool:
+        return self.since is not None and time.monotonic() - self.since >= MAX_WAIT_S
+
+    def done(self, repo, full: bool) -> None:
+        self.started, self.full, self.pending, self.since = True, False, set(), None
+        self.log_seen = repo.log.stat_head()  # our own appends are no news
+        if full:
+            self.last_full = time.monotonic()
 
 
 def _touched(repo, root: Path, changes, log_seen: tuple) -> list[str] | None:
