@@ -116,9 +116,9 @@ def save_to_detected(folder: Path, debounce_ms: int, saves: int = 20) -> list[fl
 
 def fifty_files(folder: Path) -> tuple[Path, int]:
     repo = new_twin(folder / "fifty")
-    skip = shutil.ignore_patterns("*.pdf", "*.wrl", "*.step", "*.stp", "microwave.kicad_pcb")
+    skip = shutil.ignore_patterns("*.pdf", "*.wrl", "*.step", "*.stp", "*.STEP", "microwave.kicad_pcb")
     shutil.copytree(DEMOS, repo / "hw", ignore=skip)
-    for name in ("video", "pic_programmer"):  # copies, as a repository with two revisions of a board has
+    for name in ("pic_programmer", "custom_pads_test"):  # copies, as a repository with two revisions of a board has
         shutil.copytree(DEMOS / name, repo / "hw-rev-b" / name, ignore=skip)
     commit_all(repo)
     mf("ingest", "hw", "hw-rev-b", "--keep-going", cwd=repo, ok=(0, 1))
