@@ -283,3 +283,20 @@ def test_a_board_that_disagreed_when_read_in_is_not_news_until_it_changes_there(
     assert {i["entity"] for i in d["items"]} == {C1, "DesignElement:pic_programmer/C2"}
     assert all(i == {"kind": "changed", "entity": i["entity"], "direction": "file", "key": "footprint",
                      "graph": old, "file": "New_Lib:CP_Axial", "read_only": True} for i in d["items"])
+
+
+def test_files_untouched_since_are_not_read_and_a_same_size_edit_is_still_seen(board, mf):
+    import os
+    import time
+
+    time.sleep(2.1)  # older than the racy window: now the hashes may be kept
+    assert drift(mf, board)[0] == 0
+    cache = json.loads((board / ".metaforge/cache/drift-sha256.json").read_text())
+    assert {SCH, SOCKETS, PCB} <= set(cache)
+    sch = board / SCH
+    st = sch.stat()
+    set_value(sch, "C1", "330µF")  # as many bytes as 100µF
+    assert sch.stat().st_size == st.st_size
+    os.utime(sch, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old modification time
+    d = only(drift(mf, board)[1])
+    assert d["path"] == SCH and d["items"][0]["file"] == "330µF"

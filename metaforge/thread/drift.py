@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,16 +182,63 @@ def detect(repo, rels: list[str] | None = None, *, locked: bool = False, settle:
     rows, untracked = _select(repo, rels)
     moved = _entities_moved(repo)
     report = Report(checked=len(rows), untracked=untracked)
+    hashes = ContentHashes(repo)
     for row in rows:
-        fd, parsed = check_file(repo, row, moved.get(row[0], 0))
+        fd, parsed = check_file(repo, row, moved.get(row[0], 0), hashes)
         if fd is not None and settle and fd.direction in ("missing", "unreadable"):
             time.sleep(settle)
-            fd, again = check_file(repo, row, moved.get(row[0], 0))
+            fd, again = check_file(repo, row, moved.get(row[0], 0), hashes)
             parsed += again
         report.parsed += parsed
         if fd is not None:
             report.drifts.append(fd)
+    hashes.save()
     return report
+
+
+class ContentHashes:
+    """The sha256 of files by their (size, mtime, ctime, inode), as git's index keeps them: a file
+    not touched since it was last hashed is not read again. It lives in .metaforge/cache/ (git
+    ignores it; deleting it costs one read of every file). A file changed within the last seconds
+    is not trusted to the cache: a second save in the same clock tick would look untouched."""
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, repo):
+        self.path = repo.mfdir / "cache" / "drift-sha256.json"
+        try:
+            self.known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.changed = False
+
+    def sha(self, rel: str, path: Path) -> str:
+        """The file's sha256 (OSError when it cannot be read)."""
+        import time
+
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(rel)
+        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        entry = self.known.get(rel)
+        if entry and entry[0] == key:
+            return entry[1]
+        digest = sha256(path.read_bytes())
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > self.RACY_NS:
+            self.known[rel] = [key, digest]
+            self.changed = True
+        return digest
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(self.known))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache: a read-only checkout just reads the files again
 
 
 def _entities_moved(repo) -> dict[str, int]:
@@ -202,7 +251,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_file(repo, row: tuple, moved_seq: int) -> tuple[FileDrift | None, int]:
+def check_file(repo, row: tuple, moved_seq: int, hashes: ContentHashes | None = None) -> tuple[FileDrift | None, int]:
     """(the file's drift or None, 1 if it was parsed)."""
     from metaforge.adapters import registry
     from metaforge.adapters.base import AdapterError
@@ -212,11 +261,12 @@ def check_file(repo, row: tuple, moved_seq: int) -> tuple[FileDrift | None, int]
     base = dict(path=rel, adapter=name, mapped_sha256=mapped_sha, mapping_seq=seq)
     path = repo.root / rel
     try:
-        data = path.read_bytes()
+        sha = (hashes or ContentHashes(repo)).sha(rel, path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         n = repo.index.conn.execute("SELECT count(DISTINCT entity) FROM artifact_map WHERE path = ?", (rel,)).fetchone()[0]
         return FileDrift(direction="missing", entities=n, **base), 0
-    sha = sha256(data)
+    except OSError as exc:
+        return FileDrift(direction="unreadable", error=exc.strerror or str(exc), **base), 0
     if sha == mapped_sha and moved_seq <= seq:
         return None, 0  # the content that was mapped, and the graph did not move since: agrees
     try:
