@@ -6,8 +6,9 @@
    drift.detected line being in the log file (polled every 2 ms) is taken, median over the saves.
    With the watch's default debounce (300 ms) and with the architecture's 500 ms.
 2. `mf drift` (one real process, wall time, median of 7) on a repository with 50 KiCad files
-   (Debian's kicad-demos plus copies of two projects, read in with mf ingest) when nothing changed,
-   3. after one schematic changed, and after the largest board changed.
+   (Debian's kicad-demos plus copies of two projects, read in with mf ingest) when nothing changed
+   (and in a fresh clone, where no content hash is kept yet: every file read once),
+3. after one schematic changed, and after the largest board (7.4 MB) changed.
 Needs kicad-demos (apt install kicad-demos). `--json FILE` writes the figures.
 """
 
@@ -159,6 +160,13 @@ def main() -> None:
                                                            "max_s": round(max(lat), 3), "saves": len(lat)}
         repo, n = fifty_files(folder)
         fig["files"] = n
+        cache = repo / ".metaforge" / "cache" / "drift-sha256.json"
+        times = []
+        for _ in range(5):  # a fresh clone (CI): every file read and hashed once
+            cache.unlink(missing_ok=True)
+            times.append(wall(["drift"], repo, runs=1))
+        fig["drift_clean_50_files_cold_s"] = round(statistics.median(times), 3)
+        time.sleep(2.1)  # past the racy window: the hashes are kept from now on
         fig["drift_clean_50_files_s"] = round(wall(["drift"], repo), 3)
         fig["status_same_repo_s"] = round(wall(["status"], repo), 3)  # what any command costs there
         sch = repo / "hw/pic_programmer/pic_programmer.kicad_sch"
@@ -174,7 +182,8 @@ def main() -> None:
     print(f"  debounce 300 ms (default): {s300['median_s']:.3f} s (max {s300['max_s']:.3f}), target < 1 s")
     print(f"  debounce 500 ms:           {s500['median_s']:.3f} s (max {s500['max_s']:.3f}), target < 1 s")
     print(f"mf drift on {n} KiCad files (median of 7 runs; mf status there: {fig['status_same_repo_s']:.3f} s):")
-    print(f"  nothing changed:            {fig['drift_clean_50_files_s']:.3f} s, target < 0.5 s")
+    print(f"  nothing changed:            {fig['drift_clean_50_files_s']:.3f} s, target < 0.5 s "
+          f"({fig['drift_clean_50_files_cold_s']:.3f} s in a fresh clone: every file hashed)")
     print(f"  one schematic changed:      {fig['drift_one_schematic_changed_s']:.3f} s, target < 1.5 s")
     print(f"  largest board changed ({fig['largest_board_MB']} MB): {fig['drift_largest_board_changed_s']:.3f} s, "
           "target < 1.5 s")

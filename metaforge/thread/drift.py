@@ -421,6 +421,8 @@ def resolve(repo, rel: str, *, how: str, actor: str | None = None, message: str 
     report = detect(repo, [rel])
     if not report.checked:
         raise BadInput(f"{rel}: the graph maps no such file", "read it in first: mf ingest " + rel)
+    if report.checked > 1 or _select(repo, [rel])[0][0][0] != rel:
+        raise BadInput(f"{rel or '.'}: name one file (or a drift's id)", "mf drift lists the files that drift")
     fd = report.drifts[0] if report.drifts else None
     opened = open_drifts(repo).get(rel)
     if fd is None:
