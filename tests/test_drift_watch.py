@@ -123,13 +123,17 @@ def test_watch_accept_takes_a_persons_saves_into_the_graph(board, mf):
         set_value(board / SCH, "C1", "150uF")
         accepted = watch.next("accepted")
         assert accepted["path"] == SCH and accepted["actor"] == "user:tester" and accepted["changes"] == 1
+        # the graph moved: the board, which still says 100µF, is now behind it
+        d = watch.next("reconciled")["detected"]
+        assert [(x["path"], x["direction"]) for x in d] == [(PCB, "graph")]
     finally:
         code, err = watch.stop()
     assert code == 0, err
     assert mf("show", C1, "--json", cwd=board).json["properties"]["value"] == "150uF"
     log = read_log(board)
-    assert [e["type"] for e in log[-4:]] == ["drift.detected", "property.set", "artifact.mapped", "drift.resolved"]
-    assert log[-1]["payload"]["how"] == "accept-file"
+    assert [e["type"] for e in log[-5:]] == ["drift.detected", "property.set", "artifact.mapped", "drift.resolved",
+                                             "drift.detected"]
+    assert log[-2]["payload"]["how"] == "accept-file" and log[-1]["payload"]["path"] == PCB
 
 
 def test_watch_notices_the_graph_moving_under_the_files(board, mf):

@@ -203,7 +203,7 @@ def _show_resolved(out: dict) -> None:
         return
     if out["how"] == "accept-file":
         c.print(f"[green]✓[/] {escape(out['path'])}: accepted into the graph by {out['actor']} "
-                f"({out['changes']} changes, semantic version {out['version']})", soft_wrap=True)
+                f"({out['changes']} change{'' if out['changes'] == 1 else 's'}, semantic version {out['version']})", soft_wrap=True)
         for w in out["warnings"]:
             warn(f"[bold red]constraint broken by this edit:[/] {escape(w)} — it stays visible in `mf check` until fixed")
         return

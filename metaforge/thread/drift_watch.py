@@ -182,20 +182,22 @@ def _pass(repo, actor: str, rels: list[str] | None, accept: bool, report, first:
     if first or out["detected"] or out["resolved"]:
         report("started" if first else "reconciled", out)
     if accept:
-        for d in out["detected"]:
-            if d["direction"] == "file":  # only a person's saved edit; never undo the graph's changes
-                _accept(repo, actor, d, report)
+        taken = [d for d in out["detected"] if d["direction"] == "file" and _accept(repo, actor, d, report)]
+        if taken:  # the graph moved: the other files of those entities may now lag behind it
+            _pass(repo, actor, None, False, report)
 
 
-def _accept(repo, actor: str, d: dict, report) -> None:
+def _accept(repo, actor: str, d: dict, report) -> bool:
+    """Only a person's saved edit (direction file) is taken; never undo the graph's changes."""
     from metaforge.errors import MetaforgeError
 
     try:
         out = drift.resolve(repo, d["path"], how="accept-file", actor=actor)
     except MetaforgeError as exc:
         report("refused", {"path": d["path"], "id": d["id"], "message": exc.message, "hint": exc.hint})
-        return
+        return False
     report("accepted", out)
+    return True
 
 
 def _stop_on_signals(stop) -> Callable[[], None]:
