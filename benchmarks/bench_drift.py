@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kicad import DEMOS, schematic_of  # noqa: E402
+from bench_kicad import DEMOS, schematic_of
 
 TARGETS = {"save_to_detected_s": 1.0, "drift_clean_50_files_s": 0.5, "drift_one_changed_s": 1.5}
 MF = [sys.executable, "-m", "metaforge"]

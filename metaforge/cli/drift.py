@@ -180,7 +180,7 @@ def resolve(
     from metaforge.cli import state
     from metaforge.errors import BadInput
     from metaforge.repo import check_actor
-    from metaforge.thread import drift
+    from metaforge.thread import drift_resolve as drift
 
     if accept_file == reproject:
         raise BadInput("say how: --accept-file (the file wins) or --reproject (the graph wins)")

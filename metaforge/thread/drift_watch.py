@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from metaforge.thread import drift
 
@@ -190,9 +190,10 @@ def _pass(repo, actor: str, rels: list[str] | None, accept: bool, report, first:
 def _accept(repo, actor: str, d: dict, report) -> bool:
     """Only a person's saved edit (direction file) is taken; never undo the graph's changes."""
     from metaforge.errors import MetaforgeError
+    from metaforge.thread.drift_resolve import resolve
 
     try:
-        out = drift.resolve(repo, d["path"], how="accept-file", actor=actor)
+        out = resolve(repo, d["path"], how="accept-file", actor=actor)
     except MetaforgeError as exc:
         report("refused", {"path": d["path"], "id": d["id"], "message": exc.message, "hint": exc.hint})
         return False
