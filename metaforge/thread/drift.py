@@ -8,10 +8,10 @@ Otherwise the adapter that owns it reads it, its values go through the graph's o
 each element only one side has, is one drift item. Cosmetic edits (a moved symbol, reformatting)
 change no property, so they are not drift.
 
-Which side moved is told by the graph's value when the file was mapped (both agreed then): the
-file moved (a person edited it), the graph moved (mutations not projected yet), or both. A
-file that is gone is drift too. Resolution: accept the file (its values become a mutation by
-its author, in Assistant Mode) or re-project the graph over it; both append `drift.resolved`.
+Which side moved is told by the graph's value when the file was mapped (both agreed then, but
+for values the file only reports, whose differences the mapping kept): the file moved (a person
+edited it), the graph moved (mutations not projected yet), or both. A file that is gone is
+drift too. Resolving it is `drift_resolve`'s; recording it live, `drift_watch`'s.
 """
 
 from __future__ import annotations
