@@ -87,9 +87,10 @@ def check_actor(actor: str) -> str:
     return actor
 
 
-def git(args: list[str], cwd: Path | None = None, check: bool = True) -> str:
+def git(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None) -> str:
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                             env={**os.environ, **env} if env else None)
     except FileNotFoundError:
         raise BadInput("git is not installed", "mf keeps the twin in a git repository") from None
     if out.returncode != 0:

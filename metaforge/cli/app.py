@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from metaforge import __version__
-from metaforge.cli import admin, artifacts, diff, init, knowledge, merge, mutate, read, review, serve, sim, state, telemetry
+from metaforge.cli import (admin, artifacts, diff, drift, init, knowledge, merge, mutate, read, review, serve, sim,
+                          state, telemetry)
 
 def _new_app() -> typer.Typer:
     return typer.Typer(
@@ -39,7 +40,7 @@ def _main(
 
 REGISTRARS = [init.register, lambda a: a.add_typer(mutate.app, name="mutate"), read.register, review.register,
               diff.register, merge.register, knowledge.register, telemetry.register,
-              lambda a: artifacts.register(a, telemetry.ingest_app), serve.register, sim.register, admin.register]
+              lambda a: artifacts.register(a, telemetry.ingest_app), drift.register, serve.register, sim.register, admin.register]
 
 
 def _build(registrars) -> typer.Typer:

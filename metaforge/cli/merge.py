@@ -9,7 +9,7 @@ import typer
 
 from metaforge.cli.output import ActorOpt, JsonOpt, emit_json, say
 
-hooks_app = typer.Typer(help="Git integration: the event-log merge driver.", no_args_is_help=True,
+hooks_app = typer.Typer(help="Git integration: the event-log merge driver, pre-commit and post-commit hooks.", no_args_is_help=True,
                         rich_markup_mode=None)
 
 
@@ -103,12 +103,73 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
 
 @hooks_app.command("install")
 def hooks_install(json_out: JsonOpt = False) -> None:
-    """Register the event-log merge driver in this clone (.gitattributes and git config)."""
+    """Register the event-log merge driver and the git hooks (pre-commit: drift and constraints; post-commit: record the commit)."""
     from metaforge.cli.output import open_repo
+    from metaforge.thread import hooks
     from metaforge.thread.merge import install
 
-    out = install(open_repo())
+    repo = open_repo()
+    out = {**install(repo), **hooks.install(repo)}
     if json_out:
         emit_json(out)
     else:
         say(f"[green]✓[/] merge driver registered: {out['driver']}")
+        for hook, done in out["hooks"].items():
+            say(f"[green]✓[/] {hook} hook {done}" + (" (mf's block runs first, then the hook that was there)"
+                                                     if done == "chained" else ""))
+
+
+@hooks_app.command("uninstall")
+def hooks_uninstall(json_out: JsonOpt = False) -> None:
+    """Take mf's blocks out of the git hooks (hooks that were there before stay as they were)."""
+    from metaforge.cli.output import open_repo
+    from metaforge.thread import hooks
+
+    out = hooks.uninstall(open_repo())
+    if json_out:
+        emit_json(out)
+    else:
+        for hook, done in out["hooks"].items():
+            say(f"{hook}: {done}")
+
+
+@hooks_app.command("run", hidden=True)
+def hooks_run(hook: Annotated[str, typer.Argument(help="pre-commit or post-commit")], json_out: JsonOpt = False) -> None:
+    """What mf's git hooks run (pre-commit: mf drift --staged and mf check; post-commit: link the commit)."""
+    from metaforge.cli.output import open_repo
+    from metaforge.errors import BadInput
+    from metaforge.thread import hooks
+
+    if hook not in hooks.HOOKS:
+        raise BadInput(f"no mf hook '{hook}'", "pre-commit or post-commit")
+    repo = open_repo()
+    if hook == "post-commit":
+        out = hooks.post_commit(repo)
+        if json_out:
+            emit_json(out)
+        elif out.get("drift"):
+            say(f"[yellow]mf:[/] commit {out['commit'][:12]} holds design files that drift from the twin: "
+                + "; ".join(l for d in out["drift"]["drifts"] for l in d["summary"]))
+        elif out["linked"]:
+            say(f"mf: commit {out['commit'][:12]} holds semantic version {out['semantic_version']}")
+        return
+    _pre_commit(hooks.pre_commit(repo), json_out)
+
+
+def _pre_commit(out: dict, json_out: bool) -> None:
+    from metaforge.cli.drift import render_report
+    from metaforge.cli.mutate import render_verdicts
+
+    if json_out:
+        emit_json({"ok": out["ok"], "staged": out["staged"], "drift": out["drift"].as_dict(),
+                   "verdicts": [v.as_dict() for v in out["verdicts"]]})
+    else:
+        if out["drift"].drifts:
+            render_report(out["drift"])
+        for rel in out["unstaged_changes"]:
+            say(f"[yellow]mf:[/] {rel} has unstaged changes: the working-tree copy was checked")
+        render_verdicts([v for v in out["verdicts"] if v.blocking])
+    if not out["ok"]:
+        say("[red]mf: commit blocked[/] (resolve the drift with `mf drift resolve PATH --accept-file|--reproject`, "
+            "fix the constraint, or skip this check once with git commit --no-verify)")
+        raise typer.Exit(1)

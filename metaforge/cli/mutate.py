@@ -108,6 +108,10 @@ def _summary(e: dict) -> str:
         return f"semantic version {p['semantic_version']} ↔ commit {p['git_commit'][:12]} ({len(p['artifacts'])} files)"
     if e.get("type") == "artifact.mapped":
         return f"{p['path']}: {len(p['mappings'])} entities, {p['how']} ({p['adapter']} {p['adapter_version']})"
+    if e.get("type") == "drift.detected":
+        return f"{p['path']}: {p['direction']}, {len(p['summary'])} item(s)"
+    if e.get("type") == "drift.resolved":
+        return f"{p['path']}: {p['how']}" + (f" (drift #{p['drift']})" if p.get("drift") else "")
     if "key" in p:
         return f"{p['key']} = {fmt_value(p['value'])}"
     if "rel" in p:

@@ -19,7 +19,7 @@ from metaforge.store import sqlite
 from metaforge.store.log import EventLog, Position, Record
 from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 _TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "nodes": """CREATE TABLE IF NOT EXISTS nodes (
@@ -57,6 +57,11 @@ _TABLES = {
   seq INTEGER PRIMARY KEY, semantic_version INTEGER NOT NULL, git_commit TEXT NOT NULL,
   projected_at TEXT NOT NULL, projected_by TEXT NOT NULL, artifacts TEXT NOT NULL
 )""",
+    # the open drift of each file (drift.detected, until its drift.resolved): what `mf drift watch`
+    # and the reconciler last recorded, so they append only what changed
+    "drifts": """CREATE TABLE IF NOT EXISTS drifts (
+  path TEXT PRIMARY KEY, seq INTEGER NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL
+) WITHOUT ROWID""",
     "events": """CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY, type TEXT NOT NULL, entity TEXT NOT NULL, version INTEGER NOT NULL,
   ts TEXT NOT NULL, actor TEXT NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL
@@ -173,7 +178,7 @@ class GraphIndex:
         try:
             if clear:  # dropping is much faster than deleting every row
                 for table in ("nodes", "edges", "events", "proposals", "aggregates", "artifacts", "artifact_map",
-                              "state_links"):
+                              "state_links", "drifts"):
                     conn.execute(f"DROP TABLE {table}")
                     conn.execute(_TABLES[table])
             batch: list[Record] = []
@@ -235,6 +240,8 @@ class GraphIndex:
                 self._project_proposal(r.event)
             elif kind == "artifact.mapped":
                 self._project_artifact(r.event)
+            elif kind.startswith("drift."):
+                self._project_drift(r.event)
             elif kind == "state.linked":
                 p = r.event["payload"]
                 self.conn.execute("INSERT OR REPLACE INTO state_links VALUES (?, ?, ?, ?, ?, ?)",
@@ -285,6 +292,14 @@ class GraphIndex:
         self.conn.execute("DELETE FROM artifact_map WHERE path = ?", (p["path"],))
         self.conn.executemany("INSERT OR REPLACE INTO artifact_map VALUES (?, ?, ?, ?)",
                               [(p["path"], m["entity_id"], m["region"], m.get("line")) for m in p["mappings"]])
+
+    def _project_drift(self, e: dict) -> None:
+        p = e["payload"]
+        if e["type"] == "drift.detected":
+            self.conn.execute("INSERT OR REPLACE INTO drifts VALUES (?, ?, ?, ?)",
+                              (p["path"], e["seq"], p["fingerprint"], orjson.dumps(p).decode()))
+        elif e["type"] == "drift.resolved":
+            self.conn.execute("DELETE FROM drifts WHERE path = ?", (p["path"],))
 
     def _write_meta(self, pos: Position) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [

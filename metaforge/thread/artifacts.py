@@ -24,6 +24,9 @@ from metaforge import events as ev
 from metaforge.errors import BadInput, Refused
 
 SKIP_DIRS = {".git", ".metaforge", ".venv", "node_modules", "__pycache__"}
+# set for the git commits mf makes itself (it holds the log lock meanwhile): mf's own git hooks
+# stand aside for them, since the command checks and records its own commit
+MF_COMMIT_ENV = "MF_COMMIT"
 
 
 @dataclass
@@ -109,8 +112,13 @@ def _mapping_draft(rel: str, adapter, sha: str, how: str, mappings: list[dict]) 
 
 
 def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, adapter: str | None = None,
-           keep_going: bool = False, dry_run: bool = False, progress=None) -> dict:
-    """Read files into the graph as one batch; see the module docstring."""
+           keep_going: bool = False, dry_run: bool = False, progress=None, file_wins: bool = False,
+           also: list[ev.Draft] | None = None) -> dict:
+    """Read files into the graph as one batch; see the module docstring.
+
+    `file_wins` (accepting a drifted file): read even an unchanged file, and let every value it
+    states win, also those it only reports. `also`: records to append in the same batch.
+    """
     from metaforge.adapters.base import AdapterError
     from metaforge.batch import no_gc
     from metaforge.thread.commands import Change, commit, plan, refuse_if_blocked
@@ -125,7 +133,7 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         data = path.read_bytes()
         sha = _sha(data)
         last = _mapped(repo, rel)
-        if last and last[:3] == (sha, ad.name, ad.version):
+        if last and last[:3] == (sha, ad.name, ad.version) and not file_wins:
             outcomes.append(FileOutcome(rel, ad.name, "unchanged", sha256=sha))
         else:
             try:
@@ -141,7 +149,8 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         if progress:
             progress(i + 1, len(files))
 
-    changes, drafts_after = _changes_for(repo, parsed)
+    changes, drafts_after = _changes_for(repo, parsed, file_wins)
+    drafts_after += also or []
     out = {"files": [o.as_dict() for o in outcomes], "changes": 0, "appended": 0, "warnings": []}
     if not parsed:
         return out
@@ -166,7 +175,7 @@ def _message(parsed) -> str:
     return f"ingested {names[0]}" if len(names) == 1 else f"ingested {len(names)} files"
 
 
-def _changes_for(repo, parsed) -> tuple[list, list[ev.Draft]]:
+def _changes_for(repo, parsed, file_wins: bool = False) -> tuple[list, list[ev.Draft]]:
     """Entity changes for what the files say, and one artifact.mapped draft per file."""
     from metaforge.thread.commands import Change
 
@@ -177,8 +186,7 @@ def _changes_for(repo, parsed) -> tuple[list, list[ev.Draft]]:
     seen: set[str] = set()
     drafts = []
     for outcome, ad, result in parsed:
-        read_only = set(result.extra.get("read_only_props") or ())
-        mappings = []
+        read_only = set() if file_wins else set(result.extra.get("read_only_props") or ())
         for p in result.entities:
             seen.add(p.id)
             slot = values.setdefault(p.id, {})
@@ -188,21 +196,23 @@ def _changes_for(repo, parsed) -> tuple[list, list[ev.Draft]]:
                     slot[key] = (value, writable)
             for rel, dst in p.links:
                 links.add((p.id, rel, dst))
-            mappings.append({"entity_id": p.id, "entity_type": p.id.split(":", 1)[0], "region": p.region,
-                             "line": p.line})
-        outcome.mappings = mappings
-        drafts.append(_mapping_draft(outcome.rel, ad, outcome.sha256, "ingest", mappings))
     current = _props_of(repo, sorted(values))
     changes = []
+    after: dict[str, dict] = {}  # the graph's values once the batch lands
     for node_id in sorted(values):
         props = current.get(node_id)
         if props is None:
             changes.append(Change("add", node_id, props={k: v for k, (v, _) in values[node_id].items()}))
+            after[node_id] = changes[-1].props
             continue
         update = {k: v for k, (v, writable) in values[node_id].items()
                   if (writable or k not in props) and props.get(k) != v}
+        after[node_id] = {**props, **update}
         if update:
             changes.append(Change("set", node_id, props=update))
+    for outcome, ad, result in parsed:
+        outcome.mappings = mapping_entries(repo, result, after)
+        drafts.append(_mapping_draft(outcome.rel, ad, outcome.sha256, "ingest", outcome.mappings))
     # what a file no longer holds, and no other file maps, is gone from the design
     read_paths = [o.rel for o, _, _ in parsed]
     conn = repo.index.conn
@@ -221,6 +231,33 @@ def _changes_for(repo, parsed) -> tuple[list, list[ev.Draft]]:
     return changes, drafts
 
 
+def mapping_entries(repo, result, graph: dict[str, dict | None]) -> list[dict]:
+    """The ArtifactMappings of a parsed file. An entity also keeps the values the file only
+    reports where they differ from the graph's (a board whose footprint is not its schematic's):
+    drift compares the file with that, so a disagreement already there when mapped is no news."""
+    from metaforge.thread.entities import validate_properties
+
+    read_only = set(result.extra.get("read_only_props") or ())
+    out = []
+    for p in result.entities:
+        entry = {"entity_id": p.id, "entity_type": p.id.split(":", 1)[0], "region": p.region, "line": p.line}
+        graph_props = graph.get(p.id) or {}
+        reports = {}
+        for key in read_only & p.props.keys():
+            if graph_props.get(key) == p.props[key]:
+                continue
+            try:
+                value = validate_properties(entry["entity_type"], {key: p.props[key]}, repo.types)[key]
+            except (BadInput, KeyError):
+                value = p.props[key]
+            if graph_props.get(key) != value:
+                reports[key] = p.props[key]
+        if reports:
+            entry["reports"] = reports
+        out.append(entry)
+    return out
+
+
 # ---- projection ---------------------------------------------------------------------------------
 
 def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str | None = None,
@@ -231,7 +268,8 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
 
     repo.index.sync(repo.log, locked=False)
     conn = repo.index.conn
-    rows = conn.execute("SELECT path, adapter, adapter_version, sha256, seq FROM artifacts ORDER BY path").fetchall()
+    rows = conn.execute("SELECT path, adapter, adapter_version, sha256, seq FROM artifacts WHERE how != 'removed' "
+                        "ORDER BY path").fetchall()
     if paths:
         wanted = {rel for _, rel, _ in collect(repo, paths, adapter)}
         rows = [r for r in rows if r[0] in wanted]
@@ -265,7 +303,7 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
             continue
         outcome = FileOutcome(rel, name, "projected", len(entities), sha256=_sha(new))
         outcomes.append(outcome)
-        writes.append((path, rel, ad, data, new, outcome))
+        writes.append((path, rel, ad, data, new, outcome, props))
     out = {"semantic_version": head_seq, "files": [o.as_dict() for o in outcomes], "commit": None}
     if dry_run or not writes:
         return out
@@ -274,21 +312,17 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
             raise Refused("the graph changed while projecting", "run mf project again")
         rels = [w[1] for w in writes]
         try:
-            for path, rel, ad, _, new, outcome in writes:
+            for path, rel, ad, _, new, outcome, _ in writes:
                 _write_atomic(path, new)
-            for path, rel, ad, _, new, outcome in writes:
-                # in-place edits keep every region where it was (a region is a uuid or a row key,
-                # not an offset): the file's mappings carry over without parsing it again
-                outcome.mappings = [{"entity_id": e, "entity_type": e.split(":", 1)[0], "region": r, "line": ln}
-                                    for e, r, ln in conn.execute("SELECT entity, region, line FROM artifact_map "
-                                                                 "WHERE path = ? ORDER BY line", (rel,))]
+            for path, rel, ad, _, new, outcome, props in writes:  # where each entity now is, read back
+                outcome.mappings = mapping_entries(repo, _parse(ad, path, rel, repo.root), props)
             git(["add", "--", *rels], cwd=repo.root)
             git(["commit", "-q", "-m", message or f"mf project: semantic version {head_seq}",
                  "-m", "Files written from the twin by mf project:\n" + "\n".join(f"  {r}" for r in rels),
-                 "--", *rels], cwd=repo.root)
+                 "--", *rels], cwd=repo.root, env={MF_COMMIT_ENV: "project"})
             commit = git(["rev-parse", "HEAD"], cwd=repo.root).strip()
         except BaseException as exc:  # the commit did not happen: put every file back, append nothing
-            for path, rel, _, old, _, _ in writes:
+            for path, rel, _, old, _, _, _ in writes:
                 _write_atomic(path, old)
             git(["reset", "-q", "--", *rels], cwd=repo.root, check=False)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -296,7 +330,7 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
             raise Refused(f"projection failed, every file put back: {exc}", "nothing was committed or recorded") from None
         from metaforge.thread.commands import append_records
 
-        drafts = [_mapping_draft(rel, ad, o.sha256, "project", o.mappings) for _, rel, ad, _, _, o in writes]
+        drafts = [_mapping_draft(rel, ad, o.sha256, "project", o.mappings) for _, rel, ad, _, _, o, _ in writes]
         drafts.append(ev.Draft("state.linked", f"StateLink:{commit[:12]}", 1, {
             "semantic_version": head_seq, "git_commit": commit, "projected_at": ev.now(), "projected_by": actor,
             "artifacts": rels}, message or f"projected semantic version {head_seq}"))
