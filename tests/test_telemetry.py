@@ -192,3 +192,26 @@ def test_a_retired_device_keeps_its_data_and_refuses_new_samples(fleet, mf):
     r = mf("ingest", "telemetry", "b.csv", "--device", DEV, cwd=fleet)
     assert r.code == 1 and "decommissioned" in r.err
     assert len(mf("telemetry", "query", DEV, "v", "--json", cwd=fleet).json) == 1
+
+
+def test_a_batch_of_many_runs_with_repeats_stores_each_sample_once(tmp_path):
+    """As an MQTT flush hands them: one run per message, a redelivered message inside the batch and
+    one stored by an earlier batch. The first value of a sample stays; the rollups count each once."""
+    from metaforge.store.telemetry import MINUTE_US, TelemetryStore
+
+    s = TelemetryStore(tmp_path / "t.db")
+    t0 = 28_333_334 * MINUTE_US  # a whole minute (November 2023), in µs
+    assert s.write_runs([("D", "v", [t0, t0 + 10], [1.0, 2.0])]) == 2
+    batch = [("D", "v", [t0 + 20], [3.0]), ("D", "v", [t0 + 10], [99.0]),  # stored before
+             ("D", "v", [t0 + 30, t0 + 20], [4.0, 98.0]),  # its second sample repeats the first run
+             ("D", "w", [t0 + 5], [7.0]), ("D", "v", [t0 + 40], [5.0])]
+    assert s.write_runs(batch) == 4
+    assert s.write_runs(batch) == 0
+    raw = s.query("D", "v", None, None, None, "mean")
+    assert raw == [(t0, 1.0), (t0 + 10, 2.0), (t0 + 20, 3.0), (t0 + 30, 4.0), (t0 + 40, 5.0)]
+    per_minute = {agg: s.query("D", "v", t0, t0 + MINUTE_US, MINUTE_US, agg)
+                  for agg in ("count", "sum", "min", "max", "last")}
+    assert per_minute == {"count": [(t0, 5)], "sum": [(t0, 15.0)], "min": [(t0, 1.0)], "max": [(t0, 5.0)],
+                          "last": [(t0, 5.0)]}
+    assert s.query("D", "w", None, None, None, "mean") == [(t0 + 5, 7.0)]
+    s.close()

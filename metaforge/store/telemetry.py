@@ -76,36 +76,58 @@ class TelemetryStore:
         Python code runs per sample: SQLite binds straight from the lists."""
         import numpy as np
 
-        keyed = []
+        series: dict[tuple[int, int], tuple[list, list]] = {}
         for d, m, ts, vals in runs:
             if len(ts) == 0:
                 continue
-            ts, vals = np.asarray(ts, dtype=np.int64), np.asarray(vals, dtype=np.float64)
-            if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # in key order: the B-tree is appended to
+            cols = series.setdefault((self.device_id(d), self.metric_id(m)), ([], []))
+            cols[0].append(np.asarray(ts, dtype=np.int64))
+            cols[1].append(np.asarray(vals, dtype=np.float64))
+        keyed = []
+        for (di, mi), (ts_parts, val_parts) in series.items():  # one run per series, in key order
+            ts = ts_parts[0] if len(ts_parts) == 1 else np.concatenate(ts_parts)
+            vals = val_parts[0] if len(val_parts) == 1 else np.concatenate(val_parts)
+            if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # the B-tree is appended to
                 order = np.argsort(ts, kind="stable")
                 ts, vals = ts[order], vals[order]
-            keyed.append((self.device_id(d), self.metric_id(m), ts, vals))
+            keyed.append((di, mi, ts, vals))
         if not keyed:
             return 0
         keyed.sort(key=lambda r: (r[0], r[1]))
-        total = sum(len(r[2]) for r in keyed)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?)", chain.from_iterable(
+            keyed = [r for r in (self._only_new(*r) for r in keyed) if len(r[2])]
+            conn.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", chain.from_iterable(
                 zip(repeat(di), repeat(mi), ts.tolist(), vals.tolist()) for di, mi, ts, vals in keyed))
-            added = conn.total_changes - before
-            if added == total:
+            if keyed:
                 self._merge_minutes(keyed)
-            else:  # some were there already: count their minutes again from the rows themselves
-                for di, mi, ts, _ in keyed:
-                    self._recount_minutes(di, mi, int(ts[0]), int(ts[-1]))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return added
+        return sum(len(r[2]) for r in keyed)
+
+    def _only_new(self, device: int, metric: int, ts, vals):
+        """A run without the samples the store holds already (same device, metric and time) or that it
+        repeats itself: a redelivered message, a file ingested twice. New data comes after the old,
+        so one B-tree seek usually tells there is nothing to take out."""
+        import numpy as np
+
+        if len(ts) > 1:
+            first = np.concatenate(([True], ts[1:] != ts[:-1]))  # sorted: a repeat sits next to its first
+            if not first.all():
+                ts, vals = ts[first], vals[first]
+        lo, hi = int(ts[0]), int(ts[-1])
+        nearest = self.conn.execute("SELECT ts FROM samples WHERE device = ? AND metric = ? AND ts >= ? "
+                                    "ORDER BY ts LIMIT 1", (device, metric, lo)).fetchone()
+        if nearest is None or nearest[0] > hi:
+            return device, metric, ts, vals
+        held = np.fromiter((t for (t,) in self.conn.execute(
+            "SELECT ts FROM samples WHERE device = ? AND metric = ? AND ts >= ? AND ts <= ?", (device, metric, lo, hi))),
+            dtype=np.int64)
+        fresh = ~np.isin(ts, held, assume_unique=True)
+        return device, metric, ts[fresh], vals[fresh]
 
     def _merge_minutes(self, keyed: list) -> None:
         """Fold runs of new samples (sorted by device, metric, ts) into the per-minute rollups."""
@@ -131,17 +153,6 @@ class TelemetryStore:
                 np.diff(np.append(starts, len(ts))).tolist(), np.add.reduceat(vals, starts).tolist(),
                 np.minimum.reduceat(vals, starts).tolist(), np.maximum.reduceat(vals, starts).tolist(),
                 ts[ends].tolist(), vals[ends].tolist()))
-
-    def _recount_minutes(self, device: int, metric: int, lo: int, hi: int) -> None:
-        first, last = lo // MINUTE_US * MINUTE_US, (hi // MINUTE_US + 1) * MINUTE_US
-        self.conn.execute(
-            """INSERT OR REPLACE INTO rollup_1m
-               SELECT g.device, g.metric, g.minute, g.n, g.total, g.lo, g.hi, g.last_ts, s.value
-               FROM (SELECT device, metric, ts / ? AS minute, count(*) AS n, sum(value) AS total,
-                            min(value) AS lo, max(value) AS hi, max(ts) AS last_ts
-                     FROM samples WHERE device = ? AND metric = ? AND ts >= ? AND ts < ? GROUP BY minute) g
-               JOIN samples s ON s.device = g.device AND s.metric = g.metric AND s.ts = g.last_ts""",
-            (MINUTE_US, device, metric, first, last))
 
     def prune(self, device: str, before_us: int) -> int:
         """Drop a device's samples (and their minutes) older than `before_us`; returns how many."""

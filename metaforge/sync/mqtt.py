@@ -184,6 +184,7 @@ class MqttIngest:
         self.stats = Stats()
         self._lock = threading.Lock()
         self._pending: list = []
+        self._connection = 0  # which network connection a message came on: acks go only to that one
         self._stop = threading.Event()
         self._arrived = threading.Event()
         self.known: dict[str, bool] = {}
@@ -192,12 +193,16 @@ class MqttIngest:
     # ---- paho callbacks (network thread) ----------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        with self._lock:
+            self._connection += 1
         if reason_code.is_failure:
             return
         subscription = f"$share/{self.group}/{self.topic}" if self.group else self.topic
         client.subscribe(subscription, qos=self.qos)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self._lock:
+            self._connection += 1
         if not self._stop.is_set():
             self.stats.reconnects += 1
 
@@ -205,7 +210,8 @@ class MqttIngest:
         # only queue it: parsing here would hold the GIL against the writer, whose SQLite inserts
         # give it up and take it back once per row
         with self._lock:
-            self._pending.append((msg.topic, msg.payload, int(time.time() * 1e6), msg.mid, msg.qos))
+            self._pending.append((msg.topic, msg.payload, int(time.time() * 1e6), msg.mid, msg.qos,
+                                  self._connection))
         self._arrived.set()  # the broker lets only ~20 messages wait for an ack: store them now
 
     # ---- the writer (this thread) -----------------------------------------------------------------
@@ -216,7 +222,7 @@ class MqttIngest:
         if not batch:
             return
         runs = []
-        for topic, payload, received_us, _, _ in batch:
+        for topic, payload, received_us, *_ in batch:
             message_runs, rejects, _ = parse_payload(topic, payload, received_us)
             self.stats.messages += 1
             for why in rejects:
@@ -236,10 +242,16 @@ class MqttIngest:
                 self.latencies.extend(stored_at - ts for ts in run[2])
         if live is not None and runs:
             live.observe(runs)
-        for *_, mid, qos in batch:  # stored: now the broker may forget them
-            if qos > 0:
-                client.ack(mid, qos)
-                self.stats.acked += 1
+        # stored: now the broker may forget them. A message that came on an earlier connection is
+        # not acknowledged on this one: the broker sends it again (it is dropped by key, and that
+        # copy is acknowledged). Acking it here too would acknowledge its packet id twice, and the
+        # second could hit a new message not yet stored; Mosquitto 2.0.11 (Debian 12) also loses
+        # count of its inflight quota on an unknown id and stops delivering to the session.
+        with self._lock:
+            for *_, mid, qos, connection in batch:
+                if qos > 0 and connection == self._connection:
+                    client.ack(mid, qos)
+                    self.stats.acked += 1
 
     def _known(self, device: str) -> bool:
         if device not in self.known:
