@@ -13,6 +13,7 @@ except ImportError:  # platforms without a pysqlite3 wheel; extensions may be un
 
 Error = sqlite3.Error
 DatabaseError = sqlite3.DatabaseError
+OperationalError = sqlite3.OperationalError
 
 
 def connect(path: str, *, readonly: bool = False) -> "sqlite3.Connection":

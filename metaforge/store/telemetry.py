@@ -35,13 +35,26 @@ class TelemetryStore:
     def __init__(self, path: Path):
         self.path = path
         self.conn = sqlite.connect(str(path))
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("PRAGMA cache_size = -131072")
-        for sql in _SCHEMA:
-            self.conn.execute(sql)
+        self._set_up()
         self._devices = dict(self.conn.execute("SELECT name, id FROM devices"))
         self._metrics = dict(self.conn.execute("SELECT name, id FROM metrics"))
+
+    def _set_up(self) -> None:
+        # Two processes opening a new store at once (two `mf ingest mqtt` workers) race to switch it
+        # to WAL; SQLite answers the loser "locked" at once, without its busy timeout: try again.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+                self.conn.execute("PRAGMA cache_size = -131072")
+                for sql in _SCHEMA:
+                    self.conn.execute(sql)
+                return
+            except sqlite.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.conn.close()
