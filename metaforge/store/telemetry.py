@@ -274,17 +274,7 @@ class TelemetryStore:
 
     def latest(self, device: str) -> dict[str, tuple[int, float]]:
         """metric → (ts µs, value) of the newest sample of each metric of a device."""
-        d = self._devices.get(device)
-        if d is None:
-            return {}
-        names = {v: k for k, v in self._metrics.items()}
-        out = {}
-        for m in self._metric_ids_of(d):
-            row = self.conn.execute("SELECT ts, value FROM samples WHERE device = ? AND metric = ? ORDER BY ts DESC "
-                                    "LIMIT 1", (d, m)).fetchone()
-            if row and m in names:
-                out[names[m]] = (row[0], row[1])
-        return out
+        return {name: rows[-1] for name, rows in self.newer(device, {}, limit=1).items()}
 
     def newer(self, device: str, after: dict[str, int], limit: int = 10_000) -> dict[str, list[tuple[int, float]]]:
         """metric → [(ts µs, value)] of a device's samples newer than `after[metric]` (all of a metric
