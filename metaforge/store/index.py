@@ -333,6 +333,52 @@ class GraphIndex:
                                  "SELECT src, rel, dst FROM edges WHERE dst = ?", (node_id, node_id))
         return [tuple(r) for r in rows]
 
+    # ---- reads: the typed API every caller outside store/ uses (never SQL) ---------------------
+
+    def node(self, node_id: str) -> Node | None:
+        """The live node (None if it never existed or was removed)."""
+        found = self.load_nodes([node_id]).get(node_id)
+        return None if found is None or found.deleted else found
+
+    def exists(self, node_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM nodes WHERE id = ? AND deleted = 0", (node_id,)).fetchone() is not None
+
+    def props(self, node_id: str) -> dict | None:
+        """A live node's properties, or None."""
+        row = self.conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (node_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def prop(self, node_id: str, key: str):
+        """One property of a live node (None if unset or no such node), read without the rest."""
+        row = self.conn.execute("SELECT json(props -> ?) FROM nodes WHERE id = ? AND deleted = 0",
+                                (f"$.{key}", node_id)).fetchone()
+        return orjson.loads(row[0]) if row and row[0] is not None else None
+
+    def ids_of_type(self, type_name: str) -> list[str]:
+        """Live ids of one entity type, in id order."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM nodes WHERE type = ? AND deleted = 0 ORDER BY id",
+                                                (type_name,))]
+
+    def edges_from(self, src: str, rel: str | None = None) -> list[tuple[str, str]]:
+        """(rel, dst) of the edges leaving `src` (of one relation if given), in order."""
+        if rel is None:
+            return [tuple(r) for r in self.conn.execute("SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst",
+                                                        (src,))]
+        return [(rel, r[0]) for r in self.conn.execute("SELECT dst FROM edges WHERE src = ? AND rel = ? ORDER BY dst",
+                                                       (src, rel))]
+
+    def edges_to(self, dst: str, rel: str | None = None) -> list[tuple[str, str]]:
+        """(rel, src) of the edges arriving at `dst` (of one relation if given), in order."""
+        if rel is None:
+            return [tuple(r) for r in self.conn.execute("SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src",
+                                                        (dst,))]
+        return [(rel, r[0]) for r in self.conn.execute("SELECT src FROM edges WHERE dst = ? AND rel = ? ORDER BY src",
+                                                       (dst, rel))]
+
+    def has_edge(self, src: str, rel: str, dst: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM edges WHERE src = ? AND rel = ? AND dst = ?",
+                                 (src, rel, dst)).fetchone() is not None
+
 
 def _estimate_events(log: EventLog, start: Position) -> int:
     """About how many events lie past `start` (for a progress bar), without reading them."""
