@@ -50,6 +50,13 @@ class Repo:
 
         return merged_types(self.config.get("types"))
 
+    def transaction(self, actor: str, source):
+        """The one gate every write goes through (see thread/transaction.py): use it as
+        `with repo.transaction(actor, Source.CLI) as tx: tx.change(...)`."""
+        from metaforge.thread.transaction import Transaction
+
+        return Transaction(self, actor, source)
+
     def sync_warnings(self, progress=None) -> list[str]:
         """Catch the index up with the log. A damaged log still lets reads answer from the index
         as it stands, with a warning; writes refuse (they sync under the lock and raise)."""

@@ -51,8 +51,10 @@ def ask(
 def knowledge_update(quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False, json_out: JsonOpt = False) -> None:
     """Index what changed since the last look (what runs after each command)."""
     from metaforge.knowledge.index import update
+    from metaforge.thread.transaction import KNOWLEDGE_PENDING
 
     repo = open_repo()
+    (repo.mfdir / KNOWLEDGE_PENDING).unlink(missing_ok=True)  # commits from now on start the next update
     with progress_bar("indexing", enabled=not quiet) as bar:
         out = update(repo, progress=bar)
     if json_out:
@@ -73,17 +75,3 @@ def knowledge_reconcile(json_out: JsonOpt = False) -> None:
         emit_json(out)
     else:
         say(f"[green]✓[/] {out['embedded']} chunk(s) embedded, {out['removed']} stale removed; {out['chunks']} in the index")
-
-
-def spawn_update(repo) -> None:
-    """After a command: index it in the background, if this repository uses the knowledge index."""
-    import os
-    import subprocess
-    import sys
-
-    # the path, not knowledge.index: a mutation must not pay for importing NumPy
-    if not (repo.mfdir / "knowledge.db").exists() or os.environ.get("MF_NO_BACKGROUND"):
-        return
-    subprocess.Popen([sys.executable, "-m", "metaforge", "-C", str(repo.root), "knowledge", "update", "--quiet"],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)

@@ -43,10 +43,6 @@ def _run(changes, *, message, dry_run, json_out, actor) -> None:
     repo = open_repo()
     who = check_actor(actor) if actor else default_actor(repo.root)
     result = execute(repo, changes, actor=who, message=message, dry_run=dry_run)
-    if result.appended:
-        from metaforge.cli.knowledge import spawn_update
-
-        spawn_update(repo)
     if json_out:
         emit_json(result.as_dict())
     else:

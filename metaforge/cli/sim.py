@@ -31,12 +31,6 @@ def _actor(repo, actor):
     return check_actor(actor) if actor else default_actor(repo.root)
 
 
-def _after(repo) -> None:
-    from metaforge.cli.knowledge import spawn_update
-
-    spawn_update(repo)
-
-
 @app.command("run")
 def run(
     models: Annotated[list[str], typer.Argument(help="Models (BehavioralModel names or .yaml paths), or one composition.")],
@@ -64,7 +58,6 @@ def run(
                      duration=parse_duration(duration) if duration else None, rate_hz=parse_rate(rate),
                      step=parse_duration(step) if step else None, base=Path(state.cwd or "."))
     _show(out, json_out, csv_out, plot, curve)
-    _after(repo)
 
 
 @app.command("what-if")
@@ -94,7 +87,6 @@ def what_if(
         _show_table(out, json_out, csv_out, fleet=True)
     else:
         _show(out, json_out, csv_out, plot, curve)
-    _after(repo)
 
 
 @app.command("sweep")
@@ -115,7 +107,6 @@ def sweep(
     out = run_sweep(repo, id, actor=_actor(repo, actor), sets=sets, duration=parse_duration(duration),
                     models=_split(models))
     _show_table(out, json_out, csv_out, fleet=False)
-    _after(repo)
 
 
 @app.command("calibrate")
@@ -167,8 +158,6 @@ def calibrate(
             say(f"[green]✓[/] landed on BehavioralModel:{result.model} (calibration_source set), recorded as {run_id}")
         else:
             say("dry run: nothing landed")
-    if landed:
-        _after(repo)
 
 
 @app.command("compare")
@@ -208,7 +197,6 @@ def compare(
             warn(f"appended simulation.divergence_detected on DeviceInstance:{out.device} "
                  f"({', '.join(out.diverged)}): maintenance or a CAPA")
         say(f"recorded as {out.run_id}")
-    _after(repo)
     if out.diverged:
         raise typer.Exit(1)
 

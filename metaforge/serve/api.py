@@ -181,12 +181,13 @@ def router(settings, twin) -> APIRouter:
     def write(changes, message, actor, dry_run=False, created=False):
         from metaforge.repo import check_actor, default_actor
         from metaforge.thread.commands import execute
+        from metaforge.thread.policy import Source
 
         if not settings.allow_writes:
             raise ReadOnly("this server is read-only", "start it with `mf serve --allow-writes`")
         repo = twin.fresh()
         who = check_actor(actor) if actor else settings.actor or default_actor(repo.root)
-        result = execute(repo, changes, actor=who, message=message, dry_run=dry_run)
+        result = execute(repo, changes, actor=who, message=message, dry_run=dry_run, source=Source.SERVER)
         code = 202 if result.proposal else 201 if created and result.appended else 200
         return JSON(result.as_dict(), status_code=code)
 

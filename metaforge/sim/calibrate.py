@@ -257,6 +257,7 @@ def calibrate(repo, model: str, *, actor: str, data: Path | None = None, executi
     from metaforge.sim import record
     from metaforge.sim.catalog import ENTITY, Catalog
     from metaforge.thread.commands import Change, execute
+    from metaforge.thread.policy import Source
 
     catalog = Catalog(repo)
     loaded = catalog.find(model)
@@ -296,5 +297,5 @@ def calibrate(repo, model: str, *, actor: str, data: Path | None = None, executi
     if execution and not repo.index.conn.execute("SELECT 1 FROM edges WHERE src = ? AND rel = 'CALIBRATED_BY' AND dst = ?",
                                                  (f"{ENTITY}:{name}", execution)).fetchone():
         changes.append(Change("link", f"{ENTITY}:{name}", rel="CALIBRATED_BY", dst=execution))
-    landed = execute(repo, changes, actor=actor, message=f"calibrated {name}: {source}")
+    landed = execute(repo, changes, actor=actor, message=f"calibrated {name}: {source}", source=Source.CALIBRATION)
     return result, landed, run_id

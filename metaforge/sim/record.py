@@ -27,8 +27,8 @@ def model_versions(composed) -> dict:
 
 
 def start(repo, kind: str, *, actor: str, scenario: str, composed, targets: list[str], props: dict) -> str:
-    from metaforge.batch import no_gc
-    from metaforge.thread.commands import Change, commit, plan
+    from metaforge.thread.commands import Change
+    from metaforge.thread.policy import Source
 
     now = datetime.now(timezone.utc)
     run_id = f"SimulationRun:{kind}-{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
@@ -43,11 +43,9 @@ def start(repo, kind: str, *, actor: str, scenario: str, composed, targets: list
     if len(devices) <= MAX_LISTED_DEVICES:
         listed += devices
     changes += [Change("link", run_id, rel="SIMULATES", dst=t) for t in dict.fromkeys(listed)]
-    with repo.log.lock(), no_gc():
-        planned = plan(repo, changes, actor=actor, message=f"{kind}: {scenario}")
-        drafts = planned.result.drafts() + [ev.Draft("simulation.started", run_id, 1,
-                                                     {"kind": kind, "scenario": scenario, "devices": len(devices)})]
-        commit(repo, planned, drafts)
+    with repo.transaction(actor, Source.SIM_RECORD) as tx:
+        tx.change(changes, f"{kind}: {scenario}", extra=[ev.Draft("simulation.started", run_id, 1,
+                                                              {"kind": kind, "scenario": scenario, "devices": len(devices)})])
     return run_id
 
 
@@ -55,15 +53,13 @@ def complete(repo, run_id: str, *, actor: str, props: dict, payload: dict, extra
              failed: bool = False) -> None:
     """The run's results on its SimulationRun, and `simulation.completed` (or `.failed`); `extra`
     are more event drafts for the same batch (a divergence alert)."""
-    from metaforge.batch import no_gc
-    from metaforge.thread.commands import Change, commit, plan
+    from metaforge.thread.commands import Change
+    from metaforge.thread.policy import Source
 
     props = {**props, "finished_at": ev.now(), "result": props.get("result", "failed" if failed else "ok")}
-    with repo.log.lock(), no_gc():
-        planned = plan(repo, [Change("set", run_id, props=props)], actor=actor, message=None)
-        kind = "simulation.failed" if failed else "simulation.completed"
-        drafts = planned.result.drafts() + [ev.Draft(kind, run_id, 1, payload)] + list(extra or [])
-        commit(repo, planned, drafts)
+    kind = "simulation.failed" if failed else "simulation.completed"
+    with repo.transaction(actor, Source.SIM_RECORD) as tx:
+        tx.change([Change("set", run_id, props=props)], extra=[ev.Draft(kind, run_id, 1, payload), *(extra or [])])
 
 
 def _git_head(repo) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import orjson
 
@@ -81,6 +81,19 @@ _NODE_COLUMNS = ("id, type, version, created_at, updated_at, created_by, updated
                  "json(props), deleted")
 
 Progress = Callable[[int, int], None]  # (events done, events in all)
+_ARTIFACT_COLUMNS = "path, adapter, adapter_version, sha256, seq, how"
+_PROPOSAL_COLUMNS = "id, seq, status, proposed_by, proposed_at, decided_by, decided_at, decision, msg"
+
+
+class ArtifactRow(NamedTuple):
+    """A file's last mapping: what was read from or written to it, by which adapter, at which seq."""
+
+    path: str
+    adapter: str
+    adapter_version: str
+    sha256: str
+    seq: int
+    how: str  # ingest | project | commit | removed
 
 
 class GraphIndex:
@@ -305,6 +318,126 @@ class GraphIndex:
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("pos.seq", str(pos.seq)), ("pos.hash", pos.hash), ("pos.segment", str(pos.segment)),
             ("pos.size", str(pos.size)), ("pos.mtime_ns", str(pos.mtime_ns))])
+
+    # ---- reads: files, drifts, StateLinks, proposals (the artifact state) -------------------
+
+    def artifact(self, path: str) -> "ArtifactRow | None":
+        """The last mapping of a file (also one recorded as removed)."""
+        row = self.conn.execute(f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE path = ?", (path,)).fetchone()
+        return ArtifactRow(*row) if row else None
+
+    def artifacts(self) -> list["ArtifactRow"]:
+        """Every file the graph maps now, by path."""
+        return [ArtifactRow(*r) for r in self.conn.execute(
+            f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE how != 'removed' ORDER BY path")]
+
+    def entities_in(self, path: str) -> list[str]:
+        """The entities a file maps, by id."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT entity FROM artifact_map WHERE path = ? ORDER BY entity",
+                                                (path,))]
+
+    def entities_only_in(self, path: str) -> list[str]:
+        """The entities a file maps that no other file does."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT entity FROM artifact_map WHERE path = ? AND entity NOT IN "
+            "(SELECT entity FROM artifact_map WHERE path != ?) ORDER BY entity", (path, path))]
+
+    def mapped_elsewhere(self, entity: str, paths: list[str]) -> bool:
+        """Whether a file outside `paths` maps the entity."""
+        return self.conn.execute("SELECT 1 FROM artifact_map WHERE entity = ? AND path NOT IN "
+                                 "(SELECT value FROM json_each(?)) LIMIT 1",
+                                 (entity, orjson.dumps(paths).decode())).fetchone() is not None
+
+    def mappings_of(self, entity: str) -> list[tuple[str, str, int | None]]:
+        """(path, region, line) of each place in the files where an entity lives."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (entity,))]
+
+    def changed_since(self, ids: list[str], seq: int) -> int:
+        """How many of these nodes changed after `seq`."""
+        if not ids:
+            return 0
+        return self.conn.execute("SELECT count(*) FROM nodes WHERE id IN (SELECT value FROM json_each(?)) "
+                                 "AND updated_seq > ?", (orjson.dumps(ids).decode(), seq)).fetchone()[0]
+
+    def last_change_by_file(self) -> dict[str, int]:
+        """For each mapped file, the last seq at which one of its entities changed."""
+        return dict(self.conn.execute(
+            "SELECT m.path, max(n.updated_seq) FROM artifact_map m JOIN nodes n ON n.id = m.entity GROUP BY m.path"))
+
+    def props_of(self, ids: list[str]) -> dict[str, dict | None]:
+        """id → properties (None for a removed node) of the nodes that exist among `ids`."""
+        out: dict[str, dict | None] = {}
+        loads = orjson.loads
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = self.conn.execute(f"SELECT id, json(props), deleted FROM nodes WHERE id IN "
+                                     f"({','.join('?' * len(chunk))})", chunk)
+            for node_id, props, deleted in rows:
+                out[node_id] = None if deleted else loads(props)
+        return out
+
+    def edges_among(self, sources: Iterable[str]) -> set[Edge]:
+        """Every edge leaving one of `sources`."""
+        srcs = sorted(set(sources))
+        if not srcs:
+            return set()
+        return {tuple(r) for r in self.conn.execute(
+            "SELECT src, rel, dst FROM edges WHERE src IN (SELECT value FROM json_each(?))", (orjson.dumps(srcs).decode(),))}
+
+    def open_drifts(self) -> dict[str, dict]:
+        """path → {seq, fingerprint, payload} of each drift.detected not yet resolved."""
+        loads = orjson.loads
+        return {p: {"seq": s, "fingerprint": f, "payload": loads(d)} for p, s, f, d in
+                self.conn.execute("SELECT path, seq, fingerprint, payload FROM drifts ORDER BY path")}
+
+    def drift_path(self, seq: int) -> str | None:
+        """The file of the open drift whose drift.detected is at `seq`."""
+        row = self.conn.execute("SELECT path FROM drifts WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
+    def state_links(self, limit: int = 20) -> list[dict]:
+        """The newest StateLinks first: which commit holds the files of which semantic version."""
+        rows = self.conn.execute("SELECT seq, semantic_version, git_commit, projected_at, projected_by, artifacts "
+                                 "FROM state_links ORDER BY seq DESC LIMIT ?", (limit,))
+        return [{"seq": s, "semantic_version": v, "git_commit": c, "projected_at": at, "projected_by": by,
+                 "artifacts": orjson.loads(a)} for s, v, c, at, by, a in rows]
+
+    def state_link_at(self, version: int) -> int | None:
+        """The seq of the newest StateLink at or before a semantic version."""
+        row = self.conn.execute("SELECT seq FROM state_links WHERE semantic_version <= ? "
+                                "ORDER BY semantic_version DESC, seq DESC LIMIT 1", (version,)).fetchone()
+        return row[0] if row else None
+
+    def proposals(self, include_decided: bool = False) -> list[dict]:
+        """Proposals in seq order (only the pending ones unless `include_decided`), their payload merged in."""
+        sql = f"SELECT {_PROPOSAL_COLUMNS}, payload FROM proposals"
+        if not include_decided:
+            sql += " WHERE status = 'pending'"
+        keys = _PROPOSAL_COLUMNS.split(", ")
+        out = []
+        for row in self.conn.execute(sql + " ORDER BY seq"):
+            item = dict(zip(keys, row[:-1]))
+            item.update(orjson.loads(row[-1]))
+            out.append(item)
+        return out
+
+    def proposal_ids(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT id FROM proposals")}
+
+    def event_refs(self, *, seq: int | None = None, entity: str | None = None,
+                   upto: int | None = None) -> list[tuple[int, int]]:
+        """(segment, offset) in the log of the event at `seq`, or of an entity's events up to
+        `upto`, in seq order: read them with `EventLog.lines_at`."""
+        if seq is not None:
+            return [tuple(r) for r in self.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seq,))]
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT segment, offset FROM events WHERE entity = ? AND seq <= ? ORDER BY seq",
+            (entity, upto if upto is not None else 1 << 62))]
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file, so a plain copy of it is whole."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ---- the Base protocol: what the fold reads -------------------------------------------
 

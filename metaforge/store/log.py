@@ -26,7 +26,7 @@ from typing import Iterator, NamedTuple
 
 import orjson
 
-from metaforge.errors import LogCorrupt
+from metaforge.errors import LogCorrupt, MetaforgeError
 from metaforge.events import GENESIS, Draft, check_hash, encode, line_hash
 
 _SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
@@ -56,6 +56,12 @@ class TornTail(LogCorrupt):
         self.path, self.line, self.size, self.keep = path, line, size, keep
 
 
+class LogUnlocked(MetaforgeError):
+    """A bug: something tried to append without holding the lock (exit code 3)."""
+
+    kind = "internal"
+
+
 @dataclass(slots=True)
 class Record:
     """An event as read from (or just written to) the log, with where it lives."""
@@ -71,6 +77,7 @@ class EventLog:
         self.lock_path = mfdir / "log.lock"
         self.journal_path = mfdir / "log.journal"
         self.rel = ".metaforge/events"
+        self._held = 0  # how deep this process is in lock(): append refuses at 0
 
     # ---- files -------------------------------------------------------------------------
 
@@ -105,14 +112,29 @@ class EventLog:
 
     @contextmanager
     def lock(self):
+        """The exclusive write lock (re-entrant within this object). Writers get it through
+        `repo.transaction()`; the index takes it to catch up."""
+        if self._held:
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
+            return
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.recover()
+            self._held = 1
             yield
         finally:
+            self._held = 0
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    @property
+    def locked(self) -> bool:
+        return self._held > 0
 
     def recover(self) -> bool:
         """Roll back a batch whose writer died before it finished (call under the lock)."""
@@ -141,7 +163,10 @@ class EventLog:
 
     def append(self, head: Position, drafts: list[Draft], actor: str, ts: str,
                ids: list[str] | None = None) -> tuple[list[Record], Position]:
-        """Append a batch after `head` (which must be the true end: call under the lock)."""
+        """Append a batch after `head`, which must be the true end: only under the lock, which
+        `repo.transaction()` holds."""
+        if not self._held:
+            raise LogUnlocked("event log: append outside the write lock (writes go through repo.transaction())")
         if not drafts:
             return [], head
         num = head.segment or 1

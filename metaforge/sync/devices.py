@@ -48,15 +48,10 @@ def _join(repo, name: str, group: str) -> list:
 
 def _apply(repo, changes: list, extra: list[tuple[str, str, dict]], actor: str, message: str):
     """Graph changes and device events in one atomic batch, through the ordinary command path."""
-    from metaforge.batch import no_gc
-    from metaforge.thread.commands import commit, plan, refuse_if_blocked
+    from metaforge.thread.policy import Source
 
-    with repo.log.lock(), no_gc():
-        planned = plan(repo, changes, actor=actor, message=message)
-        refuse_if_blocked(planned.result)
-        drafts = planned.result.drafts() + [ev.Draft(t, node, 1, data, message) for t, node, data in extra]
-        commit(repo, planned, drafts)
-    return planned.result
+    with repo.transaction(actor, Source.CLI) as tx:
+        return tx.change(changes, message, extra=[ev.Draft(t, node, 1, data, message) for t, node, data in extra])
 
 
 def _target(repo, device: str | None, group: str | None) -> tuple[str, dict]:

@@ -152,16 +152,13 @@ class LiveTwin:
             return
         before, state.health = state.health, health
         from metaforge import events as ev
-        from metaforge.batch import no_gc
-        from metaforge.thread.commands import Change, commit, plan
+        from metaforge.thread.commands import Change
+        from metaforge.thread.policy import Source
 
         node = f"DeviceInstance:{device}"
-        with self.repo.log.lock(), no_gc():
-            planned = plan(self.repo, [Change("set", node, props={"health": health})], actor=self.actor,
-                           message=f"{device}: {before} → {health}")
-            drafts = planned.result.drafts() + [ev.Draft("device.state_updated", node, 1,
-                                                         {"from": before, "to": health,
-                                                          "metrics": {m: LEVELS[v] for m, v in state.levels.items()
-                                                                      if v}})]
-            commit(self.repo, planned, drafts)
+        updated = ev.Draft("device.state_updated", node, 1, {"from": before, "to": health, "metrics": {
+            m: LEVELS[v] for m, v in state.levels.items() if v}})
+        with self.repo.transaction(self.actor, Source.DEVICE_STATE) as tx:
+            tx.change([Change("set", node, props={"health": health})], f"{device}: {before} → {health}",
+                      extra=[updated])
         self.changes.append({"device": device, "from": before, "to": health, "at": now})

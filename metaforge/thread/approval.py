@@ -9,7 +9,9 @@
     phase_at_least = "DVT"            # once a TwinModel's phase is DVT or later
 
 Such a command, once it passes validation and the constraints, appends one
-`proposal.created` event (entity `Proposal:<seq>`) instead of its changes. `approve` replays the
+`proposal.created` event (entity `Proposal:<seq>`) instead of its changes, whichever way it arrived
+(typed, read from a file, accepted from a drifted file: `thread/policy.py`). A file read in this
+way keeps its mapping in the proposal, so it stays drifted until the proposal is decided. `approve` replays the
 changes on the state at approval time, refusing if an entity they touch has moved since the
 proposal or a constraint now fails, and appends them with `proposal.approved` in one batch;
 `reject` appends `proposal.rejected` with the reason.
@@ -17,12 +19,9 @@ proposal or a constraint now fails, and appends them with `proposal.approved` in
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from metaforge import events as ev
-from metaforge.batch import no_gc
 from metaforge.errors import BadInput, Refused, VersionConflict
-from metaforge.thread.commands import Change, Planned, append_records, commit, plan, refuse_if_blocked
+from metaforge.thread.commands import Change, Planned
 
 PHASES = ["concept", "EVT", "DVT", "PVT", "production", "retired"]
 PROPOSAL_CREATED, PROPOSAL_APPROVED, PROPOSAL_REJECTED = "proposal.created", "proposal.approved", "proposal.rejected"
@@ -59,8 +58,7 @@ def rule_for(config: dict, changes: list[Change], state) -> dict | None:
 
 
 def _current_phase(state) -> int:
-    rows = state.base.conn.execute("SELECT id FROM nodes WHERE type = 'TwinModel' AND deleted = 0").fetchall()
-    state.prefetch(r[0] for r in rows)
+    state.prefetch(state.base.ids_of_type("TwinModel"))
     phases = [PHASES.index(n.props["phase"]) for n in state.nodes.values()
               if n is not None and not n.deleted and n.type == "TwinModel" and n.props.get("phase") in PHASES]
     return max(phases, default=-1)
@@ -73,21 +71,36 @@ def describe_rule(rule: dict) -> str:
     return text
 
 
-def propose(repo, planned: Planned, rule: dict, message: str | None) -> str:
-    """Append the proposal for a planned command instead of the command (under the lock)."""
+def propose(tx, planned: Planned, rule: dict, records: list[ev.Draft] = ()) -> str:
+    """Append the proposal for a planned command instead of the command (in its transaction).
+    `records`: what lands with the changes on approval (the mapping of a file read in)."""
     result = planned.result
     changes = [o.change for o in result.outcomes]
     ids = {c.id for c in changes} | {c.dst for c in changes if c.dst}
-    found = repo.index.load_nodes(ids)
+    found = tx.index.load_nodes(ids)
     base = {i: (found[i].version if i in found else 0) for i in sorted(ids)}
     pid = f"Proposal:{planned.head.seq + 1}"
     payload = {"changes": [change_to_dict(c) for c in changes], "base": base, "rule": describe_rule(rule),
                "events": [{"type": d.type, "entity": d.entity, "version": d.version, "payload": d.payload}
                           for d in result.drafts()],
-               "verdicts": [v.as_dict() for v in result.verdicts if v.status != "pass"]}
-    append_records(repo, [ev.Draft(PROPOSAL_CREATED, pid, 1, payload, message)], result.actor)
+               "verdicts": [v.as_dict() for v in result.verdicts if v.status != "pass"],
+               "source": tx.source.value}
+    if records:
+        payload["records"] = [{"type": d.type, "entity": d.entity, "version": d.version, "payload": d.payload}
+                              for d in records]
+        payload["files"] = {d.payload["path"]: d.payload["sha256"] for d in records if d.type == "artifact.mapped"}
+    message = next((c.msg for c in changes if c.msg), None)
+    tx.record([ev.Draft(PROPOSAL_CREATED, pid, 1, payload, message, actor=result.actor)])
     result.proposal = pid  # the changes themselves wait for `mf approve`
     return pid
+
+
+def pending_for_file(repo, rel: str) -> dict | None:
+    """The pending proposal that holds a file's content (read in, waiting for approval)."""
+    for p in pending(repo):
+        if rel in (p.get("files") or {}):
+            return p
+    return None
 
 
 def change_to_dict(c: Change) -> dict:
@@ -105,18 +118,7 @@ def change_to_dict(c: Change) -> dict:
 
 
 def pending(repo, include_decided: bool = False) -> list[dict]:
-    sql = "SELECT id, seq, status, proposed_by, proposed_at, decided_by, decided_at, decision, msg, payload FROM proposals"
-    if not include_decided:
-        sql += " WHERE status = 'pending'"
-    import orjson
-
-    out = []
-    for row in repo.index.conn.execute(sql + " ORDER BY seq"):
-        keys = ("id", "seq", "status", "proposed_by", "proposed_at", "decided_by", "decided_at", "decision", "msg")
-        item = dict(zip(keys, row[:9]))
-        item.update(orjson.loads(row[9]))
-        out.append(item)
-    return out
+    return repo.index.proposals(include_decided)
 
 
 def _load(repo, pid: str) -> dict:
@@ -132,11 +134,12 @@ def _load(repo, pid: str) -> dict:
 def approve(repo, pid: str, *, actor: str, message: str | None = None):
     """Apply a pending proposal on today's state, or refuse and say what moved."""
     from metaforge.thread.changes_file import _change
+    from metaforge.thread.policy import Source
+    from metaforge.thread.transaction import annotate
 
-    with repo.log.lock(), no_gc():
-        repo.index.sync(repo.log, locked=True)
+    with repo.transaction(actor, Source.APPROVAL) as tx:
         p = _load(repo, pid)
-        current = repo.index.load_nodes(p["base"].keys())
+        current = tx.index.load_nodes(p["base"].keys())
         moved = [f"{i} is at version {current[i].version if i in current and not current[i].deleted else 0}, "
                  f"was {v} when proposed" for i, v in p["base"].items()
                  if (current[i].version if i in current and not current[i].deleted else 0) != v]
@@ -144,20 +147,21 @@ def approve(repo, pid: str, *, actor: str, message: str | None = None):
             raise VersionConflict(f"{p['id']}: the state moved underneath it: " + "; ".join(moved),
                                   "reject it and propose the change again on today's state")
         changes = [_change(dict(d), f"{p['id']} change #{i + 1}") for i, d in enumerate(p["changes"])]
-        planned = plan(repo, changes, actor=p["proposed_by"], message=p.get("msg"))
-        refuse_if_blocked(planned.result)
-        note = f"approved in {p['id']} by {actor}"
-        drafts = [replace(d, msg=f"{d.msg} ({note})" if d.msg else note) for d in planned.result.drafts()]
-        drafts.append(ev.Draft(PROPOSAL_APPROVED, p["id"], 2, {"events": len(drafts)}, message, actor=actor))
-        commit(repo, planned, drafts)
+        planned = tx.plan(changes, p.get("msg"), actor=p["proposed_by"])
+        drafts = annotate(planned.result.drafts(), f"approved in {p['id']} by {actor}")
+        records = [ev.Draft(r["type"], r["entity"], r["version"], r["payload"], actor=p["proposed_by"])
+                   for r in p.get("records") or []]
+        decided = ev.Draft(PROPOSAL_APPROVED, p["id"], 2, {"events": len(drafts)}, message, actor=actor)
+        tx.apply(planned, drafts=drafts, extra=[*records, decided])
         return planned.result
 
 
 def reject(repo, pid: str, *, actor: str, message: str):
+    from metaforge.thread.policy import Source
+
     if not message or not message.strip():
         raise BadInput("say why: mf reject ID -m WHY")
-    with repo.log.lock():
-        repo.index.sync(repo.log, locked=True)
+    with repo.transaction(actor, Source.RECORD) as tx:
         p = _load(repo, pid)
-        append_records(repo, [ev.Draft(PROPOSAL_REJECTED, p["id"], 2, {}, message)], actor)
+        tx.record([ev.Draft(PROPOSAL_REJECTED, p["id"], 2, {}, message)])
         return p

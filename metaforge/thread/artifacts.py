@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +32,10 @@ MF_COMMIT_ENV = "MF_COMMIT"
 class FileOutcome:
     rel: str
     adapter: str
-    status: str  # read | unchanged | refused | projected | current
+    status: str  # read | unchanged | refused | projected | current | proposed (its content waits for approval)
     entities: int = 0
     error: str | None = None
+    proposal: str | None = None
     sha256: str | None = None
     mappings: list = field(default_factory=list)
 
@@ -43,6 +43,8 @@ class FileOutcome:
         out = {"path": self.rel, "adapter": self.adapter, "status": self.status, "entities": self.entities}
         if self.error:
             out["error"] = self.error
+        if self.proposal:
+            out["proposal"] = self.proposal
         return out
 
 
@@ -88,21 +90,8 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _mapped(repo, rel: str) -> tuple | None:
-    return repo.index.conn.execute("SELECT sha256, adapter, adapter_version, seq FROM artifacts WHERE path = ?",
-                                   (rel,)).fetchone()
-
-
 def _props_of(repo, ids: list[str]) -> dict[str, dict | None]:
-    out: dict[str, dict | None] = {}
-    conn = repo.index.conn
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        rows = conn.execute(f"SELECT id, json(props), deleted FROM nodes WHERE id IN ({','.join('?' * len(chunk))})",
-                            chunk)
-        for node_id, props, deleted in rows:
-            out[node_id] = None if deleted else json.loads(props)
-    return out
+    return repo.index.props_of(ids)
 
 
 def _mapping_draft(rel: str, adapter, sha: str, how: str, mappings: list[dict]) -> ev.Draft:
@@ -113,28 +102,34 @@ def _mapping_draft(rel: str, adapter, sha: str, how: str, mappings: list[dict]) 
 
 def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, adapter: str | None = None,
            keep_going: bool = False, dry_run: bool = False, progress=None, file_wins: bool = False,
-           also: list[ev.Draft] | None = None) -> dict:
+           also: list[ev.Draft] | None = None, source=None) -> dict:
     """Read files into the graph as one batch; see the module docstring.
 
     `file_wins` (accepting a drifted file): read even an unchanged file, and let every value it
-    states win, also those it only reports. `also`: records to append in the same batch.
+    states win, also those it only reports. `also`: records to append in the same batch. What a
+    person's file breaks lands with warnings; a change an approval rule covers becomes a proposal
+    (`out["proposal"]`) and the files stay unmapped, so drifted, until it is decided.
     """
     from metaforge.adapters.base import AdapterError
-    from metaforge.batch import no_gc
-    from metaforge.thread.commands import Change, commit, plan, refuse_if_blocked
+    from metaforge.thread.commands import refuse_if_blocked
+    from metaforge.thread.policy import REFUSE, Source
 
+    source = source or Source.INGEST
     files = collect(repo, paths, adapter)
     if not files:
         raise BadInput("no file here that an adapter reads", "KiCad .kicad_sch/.kicad_pcb, BOM *bom*.csv, STEP .step/.stp")
     outcomes: list[FileOutcome] = []
     parsed = []
     repo.index.sync(repo.log, locked=False)
+    waiting = _waiting_files(repo)
     for i, (path, rel, ad) in enumerate(files):
         data = path.read_bytes()
         sha = _sha(data)
-        last = _mapped(repo, rel)
-        if last and last[:3] == (sha, ad.name, ad.version) and not file_wins:
+        last = repo.index.artifact(rel)
+        if last and (last.sha256, last.adapter, last.adapter_version) == (sha, ad.name, ad.version) and not file_wins:
             outcomes.append(FileOutcome(rel, ad.name, "unchanged", sha256=sha))
+        elif waiting.get(rel, ("",))[0] == sha and not file_wins:  # read in already, waiting for approval
+            outcomes.append(FileOutcome(rel, ad.name, "proposed", sha256=sha, proposal=waiting[rel][1]))
         else:
             try:
                 result = _parse(ad, path, rel, repo.root)
@@ -149,25 +144,32 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         if progress:
             progress(i + 1, len(files))
 
-    changes, drafts_after = _changes_for(repo, parsed, file_wins)
-    drafts_after += also or []
+    changes, mapped = _changes_for(repo, parsed, file_wins)
     out = {"files": [o.as_dict() for o in outcomes], "changes": 0, "appended": 0, "warnings": []}
     if not parsed:
         return out
-    with repo.log.lock(), no_gc():
-        planned = plan(repo, changes, actor=actor, message=message or _message(parsed), dry_run=dry_run)
-        if actor.startswith("user:"):  # a person's files are what was made: land them, say what they break
-            out["warnings"] = [v.message for v in planned.result.verdicts if v.blocking]
-        else:
-            refuse_if_blocked(planned.result)
-        drafts = planned.result.drafts() + drafts_after
-        out["changes"] = len(planned.result.drafts())
-        if not dry_run:
-            commit(repo, planned, drafts)
-            out["appended"] = len(drafts)
-            out["version"] = planned.head.seq + len(drafts)
-    out["result"] = planned.result
+    with repo.transaction(actor, source) as tx:
+        # the graph may have moved while the files were parsed: plan on what it is now
+        planned = tx.plan(changes, message or _message(parsed), dry_run=dry_run)
+        if dry_run and tx.rule.on_violation == REFUSE:
+            refuse_if_blocked(planned.result)  # say now what the real run would refuse
+        result = tx.apply(planned, extra=mapped + list(also or []), proposal_records=mapped)
+    out["warnings"] = result.warnings or ([v.message for v in result.verdicts if v.blocking] if dry_run else [])
+    out["changes"] = len(result.drafts())
+    if result.proposal:
+        out["proposal"] = result.proposal
+    elif not dry_run and tx.last_seq:
+        out["appended"] = tx.last_seq - result.first_seq + 1
+        out["version"] = tx.last_seq
+    out["result"] = result
     return out
+
+
+def _waiting_files(repo) -> dict[str, tuple[str, str]]:
+    """path → (sha256, proposal id) of the files whose content a pending proposal holds."""
+    from metaforge.thread.approval import pending
+
+    return {rel: (sha, p["id"]) for p in pending(repo) for rel, sha in (p.get("files") or {}).items()}
 
 
 def _message(parsed) -> str:
@@ -215,17 +217,14 @@ def _changes_for(repo, parsed, file_wins: bool = False) -> tuple[list, list[ev.D
         drafts.append(_mapping_draft(outcome.rel, ad, outcome.sha256, "ingest", outcome.mappings))
     # what a file no longer holds, and no other file maps, is gone from the design
     read_paths = [o.rel for o, _, _ in parsed]
-    conn = repo.index.conn
+    index = repo.index
     for rel in read_paths:
-        for (entity,) in conn.execute("SELECT DISTINCT entity FROM artifact_map WHERE path = ?", (rel,)):
+        for entity in index.entities_in(rel):
             if entity in seen:
                 continue
-            others = conn.execute("SELECT count(*) FROM artifact_map WHERE entity = ? AND path NOT IN "
-                                  f"({','.join('?' * len(read_paths))})", (entity, *read_paths)).fetchone()[0]
-            if not others and current.get(entity, 1) is not None:
+            if not index.mapped_elsewhere(entity, read_paths) and current.get(entity, 1) is not None:
                 changes.append(Change("remove", entity))
-    existing = set(conn.execute("SELECT src, rel, dst FROM edges WHERE src IN (SELECT value FROM json_each(?))",
-                                (json.dumps(sorted({s for s, _, _ in links})),)).fetchall()) if links else set()
+    existing = index.edges_among(s for s, _, _ in links)
     for src, rel, dst in sorted(links - existing):
         changes.append(Change("link", src, rel=rel, dst=dst))
     return changes, drafts
@@ -267,9 +266,7 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
     from metaforge.repo import git
 
     repo.index.sync(repo.log, locked=False)
-    conn = repo.index.conn
-    rows = conn.execute("SELECT path, adapter, adapter_version, sha256, seq FROM artifacts WHERE how != 'removed' "
-                        "ORDER BY path").fetchall()
+    rows = [r[:5] for r in repo.index.artifacts()]
     if paths:
         wanted = {rel for _, rel, _ in collect(repo, paths, adapter)}
         rows = [r for r in rows if r[0] in wanted]
@@ -285,11 +282,8 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
         path = repo.root / rel
         if not path.exists():
             raise Refused(f"{rel}: the file is missing", "restore it (git checkout) or ingest what replaced it")
-        entities = [e for (e,) in conn.execute("SELECT DISTINCT entity FROM artifact_map WHERE path = ?", (rel,))]
-        changed = conn.execute(
-            f"SELECT count(*) FROM nodes WHERE id IN ({','.join('?' * len(entities))}) AND updated_seq > ?",
-            (*entities, seq)).fetchone()[0] if entities else 0
-        if not changed:
+        entities = repo.index.entities_in(rel)
+        if not repo.index.changed_since(entities, seq):
             outcomes.append(FileOutcome(rel, name, "current", len(entities)))
             continue
         data = path.read_bytes()
@@ -307,8 +301,10 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
     out = {"semantic_version": head_seq, "files": [o.as_dict() for o in outcomes], "commit": None}
     if dry_run or not writes:
         return out
-    with repo.log.lock():
-        if repo.index.position().seq != head_seq:
+    from metaforge.thread.policy import Source
+
+    with repo.transaction(actor, Source.RECORD) as tx:
+        if tx.head.seq != head_seq:
             raise Refused("the graph changed while projecting", "run mf project again")
         rels = [w[1] for w in writes]
         try:
@@ -328,13 +324,11 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             raise Refused(f"projection failed, every file put back: {exc}", "nothing was committed or recorded") from None
-        from metaforge.thread.commands import append_records
-
         drafts = [_mapping_draft(rel, ad, o.sha256, "project", o.mappings) for _, rel, ad, _, _, o, _ in writes]
         drafts.append(ev.Draft("state.linked", f"StateLink:{commit[:12]}", 1, {
             "semantic_version": head_seq, "git_commit": commit, "projected_at": ev.now(), "projected_by": actor,
             "artifacts": rels}, message or f"projected semantic version {head_seq}"))
-        append_records(repo, drafts, actor)
+        tx.record(drafts)
     out["commit"] = commit
     return out
 
@@ -365,15 +359,11 @@ def _check_git(repo, rels: list[str]) -> None:
 
 def where(repo, entity_id: str) -> list[dict]:
     """Where in which files an entity lives."""
-    return [{"path": p, "region": r, "line": ln} for p, r, ln in repo.index.conn.execute(
-        "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (entity_id,))]
+    return [{"path": p, "region": r, "line": ln} for p, r, ln in repo.index.mappings_of(entity_id)]
 
 
 def links(repo, limit: int = 20) -> list[dict]:
-    rows = repo.index.conn.execute("SELECT seq, semantic_version, git_commit, projected_at, projected_by, artifacts "
-                                   "FROM state_links ORDER BY seq DESC LIMIT ?", (limit,))
-    return [{"seq": s, "semantic_version": v, "git_commit": c, "projected_at": at, "projected_by": by,
-             "artifacts": json.loads(a)} for s, v, c, at, by, a in rows]
+    return repo.index.state_links(limit)
 
 
 def version_of_commit(repo, rev: str) -> dict | None:
@@ -393,8 +383,7 @@ def version_of_commit(repo, rev: str) -> dict | None:
 
 def commit_of_version(repo, version: int) -> dict | None:
     """The newest StateLink at or before a semantic version: the commit holding its files."""
-    row = repo.index.conn.execute("SELECT seq FROM state_links WHERE semantic_version <= ? "
-                                  "ORDER BY semantic_version DESC, seq DESC LIMIT 1", (version,)).fetchone()
-    if row is None:
+    seq = repo.index.state_link_at(version)
+    if seq is None:
         return None
-    return next(l for l in links(repo, limit=10_000) if l["seq"] == row[0])
+    return next(l for l in links(repo, limit=10_000) if l["seq"] == seq)

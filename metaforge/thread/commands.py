@@ -1,10 +1,11 @@
-"""Commands, the write side: validate, fold, append, project. Every write in `mf` comes here.
+"""Commands, the write side: validate and fold a batch of changes into event drafts.
 
-A command is a list of changes. Under the log lock the index is caught up, each change is
-checked against the state the changes before it left (an overlay on the index), turned into
-event drafts and folded; then the whole batch is appended in one atomic write and the folded
-state is written to the index in one transaction. Any refusal raises before the append, so a
-refused command leaves the log and the index exactly as they were.
+A command is a list of changes. Inside a transaction (`thread/transaction.py`, which holds the
+log lock and has caught the index up), each change is checked against the state the changes
+before it left (an overlay on the index), turned into event drafts and folded, and the
+constraints the batch can affect are evaluated on the result. The transaction then applies the
+write policy and appends. Any refusal raises before the append, so a refused command leaves the
+log and the index exactly as they were.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaforge import events as ev
-from metaforge.batch import no_gc
 from metaforge.errors import BadInput, ConstraintViolation, MetaforgeError, Refused, VersionConflict
 from metaforge.thread.entities import check_relation, parse_id, validate_properties
 from metaforge.thread.graph import GraphState
@@ -61,6 +61,7 @@ class Result:
     dry_run: bool
     verdicts: list = field(default_factory=list)
     proposal: str | None = None  # set when the command became a proposal awaiting approval
+    warnings: list[str] = field(default_factory=list)  # violations that landed (the policy said warn)
 
     @property
     def refused(self) -> bool:
@@ -84,7 +85,7 @@ class Result:
             seq += 1
         return {"dry_run": self.dry_run, "appended": self.appended, "actor": self.actor, "ts": self.ts,
                 "refused": self.refused, "verdicts": [v.as_dict() for v in self.verdicts],
-                "proposal": self.proposal,
+                "proposal": self.proposal, "warnings": self.warnings,
                 "first_seq": self.first_seq if events else None, "last_seq": self.last_seq if events else None,
                 "events": events,
                 "unchanged": [o.change.describe() for o in self.outcomes if not o.drafts]}
@@ -178,29 +179,16 @@ class _Planner:
 
 
 def execute(repo, changes: list[Change], *, actor: str, message: str | None = None,
-            dry_run: bool = False, approval: bool = True) -> Result:
-    """Run one command (a batch of changes): all of it lands, or none of it and an error says why.
+            dry_run: bool = False, source=None) -> Result:
+    """Run one command (a batch of changes) through the one gate (`repo.transaction`): all of it
+    lands, or none of it and an error says why, or it becomes a proposal if an approval rule covers
+    it (see `thread/policy.py` for what each source may do)."""
+    from metaforge.thread.policy import Source
 
-    A command that the project's approval rules cover lands as a proposal instead (see
-    `approval`); `approval=False` is for the approval of such a proposal itself.
-    """
     if not changes:
         raise BadInput("nothing to do: no changes given")
-    with repo.log.lock(), no_gc():
-        planned = plan(repo, changes, actor=actor, message=message, dry_run=dry_run)
-        result = planned.result
-        if dry_run or not result.drafts():
-            return result
-        refuse_if_blocked(result)
-        if approval:
-            from metaforge.thread import approval as approvals
-
-            rule = approvals.rule_for(repo.config, changes, planned.state)
-            if rule is not None:
-                approvals.propose(repo, planned, rule, message)
-                return result
-        commit(repo, planned, result.drafts())
-        return result
+    with repo.transaction(actor, source or Source.CLI) as tx:
+        return tx.change(changes, message, dry_run=dry_run)
 
 
 @dataclass
@@ -233,22 +221,6 @@ def plan(repo, changes: list[Change], *, actor: str, message: str | None, dry_ru
     result = Result(outcomes, head.seq + 1, head.seq + n, actor, ts, dry_run)
     result.verdicts = _check_constraints(repo, index, state)
     return Planned(head, state, result)
-
-
-def append_records(repo, drafts: list[ev.Draft], actor: str) -> int:
-    """Append events that change no entity (proposals, merge decisions) and index them (under the
-    lock). Returns the seq of the first."""
-    repo.index.sync(repo.log, locked=True)
-    head = repo.index.position()
-    records, end = repo.log.append(head, drafts, actor, ev.now())
-    repo.index.commit(GraphState(base=repo.index), records, end)
-    return head.seq + 1
-
-
-def commit(repo, planned: Planned, drafts: list[ev.Draft]) -> None:
-    """Append a planned batch and write its folded state to the index."""
-    records, end = repo.log.append(planned.head, drafts, planned.result.actor, planned.result.ts)
-    repo.index.commit(planned.state, records, end)
 
 
 def _check_constraints(repo, index, state) -> list:

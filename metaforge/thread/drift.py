@@ -128,9 +128,6 @@ def show(value: Any) -> str:
 
 # ---- which files --------------------------------------------------------------------------------
 
-_ROWS = "SELECT path, adapter, adapter_version, sha256, seq, how FROM artifacts WHERE how != 'removed'"
-
-
 def rels_of(repo, paths: list[Path]) -> list[str]:
     """Repository-relative posix paths of what was typed (which may no longer exist)."""
     root = repo.root.resolve()
@@ -151,7 +148,7 @@ def _relative(path: Path, root: Path) -> Path:
 
 
 def _select(repo, rels: list[str] | None) -> tuple[list[tuple], list[str]]:
-    rows = repo.index.conn.execute(_ROWS + " ORDER BY path").fetchall()
+    rows = repo.index.artifacts()
     if rels is None:
         return rows, []
     chosen, untracked = {}, []
@@ -243,8 +240,7 @@ class ContentHashes:
 
 def _entities_moved(repo) -> dict[str, int]:
     """For each mapped file, the last seq at which one of its entities changed in the graph."""
-    return dict(repo.index.conn.execute(
-        "SELECT m.path, max(n.updated_seq) FROM artifact_map m JOIN nodes n ON n.id = m.entity GROUP BY m.path"))
+    return repo.index.last_change_by_file()
 
 
 def sha256(data: bytes) -> str:
@@ -263,8 +259,7 @@ def check_file(repo, row: tuple, moved_seq: int, hashes: ContentHashes | None = 
     try:
         sha = (hashes or ContentHashes(repo)).sha(rel, path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        n = repo.index.conn.execute("SELECT count(DISTINCT entity) FROM artifact_map WHERE path = ?", (rel,)).fetchone()[0]
-        return FileDrift(direction="missing", entities=n, **base), 0
+        return FileDrift(direction="missing", entities=len(repo.index.entities_in(rel)), **base), 0
     except OSError as exc:
         return FileDrift(direction="unreadable", error=exc.strerror or str(exc), **base), 0
     if sha == mapped_sha and moved_seq <= seq:
@@ -287,9 +282,8 @@ def check_file(repo, row: tuple, moved_seq: int, hashes: ContentHashes | None = 
 
 def compare(repo, result, rel: str, seq: int, *, file_changed: bool) -> list[Item]:
     """The drift items between a parsed file and the graph (the file was mapped at `seq`)."""
-    conn = repo.index.conn
     read_only = set(result.extra.get("read_only_props") or ())
-    mapped = {e for (e,) in conn.execute("SELECT DISTINCT entity FROM artifact_map WHERE path = ?", (rel,))}
+    mapped = set(repo.index.entities_in(rel))
     in_file: dict[str, dict] = {}
     for p in result.entities:  # one id read twice (units of a symbol): the first value of each key
         slot = in_file.setdefault(p.id, {})
@@ -357,8 +351,7 @@ class _PastValues:
 
     def reported(self, node_id: str, key: str, default: Any) -> Any:
         if self.reports is None:
-            ref = self.repo.index.conn.execute("SELECT segment, offset FROM events WHERE seq = ?",
-                                               (self.seq,)).fetchall()
+            ref = self.repo.index.event_refs(seq=self.seq)
             mapped = self.repo.log.lines_at(ref)[0]["payload"]["mappings"] if ref else []
             self.reports = {m["entity_id"]: m["reports"] for m in mapped if m.get("reports")}
         if key not in self.reports.get(node_id, {}):
@@ -369,8 +362,7 @@ class _PastValues:
         if node_id not in self.cache:
             from metaforge.thread.graph import GraphState
 
-            refs = self.repo.index.conn.execute("SELECT segment, offset FROM events WHERE entity = ? AND seq <= ? "
-                                                "ORDER BY seq", (node_id, self.seq)).fetchall()
+            refs = self.repo.index.event_refs(entity=node_id, upto=self.seq)
             state = GraphState()
             for e in self.repo.log.lines_at(refs):
                 state.apply(e)
@@ -383,8 +375,7 @@ class _PastValues:
 
 def open_drifts(repo) -> dict[str, dict]:
     """path → {seq, fingerprint, payload} of each drift.detected not yet resolved."""
-    return {p: {"seq": s, "fingerprint": f, "payload": json.loads(d)} for p, s, f, d in
-            repo.index.conn.execute("SELECT path, seq, fingerprint, payload FROM drifts ORDER BY path")}
+    return repo.index.open_drifts()
 
 
 def detected_draft(fd: FileDrift) -> ev.Draft:

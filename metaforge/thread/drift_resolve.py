@@ -16,10 +16,10 @@ def target_path(repo, target: str, cwd: str | Path | None = None) -> str:
     repository-relative path of the file."""
     if target.lstrip("#").isdigit():
         seq = int(target.lstrip("#"))
-        row = repo.index.conn.execute("SELECT path FROM drifts WHERE seq = ?", (seq,)).fetchone()
-        if row is None:
+        path = repo.index.drift_path(seq)
+        if path is None:
             raise BadInput(f"no open drift #{seq}", "mf drift reconcile lists the open ones; or name the file")
-        return row[0]
+        return path
     return rels_of(repo, [Path(cwd or ".") / target])[0]
 
 
@@ -50,10 +50,10 @@ def _default_actor(repo) -> str:
 
 
 def _append(repo, drafts: list[ev.Draft], actor: str) -> int:
-    from metaforge.thread.commands import append_records
+    from metaforge.thread.policy import Source
 
-    with repo.log.lock():
-        return append_records(repo, drafts, actor)
+    with repo.transaction(actor, Source.RECORD) as tx:
+        return tx.record(drafts)
 
 
 def author_of(repo, rel: str) -> str:
@@ -77,6 +77,7 @@ def _accept(repo, fd: FileDrift, opened: dict | None, actor: str | None, message
     """The file's values into the graph, by the file's author: a person's edit lands and what it
     breaks is said; an agent's is checked first and refused if it breaks a constraint."""
     from metaforge.thread.artifacts import ingest
+    from metaforge.thread.policy import Source
 
     who = actor or (author_of(repo, fd.path) if fd.sha256 != fd.mapped_sha256 else _default_actor(repo))
     done = resolved_draft(fd.path, "accept-file", opened, fd, by=who)
@@ -84,7 +85,11 @@ def _accept(repo, fd: FileDrift, opened: dict | None, actor: str | None, message
     if fd.direction == "missing":
         out = _accept_missing(repo, fd, who, why, done)
     else:
-        out = ingest(repo, [repo.root / fd.path], actor=who, message=why, file_wins=True, also=[done])
+        out = ingest(repo, [repo.root / fd.path], actor=who, message=why, file_wins=True, also=[done],
+                     source=Source.DRIFT_ACCEPT)
+    if out.get("proposal"):  # an approval rule covers it: the drift stays open until it is decided
+        return {"path": fd.path, "how": "accept-file", "resolved": False, "actor": who, "proposal": out["proposal"],
+                "changes": out["changes"], "warnings": out["warnings"], "version": None, "drift": fd.as_dict()}
     return {"path": fd.path, "how": "accept-file", "resolved": True, "actor": who,
             "changes": out["changes"], "warnings": out["warnings"], "version": out.get("version"),
             "drift": fd.as_dict()}
@@ -92,27 +97,21 @@ def _accept(repo, fd: FileDrift, opened: dict | None, actor: str | None, message
 
 def _accept_missing(repo, fd: FileDrift, who: str, why: str, done: ev.Draft) -> dict:
     """A file deleted on purpose: what only it held leaves the graph, and it is no longer mapped."""
-    from metaforge.batch import no_gc
-    from metaforge.thread.commands import Change, commit, plan, refuse_if_blocked
+    from metaforge.thread.commands import Change
+    from metaforge.thread.policy import Source
 
-    conn = repo.index.conn
-    only_here = [e for (e,) in conn.execute(
-        "SELECT DISTINCT entity FROM artifact_map WHERE path = ? AND entity NOT IN "
-        "(SELECT entity FROM artifact_map WHERE path != ?)", (fd.path, fd.path))]
+    only_here = repo.index.entities_only_in(fd.path)
     live = [n.id for n in repo.index.load_nodes(only_here).values() if not n.deleted]
     unmapped = ev.Draft("artifact.mapped", f"Artifact:{fd.path}", 1,
                         {"path": fd.path, "adapter": fd.adapter, "adapter_version": "", "sha256": "",
                          "how": "removed", "mappings": []})
-    with repo.log.lock(), no_gc():
-        planned = plan(repo, [Change("remove", e) for e in sorted(live)], actor=who, message=why)
-        warnings = [v.message for v in planned.result.verdicts if v.blocking]
-        if not who.startswith("user:"):
-            refuse_if_blocked(planned.result)
-            warnings = []
-        drafts = planned.result.drafts() + [unmapped, done]
-        commit(repo, planned, drafts)
-    return {"changes": len(planned.result.drafts()), "warnings": warnings,
-            "version": planned.head.seq + len(drafts)}
+    with repo.transaction(who, Source.DRIFT_ACCEPT) as tx:
+        result = tx.change([Change("remove", e) for e in sorted(live)], why, extra=[unmapped, done],
+                           proposal_records=[unmapped])
+    if result.proposal:
+        return {"changes": len(result.drafts()), "warnings": result.warnings, "version": None,
+                "proposal": result.proposal}
+    return {"changes": len(result.drafts()), "warnings": result.warnings, "version": tx.last_seq}
 
 
 def _reproject(repo, fd: FileDrift, opened: dict | None, actor: str) -> dict:
@@ -166,14 +165,12 @@ def _write_over_edit(repo, fd: FileDrift, opened: dict | None, actor: str) -> No
     left uncommitted, like any edit in the working tree."""
     from metaforge.adapters import registry
     from metaforge.thread.artifacts import _mapping_draft, _parse, _props_of, _write_atomic, mapping_entries
-    from metaforge.thread.commands import append_records
+    from metaforge.thread.policy import Source
 
     rel, path = fd.path, repo.root / fd.path
     adapter = registry.get(fd.adapter)
-    with repo.log.lock():
-        repo.index.sync(repo.log, locked=True)
-        entities = [e for (e,) in repo.index.conn.execute("SELECT DISTINCT entity FROM artifact_map WHERE path = ?",
-                                                          (rel,))]
+    with repo.transaction(actor, Source.RECORD) as tx:
+        entities = tx.index.entities_in(rel)
         props = {k: v for k, v in _props_of(repo, entities).items() if v is not None}
         old = path.read_bytes()
         new = adapter.project(path, rel, props)
@@ -182,7 +179,7 @@ def _write_over_edit(repo, fd: FileDrift, opened: dict | None, actor: str) -> No
             mappings = mapping_entries(repo, _parse(adapter, path, rel, repo.root), props)
             drafts = [_mapping_draft(rel, adapter, sha256(new), "project", mappings),
                       resolved_draft(rel, "reproject", opened, fd)]
-            append_records(repo, drafts, actor)
+            tx.record(drafts)
         except BaseException:
             _write_atomic(path, old)
             raise

@@ -31,9 +31,9 @@ MAX_WAIT_S = 2.0  # changes that never pause are read at least this often
 
 def reconcile(repo, actor: str, rels: list[str] | None = None, *, settle: float = 0.0) -> dict:
     """Bring the log's open drifts in line with the files (all of them, or those under `rels`)."""
-    from metaforge.thread.commands import append_records
+    from metaforge.thread.policy import Source
 
-    with repo.log.lock():
+    with repo.transaction(actor, Source.RECORD) as tx:
         report = drift.detect(repo, rels, locked=True, settle=settle)
         real = {fd.path: fd for fd in report.drifts}
         opened = drift.open_drifts(repo)
@@ -51,7 +51,7 @@ def reconcile(repo, actor: str, rels: list[str] | None = None, *, settle: float 
                 how = _why_gone(repo, path, o)
                 drafts.append(drift.resolved_draft(path, how, o))
                 resolved.append({"path": path, "how": how, "drift": o["seq"]})
-        first = append_records(repo, drafts, actor) if drafts else 0
+        first = tx.record(drafts)
         still = drift.open_drifts(repo)
     return {"checked": report.checked, "parsed": report.parsed,
             "detected": [{"id": first + at, **fd.as_dict()} for fd, at in detected],
@@ -63,13 +63,13 @@ def reconcile(repo, actor: str, rels: list[str] | None = None, *, settle: float 
 def _why_gone(repo, path: str, opened: dict) -> str:
     """How a drift ended without `mf drift resolve`: the file was read in or written since, the
     file went back to what was mapped, or the graph came back to the file's values."""
-    row = repo.index.conn.execute("SELECT seq, how, sha256 FROM artifacts WHERE path = ?", (path,)).fetchone()
-    if row is None or row[1] == "removed":
+    row = repo.index.artifact(path)
+    if row is None or row.how == "removed":
         return "unmapped"
-    if row[0] > opened["payload"].get("mapping_seq", 0):
-        return {"ingest": "ingested", "project": "projected"}.get(row[1], row[1])
+    if row.seq > opened["payload"].get("mapping_seq", 0):
+        return {"ingest": "ingested", "project": "projected"}.get(row.how, row.how)
     try:
-        same = drift.sha256((repo.root / path).read_bytes()) == row[2]
+        same = drift.sha256((repo.root / path).read_bytes()) == row.sha256
     except OSError:
         same = False
     return "reverted" if same else "reconciled"
@@ -168,7 +168,7 @@ def _touched(repo, root: Path, changes, log_seen: tuple) -> list[str] | None:
     events = os.path.join(str(root), ".metaforge", "events") + os.sep
     if any(p.startswith(events) for _, p in changes) and repo.log.stat_head() != log_seen:
         return None
-    mapped = {r for (r,) in repo.index.conn.execute("SELECT path FROM artifacts WHERE how != 'removed'")}
+    mapped = {a.path for a in repo.index.artifacts()}
     return sorted({rel for _, p in changes for rel in [Path(os.path.relpath(p, root)).as_posix()] if rel in mapped})
 
 

@@ -148,7 +148,7 @@ def pre_commit(repo) -> dict:
     from metaforge.thread.constraints.engine import check_all
 
     repo.index.sync(repo.log, locked=False)
-    mapped = {r for (r,) in repo.index.conn.execute("SELECT path FROM artifacts WHERE how != 'removed'")}
+    mapped = {a.path for a in repo.index.artifacts()}
     staged = [p for p in staged_files(repo) if p in mapped]
     report = drift.detect(repo, staged) if staged else drift.Report()
     unstaged = git(["diff", "--name-only", "--relative", "--", *staged], cwd=repo.root).split() if staged else []
@@ -166,15 +166,14 @@ def post_commit(repo) -> dict:
     from metaforge.repo import git
     from metaforge.thread import drift
     from metaforge.thread.artifacts import _mapping_draft, _parse, _props_of, mapping_entries
-    from metaforge.thread.commands import append_records
+    from metaforge.thread.policy import Source
 
     commit = git(["rev-parse", "HEAD"], cwd=repo.root)
     files = git(["diff-tree", "--no-commit-id", "--name-only", "--relative", "-r", "--root", "HEAD"],
                 cwd=repo.root).split("\n")
     actor = _commit_author(repo)
-    with repo.log.lock():
-        repo.index.sync(repo.log, locked=True)
-        rows = {r[0]: r for r in repo.index.conn.execute(drift._ROWS)}
+    with repo.transaction(actor, Source.RECORD) as tx:
+        rows = {a.path: a for a in tx.index.artifacts()}
         design = sorted(p for p in files if p in rows)
         if not design:
             return {"commit": commit, "linked": False, "files": []}
@@ -193,7 +192,7 @@ def post_commit(repo) -> dict:
         drafts.append(ev.Draft("state.linked", f"StateLink:{commit[:12]}", 1, {
             "semantic_version": version, "git_commit": commit, "projected_at": ev.now(), "projected_by": actor,
             "artifacts": design, "how": "commit"}, f"commit {commit[:12]} holds semantic version {version}"))
-        append_records(repo, drafts, actor)
+        tx.record(drafts)
     return {"commit": commit, "linked": True, "semantic_version": version, "files": design}
 
 

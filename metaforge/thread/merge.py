@@ -110,13 +110,12 @@ def _project(repo, segments: list[bytes], folder: Path):
         (mfdir / "events" / segment_name(i)).write_bytes(data)
     if repo.index.path.exists():
         try:
-            repo.index.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            repo.index.checkpoint()
             shutil.copyfile(repo.index.path, mfdir / "index.db")
         except Exception:  # a seed is an optimization only
             (mfdir / "index.db").unlink(missing_ok=True)
     log, index = EventLog(mfdir), GraphIndex(mfdir / "index.db")
-    with log.lock():
-        index.sync(log, locked=True)
+    index.sync(log, locked=False)
     return index
 
 
@@ -167,7 +166,7 @@ def _replay(repo, index, ours_new: list[dict], theirs_new: list[dict]) -> MergeO
                                                            if isinstance(e.get("payload"), dict) and e["payload"].get("to")})
         out = MergeOutcome(b"")
         seq = index.position().seq
-        proposals = {r[0] for r in index.conn.execute("SELECT id FROM proposals")}
+        proposals = index.proposal_ids()
         renamed: dict[str, str] = {}
         for e in theirs_new:
             if e["id"] in held:
@@ -332,6 +331,7 @@ def finish(repo, take: str, actor: str) -> dict:
     import subprocess
 
     from metaforge.thread.commands import execute
+    from metaforge.thread.policy import Source
 
     st = pending(repo)
     if st is None:
@@ -341,16 +341,13 @@ def finish(repo, take: str, actor: str) -> dict:
     if take == "theirs":
         changes = [c for e in held for c in _as_changes(e)]
         if changes:
-            execute(repo, changes, actor=actor, message="merge: the other side's value taken", approval=False)
+            execute(repo, changes, actor=actor, message="merge: the other side's value taken", source=Source.MERGE)
             taken = [e["id"] for e in held]
-    from metaforge.thread.commands import append_records
-
-    with repo.log.lock():
-        repo.index.sync(repo.log, locked=True)
-        draft = ev.Draft("merge.resolved", f"Merge:{repo.index.position().seq + 1}", 1,
+    with repo.transaction(actor, Source.RECORD) as tx:
+        draft = ev.Draft("merge.resolved", f"Merge:{tx.head.seq + 1}", 1,
                          {"took": take, "taken": taken, "dropped": [e["id"] for e in held if e["id"] not in taken],
                           "conflicts": [c["message"] for c in st["conflicts"]]})
-        append_records(repo, [draft], actor)
+        tx.record([draft])
     state_path(repo).unlink(missing_ok=True)
     subprocess.run(["git", "add", "--", st["path"]], cwd=repo.root, check=True)
     op = _operation(repo)

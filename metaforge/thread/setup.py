@@ -88,6 +88,7 @@ def _apply_template(repo: Repo, tpl: Path, result: InitResult, actor: str | None
     from metaforge.repo import default_actor
     from metaforge.thread.changes_file import read_changes
     from metaforge.thread.commands import execute
+    from metaforge.thread.policy import Source
 
     result.template = tpl.name
     extra_config = tpl / "config.toml"
@@ -109,7 +110,7 @@ def _apply_template(repo: Repo, tpl: Path, result: InitResult, actor: str | None
     try:
         # the template is the starting point: its own constraints are not proposals
         out = execute(repo, changes, actor=actor or default_actor(repo.root),
-                      message=message or f"created from template {tpl.name}", approval=False)
+                      message=message or f"created from template {tpl.name}", source=Source.TEMPLATE)
     except MetaforgeError:
         for rel in result.files:
             (repo.root / rel).unlink(missing_ok=True)
