@@ -53,6 +53,7 @@ def make_twin(path: Path, model: bool = True) -> Path:
     from metaforge.cli.app import run
     from metaforge.repo import Repo
     from metaforge.thread.commands import Change, execute
+    from metaforge.thread.policy import Source
 
     assert run(["init", str(path), "--template", "drone-flight-controller"]) == 0
     cfg = path / ".metaforge" / "config.toml"
@@ -72,7 +73,7 @@ def make_twin(path: Path, model: bool = True) -> Path:
                                                              "values": {"cell_temperature": [[45, 47.5, 50.2, 52.1]]}}}}),
         Change("link", SIM_RUN, rel="SIMULATES", dst=f"DeviceInstance:{DEVICE}"),
     ]
-    execute(repo, changes, actor="user:tester", message="test twin for mf serve", approval=False)
+    execute(repo, changes, actor="user:tester", message="test twin for mf serve", source=Source.TEMPLATE)
     repo.close()
     return path
 

@@ -62,12 +62,18 @@ def ingest_files(
         emit_json(out)
     else:
         for f in out["files"]:
-            mark = {"read": "[green]✓[/]", "unchanged": "[dim]=[/]", "refused": "[red]✗[/]"}[f["status"]]
-            detail = f["error"] if f.get("error") else f"{f['entities']} entities" if f["status"] == "read" else "unchanged"
+            mark = {"read": "[green]✓[/]", "unchanged": "[dim]=[/]", "refused": "[red]✗[/]",
+                    "proposed": "[yellow]…[/]"}[f["status"]]
+            detail = (f["error"] if f.get("error") else f"{f['entities']} entities" if f["status"] == "read"
+                      else f"waiting for approval in {f['proposal']}" if f["status"] == "proposed" else "unchanged")
             say(f"{mark} {f['path']}  [dim]{f['adapter']}[/]  {detail}")
-        what = "would append" if dry_run else "appended"
-        say(f"{len(out['files'])} files, {out['changes']} changes; {what} {out.get('appended', 0) or (out['changes'] if dry_run else 0)} events"
-            + (f", version {out['version']}" if out.get("version") else ""))
+        if out.get("proposal"):
+            say(f"{len(out['files'])} files, {out['changes']} changes: they need approval, proposed as "
+                f"[bold]{out['proposal']}[/] (mf approve / mf reject); the files stay drifted until then")
+        else:
+            what = "would append" if dry_run else "appended"
+            say(f"{len(out['files'])} files, {out['changes']} changes; {what} {out.get('appended', 0) or (out['changes'] if dry_run else 0)} events"
+                + (f", version {out['version']}" if out.get("version") else ""))
         for w in out["warnings"]:
             warn(f"constraint broken by these files: {w} (see mf check)")
     if refused:

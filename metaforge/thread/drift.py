@@ -79,6 +79,7 @@ class FileDrift:
     mapping_seq: int = 0
     error: str | None = None
     entities: int = 0                  # how many entities the graph maps to it
+    proposal: str | None = None        # the pending proposal that holds the file's content
 
     @property
     def fingerprint(self) -> str:
@@ -91,13 +92,16 @@ class FileDrift:
             return [f"{self.path} is missing ({self.entities} entities mapped to it)"]
         if self.direction == "unreadable":
             return [f"{self.path} cannot be read: {self.error}"]
-        return [i.line(self.path) for i in self.items]
+        waiting = [f"{self.path}: read in, waiting for approval in {self.proposal} (mf approve / mf reject)"] \
+            if self.proposal else []
+        return [i.line(self.path) for i in self.items] + waiting
 
     def as_dict(self) -> dict:
         return {"path": self.path, "adapter": self.adapter, "direction": self.direction,
                 "fingerprint": self.fingerprint, "sha256": self.sha256, "mapped_sha256": self.mapped_sha256,
                 "mapping_seq": self.mapping_seq, "entities": self.entities, "error": self.error,
-                "items": [i.as_dict() for i in self.items], "summary": self.lines()}
+                "items": [i.as_dict() for i in self.items], "summary": self.lines(),
+                **({"proposal": self.proposal} if self.proposal else {})}
 
 
 @dataclass
@@ -180,6 +184,7 @@ def detect(repo, rels: list[str] | None = None, *, locked: bool = False, settle:
     moved = _entities_moved(repo)
     report = Report(checked=len(rows), untracked=untracked)
     hashes = ContentHashes(repo)
+    waiting = _waiting_files(repo)
     for row in rows:
         fd, parsed = check_file(repo, row, moved.get(row[0], 0), hashes)
         if fd is not None and settle and fd.direction in ("missing", "unreadable"):
@@ -188,9 +193,17 @@ def detect(repo, rels: list[str] | None = None, *, locked: bool = False, settle:
             parsed += again
         report.parsed += parsed
         if fd is not None:
+            if waiting.get(fd.path, ("",))[0] == fd.sha256:
+                fd.proposal = waiting[fd.path][1]
             report.drifts.append(fd)
     hashes.save()
     return report
+
+
+def _waiting_files(repo) -> dict[str, tuple[str, str]]:
+    from metaforge.thread.artifacts import _waiting_files
+
+    return _waiting_files(repo)
 
 
 class ContentHashes:
