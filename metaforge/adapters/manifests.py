@@ -46,8 +46,7 @@ def projects(repo) -> list[dict]:
     """Every TwinModel with the keys of its models, then every manifest no TwinModel claims."""
     manifests = list_manifests(repo.root)
     out, claimed = [], set()
-    for (model_id,) in repo.index.conn.execute(
-            "SELECT id FROM nodes WHERE type = 'TwinModel' AND deleted = 0 ORDER BY id"):
+    for model_id in repo.index.ids_of_type("TwinModel"):
         keys = _keys_of_model(repo, model_id, manifests)
         claimed.update(keys)
         out.append({"project_id": model_id.split(":", 1)[1], "twin_model": model_id, "models": keys})
@@ -64,8 +63,7 @@ def manifest_for(repo, project_id: str) -> tuple[str, dict]:
         if project_id in (key, manifest.get("artifact_id"), manifest.get("source")):
             return key, manifest
     model_id = project_id if project_id.startswith("TwinModel:") else f"TwinModel:{project_id}"
-    row = repo.index.conn.execute("SELECT 1 FROM nodes WHERE id = ? AND deleted = 0", (model_id,)).fetchone()
-    if row is None:
+    if not repo.index.exists(model_id):
         raise NotFound(f"unknown project {project_id}",
                        "a project is a TwinModel, or a model in .metaforge/artifacts/ (GET /api/v1/projects)")
     keys = _keys_of_model(repo, model_id, manifests)
@@ -78,13 +76,10 @@ def manifest_for(repo, project_id: str) -> tuple[str, dict]:
 def _keys_of_model(repo, model_id: str, manifests: dict[str, dict]) -> list[str]:
     by_source = {m.get("source"): k for k, m in manifests.items()}
     by_root = {(m.get("component_tree") or {}).get("id"): k for k, m in manifests.items()}
-    conn = repo.index.conn
     found, seen, stack = [], {model_id}, [model_id]
     while stack:
         here = stack.pop()
-        for dst, path in conn.execute(
-                "SELECT e.dst, n.props ->> '$.artifact_path' FROM edges e JOIN nodes n ON n.id = e.dst "
-                "WHERE e.src = ? AND e.rel = 'HAS_ELEMENT' AND n.deleted = 0", (here,)):
+        for dst, path in repo.index.targets_with_prop(here, "HAS_ELEMENT", "artifact_path"):
             key = by_source.get(path) or by_root.get(dst)
             if key and key not in found:
                 found.append(key)

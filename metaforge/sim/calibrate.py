@@ -265,14 +265,13 @@ def calibrate(repo, model: str, *, actor: str, data: Path | None = None, executi
         raise BadInput(f"{model} is no BehavioralModel yet", f"`mf sim register {loaded.display}` first")
     if execution:
         execution = execution if execution.startswith("TestExecution:") else f"TestExecution:{execution}"
-        row = repo.index.conn.execute("SELECT props ->> '$.data_path' FROM nodes WHERE id = ? AND deleted = 0",
-                                      (execution,)).fetchone()
-        if row is None:
+        props = repo.index.props(execution)
+        if props is None:
             raise BadInput(f"unknown {execution}")
         if data is None:
-            if not row[0]:
+            if not props.get("data_path"):
                 raise BadInput(f"{execution} has no data_path; give --data FILE.csv")
-            data = repo.root / row[0].split(",")[0].strip()
+            data = repo.root / props["data_path"].split(",")[0].strip()
     if data is None:
         raise BadInput("give --data FILE.csv (or --execution TestExecution:ID with a data_path)")
     shown = str(data)
@@ -294,8 +293,7 @@ def calibrate(repo, model: str, *, actor: str, data: Path | None = None, executi
                     payload={"rmse": result.rmse, "validation_rmse": result.validation_rmse})
     changes = [Change("set", f"{ENTITY}:{name}", props={"parameters": result.parameters, "calibration_source": source}),
                Change("link", f"{ENTITY}:{name}", rel="CALIBRATED_BY", dst=run_id)]
-    if execution and not repo.index.conn.execute("SELECT 1 FROM edges WHERE src = ? AND rel = 'CALIBRATED_BY' AND dst = ?",
-                                                 (f"{ENTITY}:{name}", execution)).fetchone():
+    if execution and not repo.index.has_edge(f"{ENTITY}:{name}", "CALIBRATED_BY", execution):
         changes.append(Change("link", f"{ENTITY}:{name}", rel="CALIBRATED_BY", dst=execution))
     landed = execute(repo, changes, actor=actor, message=f"calibrated {name}: {source}", source=Source.CALIBRATION)
     return result, landed, run_id

@@ -9,7 +9,6 @@ given as a path to a YAML file that no entity names yet (`mf sim run models/new.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from metaforge.errors import BadInput
@@ -24,9 +23,8 @@ class Catalog:
         self._cache: dict[str, Loaded] = {}
 
     def entity(self, name: str) -> dict | None:
-        row = self.repo.index.conn.execute("SELECT version, json(props) FROM nodes WHERE id = ? AND deleted = 0",
-                                           (f"{ENTITY}:{name}",)).fetchone()
-        return None if row is None else {"version": row[0], "properties": json.loads(row[1])}
+        node = self.repo.index.node(f"{ENTITY}:{name}")
+        return None if node is None else {"version": node.version, "properties": node.props}
 
     def find(self, ref: str, relative_to: Loaded | None = None) -> Loaded:
         """A model by entity name (`battery-discharge`, `BehavioralModel:battery-discharge`) or path."""
@@ -71,12 +69,10 @@ class Catalog:
             return str(path)
 
     def models(self) -> list[dict]:
-        rows = self.repo.index.conn.execute(f"SELECT name, version, json(props) FROM nodes WHERE type = '{ENTITY}' "
-                                            "AND deleted = 0 ORDER BY name").fetchall()
         out = []
-        for name, version, props in rows:
-            props = json.loads(props)
-            entry = {"name": name, "version": version, "model_type": props.get("model_type"),
+        for node in self.repo.index.nodes_of_type(ENTITY):  # id order is name order: one prefix
+            name, props = node.id.split(":", 1)[1], node.props
+            entry = {"name": name, "version": node.version, "model_type": props.get("model_type"),
                      "definition": props.get("definition"), "calibration_source": props.get("calibration_source"),
                      "ok": True, "error": None}
             try:
@@ -88,10 +84,8 @@ class Catalog:
 
     def composition_of(self, twin_model: str) -> str:
         """The composition a TwinModel is MODELED_BY (what a what-if runs for its devices)."""
-        rows = self.repo.index.conn.execute(
-            "SELECT e.dst, n.props ->> '$.model_type' FROM edges e JOIN nodes n ON n.id = e.dst AND n.deleted = 0 "
-            "WHERE e.src = ? AND e.rel = 'MODELED_BY'", (twin_model,)).fetchall()
-        found = [dst for dst, kind in rows if kind == "composition"]
+        found = [dst for dst, kind in self.repo.index.targets_with_prop(twin_model, "MODELED_BY", "model_type")
+                 if kind == "composition"]
         if not found:
             raise BadInput(f"{twin_model} is MODELED_BY no composition",
                            f"link one: mf mutate link {twin_model} MODELED_BY BehavioralModel:NAME")
@@ -100,10 +94,10 @@ class Catalog:
     def limit(self, ref: str) -> tuple[float, str]:
         """`BOMItem:U1.max_temp` → (85, "degC"), read from the graph."""
         entity, _, prop = ref.rpartition(".")
-        row = self.repo.index.conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (entity,)).fetchone()
-        if row is None:
+        props = self.repo.index.props(entity)
+        if props is None:
             raise BadInput(f"margin limit {ref}: {entity} does not exist")
-        value = json.loads(row[0]).get(prop)
+        value = props.get(prop)
         if isinstance(value, dict) and "value" in value:
             return float(value["value"]), value.get("unit") or ""
         if isinstance(value, (int, float)):

@@ -92,21 +92,17 @@ def _twin_of(repo, device: str) -> str:
     from metaforge.sync.devices import require
 
     name = require(repo, device)
-    row = repo.index.conn.execute("SELECT dst FROM edges WHERE src = ? AND rel = 'INSTANCE_OF'",
-                                  (f"DeviceInstance:{name}",)).fetchone()
-    if row is None:
+    models = repo.index.edges_from(f"DeviceInstance:{name}", "INSTANCE_OF")
+    if not models:
         raise BadInput(f"device {name} is INSTANCE_OF no TwinModel")
-    return row[0]
+    return models[0][1]
 
 
 def devices_of(repo, twin_model: str) -> list[str]:
     tid = twin_model if twin_model.startswith("TwinModel:") else f"TwinModel:{twin_model}"
-    if repo.index.conn.execute("SELECT 1 FROM nodes WHERE id = ? AND deleted = 0", (tid,)).fetchone() is None:
+    if not repo.index.exists(tid):
         raise BadInput(f"unknown twin model {tid}")
-    rows = repo.index.conn.execute(
-        "SELECT e.src FROM edges e JOIN nodes n ON n.id = e.src AND n.deleted = 0 WHERE e.dst = ? AND e.rel = 'INSTANCE_OF' "
-        "AND coalesce(n.props ->> '$.status', '') != 'decommissioned' ORDER BY e.src", (tid,)).fetchall()
-    return [r[0].split(":", 1)[1] for r in rows]
+    return [d.split(":", 1)[1] for d in repo.index.devices_in_service(tid)]
 
 
 def composition_for(repo, twin_model: str, models: list[str] | None):
@@ -143,7 +139,7 @@ def what_if(repo, *, actor: str, device: str | None = None, twin_model: str | No
                                                       if m.entity_version is not None]
     targets += [twin] + [f"DeviceInstance:{d}" for d in devices]
     run_id = record.start(repo, "what-if", actor=actor, scenario=f"{label}: {scenario_text}", composed=composed,
-                          targets=[t for t in targets if _exists(repo, t)],
+                          targets=[t for t in targets if repo.index.exists(t)],
                           props={"overrides": over.as_record(), "devices": devices if len(devices) <= record.MAX_LISTED_DEVICES else [],
                                  "initial": _describe_start(sources),
                                  "settings": {"duration_s": duration, "rate_hz": rate_hz, "models": models or [],
@@ -166,10 +162,6 @@ def what_if(repo, *, actor: str, device: str | None = None, twin_model: str | No
     record.complete(repo, run_id, actor=actor, props={"outputs": _summary_for_record(outcome)},
                     payload={"simulation_seconds": round(outcome.sim_seconds, 4), "steps": outcome.steps})
     return outcome
-
-
-def _exists(repo, node_id: str) -> bool:
-    return repo.index.conn.execute("SELECT 1 FROM nodes WHERE id = ? AND deleted = 0", (node_id,)).fetchone() is not None
 
 
 def _describe_start(sources: list[dict]) -> dict:
@@ -231,7 +223,7 @@ def sweep(repo, device: str, *, actor: str, sets=None, duration: float = 3600.0,
     text = ", ".join(f"{k}={v}" for k, v in pairs)
     run_id = record.start(repo, "sweep", actor=actor, scenario=f"{name}: {text}", composed=composed,
                           targets=[t for t in (f"BehavioralModel:{composed.name}", twin, f"DeviceInstance:{name}")
-                                   if _exists(repo, t)],
+                                   if repo.index.exists(t)],
                           props={"overrides": dict(pairs), "devices": [name], "initial": _describe_start(sources),
                                  "settings": {"duration_s": duration, "points": len(grid), "models": models or []}})
     try:

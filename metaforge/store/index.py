@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import orjson
 
@@ -94,6 +94,29 @@ class ArtifactRow(NamedTuple):
     sha256: str
     seq: int
     how: str  # ingest | project | commit | removed
+
+
+class SyncLayers(NamedTuple):
+    """What a device's sync policy is made of, as stored: its own settings and sources, and its fleet
+    group's (decoded JSON; None where unset, `group` None when it is MEMBER_OF no live group)."""
+
+    device: str  # DeviceInstance id
+    policy: dict | None
+    sources: list | None
+    group: str | None  # FleetGroup id
+    group_policy: dict | None
+    group_sources: list | None
+
+
+# one pass over the fleet: `effective()` answers for thousands of devices at each ingest start
+_SYNC_LAYERS_SQL = """
+SELECT d.id, json(d.props -> '$.state.sync_policy'), json(d.props -> '$.telemetry_sources'), g.id,
+       json(g.props -> '$.sync_policy'), json(g.props -> '$.telemetry_sources')
+FROM nodes d
+LEFT JOIN edges e ON e.src = d.id AND e.rel = 'MEMBER_OF'
+LEFT JOIN nodes g ON g.id = e.dst AND g.deleted = 0
+WHERE d.type = 'DeviceInstance' AND d.deleted = 0
+"""
 
 
 class GraphIndex:
@@ -511,6 +534,57 @@ class GraphIndex:
     def has_edge(self, src: str, rel: str, dst: str) -> bool:
         return self.conn.execute("SELECT 1 FROM edges WHERE src = ? AND rel = ? AND dst = ?",
                                  (src, rel, dst)).fetchone() is not None
+
+    # ---- reads: devices, models, fleet -------------------------------------------------------------
+
+    def nodes_of_type(self, type_name: str) -> list[Node]:
+        """The live nodes of one entity type, whole, in id order: one query for a listing."""
+        loads = orjson.loads
+        rows = self.conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE type = ? AND deleted = 0 ORDER BY id",
+                                 (type_name,))
+        return [Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], loads(r[9]), bool(r[10])) for r in rows]
+
+    def prop_of_each(self, type_name: str, key: str) -> dict[str, Any]:
+        """id → one property (None if unset) of every live node of a type, in id order: one query
+        instead of one per node, for a fleet of thousands."""
+        rows = self.conn.execute("SELECT id, json(props -> ?) FROM nodes WHERE type = ? AND deleted = 0 ORDER BY id",
+                                 (f"$.{key}", type_name))
+        return {nid: _decoded(raw) for nid, raw in rows}
+
+    def targets_with_prop(self, src: str, rel: str, key: str) -> list[tuple[str, Any]]:
+        """(dst, the dst's `key` or None) of each edge `src -rel->` a live node, in dst order: a walk
+        down a tree reads each level in one query."""
+        rows = self.conn.execute("SELECT e.dst, json(n.props -> ?) FROM edges e JOIN nodes n ON n.id = e.dst "
+                                 "AND n.deleted = 0 WHERE e.src = ? AND e.rel = ? ORDER BY e.dst",
+                                 (f"$.{key}", src, rel))
+        return [(dst, _decoded(raw)) for dst, raw in rows]
+
+    def device_status(self, device_id: str) -> str | None:
+        """A registered device's `status` ("active", "decommissioned"; "" if unset), or None if the
+        registry does not hold it (never registered, or removed). One primary-key seek: ingest asks
+        it of every device it hears from."""
+        row = self.conn.execute("SELECT props ->> '$.status' FROM nodes WHERE id = ? AND deleted = 0",
+                                (device_id,)).fetchone()
+        return None if row is None else row[0] or ""
+
+    def devices_in_service(self, twin_model_id: str) -> list[str]:
+        """The live DeviceInstance ids INSTANCE_OF a TwinModel that are not decommissioned, in id order
+        (a fleet what-if runs every one of them): one query."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT e.src FROM edges e JOIN nodes n ON n.id = e.src AND n.deleted = 0 WHERE e.dst = ? "
+            "AND e.rel = 'INSTANCE_OF' AND coalesce(n.props ->> '$.status', '') != 'decommissioned' ORDER BY e.src",
+            (twin_model_id,))]
+
+    def device_sync_layers(self) -> list[SyncLayers]:
+        """Every live device's own sync settings beside its fleet group's, in one query over the fleet
+        (a device in two groups has a row for each)."""
+        return [SyncLayers(d, _decoded(own), _decoded(own_sources), g, _decoded(group_policy), _decoded(group_sources))
+                for d, own, own_sources, g, group_policy, group_sources in self.conn.execute(_SYNC_LAYERS_SQL)]
+
+
+def _decoded(raw: str | None):
+    """A JSON text SQLite answered, decoded (SQL NULL, an unset property, stays None)."""
+    return None if raw is None else orjson.loads(raw)
 
 
 def _estimate_events(log: EventLog, start: Position) -> int:

@@ -7,8 +7,6 @@ the live layer reacts to, in the same atomic batch.
 
 from __future__ import annotations
 
-import json
-
 from metaforge import events as ev
 from metaforge.errors import BadInput, NotFound, Refused
 from metaforge.sync.policy import POLICY_DEFAULTS, check_policy, merge_sources, parse_source
@@ -41,8 +39,7 @@ def _join(repo, name: str, group: str) -> list:
     from metaforge.thread.commands import Change
 
     group_id = f"FleetGroup:{group.removeprefix('FleetGroup:')}"
-    exists = repo.index.conn.execute("SELECT 1 FROM nodes WHERE id = ? AND deleted = 0", (group_id,)).fetchone()
-    changes = [] if exists else [Change("add", group_id, props={"sync_policy": {}})]
+    changes = [] if repo.index.exists(group_id) else [Change("add", group_id, props={"sync_policy": {}})]
     return changes + [Change("link", f"DeviceInstance:{name}", rel="MEMBER_OF", dst=group_id)]
 
 
@@ -62,10 +59,10 @@ def _target(repo, device: str | None, group: str | None) -> tuple[str, dict]:
         node = f"DeviceInstance:{require(repo, device)}"
     else:
         node = f"FleetGroup:{group.removeprefix('FleetGroup:')}"
-    row = repo.index.conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (node,)).fetchone()
-    if row is None:
+    props = repo.index.props(node)
+    if props is None:
         raise BadInput(f"unknown fleet group {group}", "a group is made by `mf device register ID --group NAME`")
-    return node, json.loads(row[0])
+    return node, props
 
 
 def set_policy(repo, settings: dict, *, device: str | None = None, group: str | None = None,
@@ -161,10 +158,9 @@ def describe(repo, device_id: str, now_us: int | None = None) -> dict:
 def require(repo, device: str) -> str:
     """The device name, refusing one the registry does not know or has retired."""
     name = device.removeprefix("DeviceInstance:")
-    row = repo.index.conn.execute("SELECT deleted, props ->> '$.status' FROM nodes WHERE id = ?",
-                                  (f"DeviceInstance:{name}",)).fetchone()
-    if row is None or row[0]:
+    status = repo.index.device_status(f"DeviceInstance:{name}")
+    if status is None:
         raise NotFound(f"unknown device {name}", f"register it: mf device register {name} --model MODEL")
-    if row[1] == "decommissioned":
+    if status == "decommissioned":
         raise Refused(f"device {name} is decommissioned")
     return name

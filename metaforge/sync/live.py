@@ -59,12 +59,10 @@ def _resolve(value, unit: str | None, repo) -> float | None:
     text = str(value)
     if ":" in text and "." in text:
         entity, _, prop = text.rpartition(".")
-        row = repo.index.conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (entity,)).fetchone()
-        if row is None:
+        props = repo.index.props(entity)
+        if props is None:
             raise BadInput(f"telemetry limit: {entity} does not exist")
-        import orjson
-
-        stored = orjson.loads(row[0]).get(prop)
+        stored = props.get(prop)
         if stored is None:
             raise BadInput(f"telemetry limit: {entity} has no {prop}")
         q = to_value(stored)
@@ -115,11 +113,10 @@ class LiveTwin:
         from metaforge.sync.policy import effective
 
         policies = effective(repo)
-        for d in repo.index.conn.execute("SELECT id, props ->> '$.health' FROM nodes "
-                                         "WHERE type = 'DeviceInstance' AND deleted = 0"):
-            name = d[0].split(":", 1)[1]
+        for node_id, health in repo.index.prop_of_each("DeviceInstance", "health").items():  # one query
+            name = node_id.split(":", 1)[1]
             self.staleness[name] = float(policies[name]["policy"]["staleness_threshold_s"])
-            self.devices[name] = DeviceState(health=d[1] or "unknown")
+            self.devices[name] = DeviceState(health=health or "unknown")
 
     def observe(self, runs: list[tuple[str, str, list, list]], now: float | None = None) -> None:
         """Runs of samples, (device, metric, [ts], [values]) each, in time order within a run."""

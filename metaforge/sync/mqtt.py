@@ -256,9 +256,8 @@ class MqttIngest:
     def _known(self, device: str) -> bool:
         if device not in self.known:
             self.repo.sync_warnings()
-            row = self.repo.index.conn.execute("SELECT deleted, props ->> '$.status' FROM nodes WHERE id = ?",
-                                               (f"DeviceInstance:{device}",)).fetchone()
-            self.known[device] = bool(row) and not row[0] and row[1] != "decommissioned"
+            status = self.repo.index.device_status(f"DeviceInstance:{device}")
+            self.known[device] = status is not None and status != "decommissioned"
         return self.known[device]
 
     def stop(self) -> None:

@@ -102,9 +102,7 @@ class OverlayBuilder:
         return mesh_of, boxes
 
     def health(self) -> str:
-        row = self.repo.index.conn.execute("SELECT props ->> '$.health' FROM nodes WHERE id = ?",
-                                           (f"DeviceInstance:{self.device}",)).fetchone()
-        return (row[0] if row else None) or "unknown"
+        return self.repo.index.prop(f"DeviceInstance:{self.device}", "health") or "unknown"
 
     def build(self, latest: dict[str, tuple[int, float]], samples: dict[str, list] | None = None,
               now_us: float | None = None) -> dict:

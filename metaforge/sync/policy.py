@@ -8,8 +8,6 @@ where it came from. Telemetry sources (metric, unit, rate) are the group's, then
 
 from __future__ import annotations
 
-import json
-
 from metaforge.errors import BadInput
 
 POLICY_DEFAULTS = {"mode": "streaming", "sample_rate_hz": 10.0, "batch_interval_s": 1.0,
@@ -62,27 +60,15 @@ def merge_sources(*layers: list | None) -> list[dict]:
     return [merged[m] for m in sorted(merged)]
 
 
-_DEVICES_SQL = """
-SELECT d.id, d.props ->> '$.state.sync_policy', d.props ->> '$.telemetry_sources', g.id,
-       g.props ->> '$.sync_policy', g.props ->> '$.telemetry_sources'
-FROM nodes d
-LEFT JOIN edges e ON e.src = d.id AND e.rel = 'MEMBER_OF'
-LEFT JOIN nodes g ON g.id = e.dst AND g.deleted = 0
-WHERE d.type = 'DeviceInstance' AND d.deleted = 0
-"""
-
-
 def effective(repo) -> dict[str, dict]:
     """Every device → {"policy", "origin" (setting → default|group|device), "group", "sources"}."""
     out: dict[str, dict] = {}
-    for node_id, own, own_sources, group, group_policy, group_sources in repo.index.conn.execute(_DEVICES_SQL):
-        name = node_id.split(":", 1)[1]
+    for layers in repo.index.device_sync_layers():  # one query over the fleet, not one per device
         policy, origin = dict(POLICY_DEFAULTS), dict.fromkeys(POLICY_DEFAULTS, "default")
-        for layer, label in ((group_policy, group or "group"), (own, "device")):
-            for key, value in (json.loads(layer) if layer else {}).items():
+        for layer, label in ((layers.group_policy, layers.group or "group"), (layers.policy, "device")):
+            for key, value in (layer or {}).items():
                 if key in policy:
                     policy[key], origin[key] = value, label
-        out[name] = {"policy": policy, "origin": origin, "group": group,
-                     "sources": merge_sources(json.loads(group_sources) if group_sources else None,
-                                              json.loads(own_sources) if own_sources else None)}
+        out[layers.device.split(":", 1)[1]] = {"policy": policy, "origin": origin, "group": layers.group,
+                                               "sources": merge_sources(layers.group_sources, layers.sources)}
     return out
