@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from metaforge.cli.context import context
 from metaforge.cli.output import JsonOpt, emit_json, progress_bar, say
 
 
@@ -20,11 +21,9 @@ def verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Check the hash chain, seq continuity and segment layout; check the index agrees with the log."""
-    from metaforge.cli import state
-    from metaforge.repo import Repo
     from metaforge.thread.verify import verify as run_verify
 
-    repo = Repo.find(state.cwd)
+    repo = context().open(catch_up=False)  # the log as it is, damaged or not
     with progress_bar("verifying") as update:
         report = run_verify(repo, repair, progress=lambda n: update(n, n))
     if json_out:
@@ -46,10 +45,7 @@ def rebuild(json_out: JsonOpt = False) -> None:
     """Rebuild the graph index from the event log."""
     import time
 
-    from metaforge.cli import state
-    from metaforge.repo import Repo
-
-    repo = Repo.find(state.cwd)
+    repo = context().open(catch_up=False)  # rebuilt below, from scratch
     started = time.perf_counter()
     with repo.log.lock(), progress_bar("rebuilding the index") as update:
         repo.index.rebuild(repo.log, progress=update)
@@ -69,11 +65,10 @@ def seal(force: Annotated[bool, typer.Option("--force", help="Seal on a branch o
     Run it on the main branch when no branch with unmerged events is open: a branch forked
     before the seal cannot be merged by the driver afterwards (it says so).
     """
-    from metaforge.cli import state
     from metaforge.errors import Refused
-    from metaforge.repo import Repo, git
+    from metaforge.repo import git
 
-    repo = Repo.find(state.cwd)
+    repo = context().open(catch_up=False)
     branch = git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=repo.root, check=False)
     if branch not in ("main", "master") and not force:
         raise Refused(f"on branch {branch or '(detached)'}: seal on main or master", "or pass --force")

@@ -35,7 +35,10 @@ def _main(
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
+    from metaforge.cli.context import begin
+
     state.cwd, state.debug = directory, debug
+    begin(directory)
 
 
 REGISTRARS = [init.register, lambda a: a.add_typer(mutate.app, name="mutate"), read.register, review.register,
@@ -76,6 +79,15 @@ def _command_for(args: list[str]):
 
 def run(args: list[str]) -> int:
     """Run one command line; return the exit code (0 ok, 1 findings, 2 bad input, 3 internal)."""
+    from metaforge.cli.context import end
+
+    try:
+        return _run(args)
+    finally:
+        end()  # the command's repository is closed, whatever happened
+
+
+def _run(args: list[str]) -> int:
     from metaforge.errors import MetaforgeError
 
     command = _command_for(args)

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from metaforge.cli.output import (ActorOpt, DryRunOpt, JsonOpt, MessageOpt, console, emit_json, open_repo,
-                                  progress_bar, say, warn)
+from metaforge.cli.context import context
+from metaforge.cli.output import ActorOpt, DryRunOpt, JsonOpt, MessageOpt, console, emit_json, progress_bar, say, warn
 
 AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="Only this adapter (kicad_sch, kicad_pcb, bom_csv, step, ...).")]
 
@@ -26,19 +26,6 @@ def _broken_plugins() -> None:
         warn(f"adapter plug-in '{name}' could not be loaded, its files are not read: {why}")
 
 
-def _here(paths: list[Path] | None) -> list[Path] | None:
-    """Paths as typed, relative to `mf -C DIR` when given."""
-    from metaforge.cli import state
-
-    return [Path(state.cwd or ".") / p for p in paths] if paths else paths
-
-
-def _actor(repo, actor: str | None) -> str:
-    from metaforge.repo import check_actor, default_actor
-
-    return check_actor(actor) if actor else default_actor(repo.root)
-
-
 def ingest_files(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (KiCad, BOM CSV, STEP); `mf ingest PATH` is short for this.")],
     adapter: AdapterOpt = None,
@@ -51,9 +38,9 @@ def ingest_files(
     """Read design files into the graph as one batch (unchanged files are skipped)."""
     from metaforge.thread.artifacts import ingest
 
-    repo = open_repo()
+    ctx = context(actor)
     with progress_bar("reading files", enabled=not json_out) as tick:
-        out = ingest(repo, _here(paths), actor=_actor(repo, actor), message=message, adapter=adapter,
+        out = ingest(ctx.repo, [ctx.path(p) for p in paths], actor=ctx.actor, message=message, adapter=adapter,
                      keep_going=keep_going, dry_run=dry_run, progress=tick)
     out.pop("result", None)
     _broken_plugins()
@@ -91,8 +78,9 @@ def project(
     """Write the semantic state into its files, commit them, and link the version to the commit."""
     from metaforge.thread.artifacts import project as run
 
-    repo = open_repo()
-    out = run(repo, _here(paths) or None, actor=_actor(repo, actor), adapter=adapter, message=message, dry_run=dry_run)
+    ctx = context(actor)
+    out = run(ctx.repo, [ctx.path(p) for p in paths] if paths else None, actor=ctx.actor, adapter=adapter,
+              message=message, dry_run=dry_run)
     if json_out:
         emit_json(out)
         return

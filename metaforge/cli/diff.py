@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, open_repo
+from metaforge.cli.context import context
+from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +28,7 @@ def diff(
 
     if fmt not in ("text", "markdown"):
         raise BadInput(f"--format {fmt}: expected text or markdown")
-    repo = open_repo()
+    repo = context().repo
     a, b = resolve(repo, revs or [])
     d = compute(repo, a, b)
     if json_out:

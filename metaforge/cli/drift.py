@@ -10,7 +10,9 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, open_repo, say, warn
+from metaforge.cli.context import context
+from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, say, warn
+from metaforge.cli.render import DRIFT_DIRECTION, escape, render_drift_report
 
 
 class _DriftGroup(TyperGroup):
@@ -34,17 +36,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(drift_app, name="drift")
 
 
-def _rels(repo, paths: list[Path] | None) -> list[str] | None:
-    from metaforge.cli import state
+def _rels(ctx, paths: list[Path] | None) -> list[str] | None:
     from metaforge.thread.drift import rels_of
 
-    return rels_of(repo, [Path(state.cwd or ".") / p for p in paths]) if paths else None
-
-
-def _actor(repo, actor: str | None) -> str:
-    from metaforge.repo import check_actor, default_actor
-
-    return check_actor(actor) if actor else default_actor(repo.root)
+    return rels_of(ctx.repo, [ctx.path(p) for p in paths]) if paths else None
 
 
 @drift_app.command("check")
@@ -56,8 +51,9 @@ def check(
     """One-shot: exit 0 when files and graph agree, 1 with the diff when they do not (`mf drift` is short for this)."""
     from metaforge.thread import drift
 
-    repo = open_repo()
-    rels = _rels(repo, paths)
+    ctx = context()
+    repo = ctx.repo
+    rels = _rels(ctx, paths)
     if staged:
         from metaforge.thread.hooks import staged_files
 
@@ -68,7 +64,7 @@ def check(
     if json_out:
         emit_json(report.as_dict(ids))
     else:
-        render_report(report, ids)
+        render_drift_report(report, ids)
     if report.drifts:
         raise typer.Exit(1)
 
@@ -77,35 +73,13 @@ def _under(path: str, rels: list[str]) -> bool:
     return any(not r or path == r or path.startswith(r + "/") for r in rels)
 
 
-_DIRECTION = {"file": "file newer than graph", "graph": "graph newer than file (not projected yet)",
-              "both": "both changed", "missing": "file missing", "unreadable": "file unreadable"}
-
-
-def render_report(report, ids: dict | None = None) -> None:
-    from rich.markup import escape
-
-    c = console()
-    for d in report.drifts:
-        ref = f"#{ids[d.fingerprint]} " if ids and d.fingerprint in ids else ""
-        c.print(f"[red]drift[/] {ref}[bold]{escape(d.path)}[/]: {_DIRECTION[d.direction]}", soft_wrap=True)
-        for line in d.lines():
-            c.print(f"  {escape(line)}", soft_wrap=True)
-    for rel in report.untracked:
-        say(f"[dim]{escape(rel)}: not in the graph (mf ingest {escape(rel)} reads it in)[/]")
-    if report.drifts:
-        say(f"{len(report.drifts)} of {report.checked} files drift; resolve one with "
-            "`mf drift resolve PATH --accept-file` (the file wins) or `--reproject` (the graph wins)")
-    else:
-        say(f"[green]✓[/] no drift: {report.checked} files agree with the graph ({report.parsed} read)")
-
-
 @drift_app.command("reconcile")
 def reconcile(paths: PathsArg = None, actor: ActorOpt = None, json_out: JsonOpt = False) -> None:
     """Make the open drifts in the log exactly the real ones (after a checkout, or changes nothing watched); exit 1 if any is open."""
     from metaforge.thread.drift_watch import reconcile as run
 
-    repo = open_repo()
-    out = run(repo, _actor(repo, actor), _rels(repo, paths))
+    ctx = context(actor)
+    out = run(ctx.repo, ctx.actor, _rels(ctx, paths))
     if json_out:
         emit_json(out)
     else:
@@ -115,18 +89,16 @@ def reconcile(paths: PathsArg = None, actor: ActorOpt = None, json_out: JsonOpt 
 
 
 def _show_pass(out: dict, quiet: bool) -> None:
-    from rich.markup import escape
-
     c = console()
     for d in out["detected"]:
-        c.print(f"[red]drift[/] #{d['id']} [bold]{escape(d['path'])}[/]: {_DIRECTION[d['direction']]}", soft_wrap=True)
+        c.print(f"[red]drift[/] #{d['id']} [bold]{escape(d['path'])}[/]: {DRIFT_DIRECTION[d['direction']]}", soft_wrap=True)
         for line in d["summary"]:
             c.print(f"  {escape(line)}", soft_wrap=True)
     for r in out["resolved"]:
         c.print(f"[green]resolved[/] #{r['drift']} [bold]{escape(r['path'])}[/] ({r['how']})", soft_wrap=True)
     if not quiet:
         say(f"{out['checked']} files checked; {len(out['detected'])} drift(s) recorded, {len(out['resolved'])} resolved, "
-            f"{len(out['open'])} open" + "".join(f"\n  #{o['id']} {escape(o['path'])}: {_DIRECTION[o['direction']]}"
+            f"{len(out['open'])} open" + "".join(f"\n  #{o['id']} {escape(o['path'])}: {DRIFT_DIRECTION[o['direction']]}"
                                                  for o in out["open"]))
 
 
@@ -141,8 +113,8 @@ def watch(
     """Follow the working tree: record drift.detected on each save that disagrees, drift.resolved when it is gone; Ctrl-C stops."""
     from metaforge.thread.drift_watch import watch as run
 
-    repo = open_repo()
-    who = _actor(repo, actor)
+    ctx = context(actor)
+    repo, who = ctx.repo, ctx.actor
     say(f"watching {repo.root} (debounce {debounce} ms, full reconcile every {reconcile_every:g} s"
         + (", accepting saved edits" if accept else "") + "); Ctrl-C stops")
     run(repo, actor=who, accept=accept, debounce_ms=debounce, reconcile_every=reconcile_every,
@@ -177,17 +149,15 @@ def resolve(
     json_out: JsonOpt = False,
 ) -> None:
     """Resolve a file's drift: --accept-file (a person's edit lands, broken constraints warned; an agent's is checked first) or --reproject."""
-    from metaforge.cli import state
     from metaforge.errors import BadInput
-    from metaforge.repo import check_actor
     from metaforge.thread import drift_resolve as drift
 
     if accept_file == reproject:
         raise BadInput("say how: --accept-file (the file wins) or --reproject (the graph wins)")
-    repo = open_repo()
-    rel = drift.target_path(repo, target, state.cwd)
-    out = drift.resolve(repo, rel, how="accept-file" if accept_file else "reproject",
-                        actor=check_actor(actor) if actor else None, message=message)
+    ctx = context(actor)
+    rel = drift.target_path(ctx.repo, target, ctx.cwd)
+    out = drift.resolve(ctx.repo, rel, how="accept-file" if accept_file else "reproject",
+                        actor=ctx.given_actor, message=message)
     if json_out:
         emit_json(out)
     else:
@@ -195,8 +165,6 @@ def resolve(
 
 
 def _show_resolved(out: dict) -> None:
-    from rich.markup import escape
-
     c = console()
     if out["how"] is None:
         c.print(f"[green]✓[/] {escape(out['message'])}" + (" (its open drift is closed)" if out["resolved"] else ""))

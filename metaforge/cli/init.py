@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, console, emit_json, say
 
 
@@ -22,11 +23,7 @@ def init_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Make .metaforge/ (event log, config, .gitignore) in a git repository."""
-    from pathlib import Path
-
     from metaforge import templates
-    from metaforge.cli import state
-    from metaforge.repo import check_actor
     from metaforge.thread.setup import init
 
     if list_templates:
@@ -37,8 +34,8 @@ def init_command(
             for name, desc in found.items():
                 console().print(f"{name}  [dim]{desc}[/]")
         return
-    base = Path(state.cwd or ".")
-    result = init(base / path, template, check_actor(actor) if actor else None)
+    ctx = context(actor)
+    result = init(ctx.path(path), template, ctx.given_actor)
     if json_out:
         emit_json(result.as_dict())
         return
@@ -69,10 +66,9 @@ def template_save(
     """Save this repository's twin (entities, relationships, types, approval rules, model files) as a template."""
     from pathlib import Path
 
-    from metaforge.cli.output import open_repo
     from metaforge.thread.template_save import save
 
-    out = save(open_repo(), name, Path(to) if to else None, description, force)
+    out = save(context().repo, name, Path(to) if to else None, description, force)
     if json_out:
         emit_json(out)
     else:

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from metaforge.cli.output import JsonOpt, console, emit_json, open_repo, progress_bar, say
+from metaforge.cli.context import context
+from metaforge.cli.output import JsonOpt, console, emit_json, progress_bar, say
 
 knowledge_app = typer.Typer(help="The knowledge index behind `mf ask`.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -32,7 +33,7 @@ def ask(
         raise BadInput(f"--type {kind}: expected one of {', '.join(FAMILIES)}")
     if mode not in ("hybrid", "vector", "keyword"):
         raise BadInput(f"--mode {mode}: expected hybrid, vector or keyword")
-    repo = open_repo()
+    repo = context().repo
     with progress_bar("indexing") as bar:
         update(repo, progress=bar)
     results = search(repo, question, k, kind, mode)
@@ -51,9 +52,10 @@ def ask(
 def knowledge_update(quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False, json_out: JsonOpt = False) -> None:
     """Index what changed since the last look (what runs after each command)."""
     from metaforge.knowledge.index import update
+
     from metaforge.thread.transaction import KNOWLEDGE_PENDING
 
-    repo = open_repo()
+    repo = context().repo
     (repo.mfdir / KNOWLEDGE_PENDING).unlink(missing_ok=True)  # commits from now on start the next update
     with progress_bar("indexing", enabled=not quiet) as bar:
         out = update(repo, progress=bar)
@@ -68,7 +70,7 @@ def knowledge_reconcile(json_out: JsonOpt = False) -> None:
     """Make the knowledge index match the log, the graph and the files exactly."""
     from metaforge.knowledge.index import reconcile
 
-    repo = open_repo()
+    repo = context().repo
     with progress_bar("indexing") as bar:
         out = reconcile(repo, progress=bar)
     if json_out:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, emit_json, say
 
 hooks_app = typer.Typer(help="Git integration: the event-log merge driver, pre-commit and post-commit hooks.", no_args_is_help=True,
@@ -28,20 +29,19 @@ def merge(
     json_out: JsonOpt = False,
 ) -> None:
     """Merge twin state across git branches: --preview BRANCH, --continue, --abort (git merge runs the driver)."""
-    from metaforge.cli.output import open_repo
     from metaforge.errors import BadInput
-    from metaforge.repo import check_actor, default_actor
     from metaforge.thread import merge as engine
 
+    ctx = context(actor)
     if sum(map(bool, (preview, continue_, abort))) != 1:
-        pending = engine.pending(open_repo())
+        pending = engine.pending(ctx.repo)
         if pending is None:
             raise BadInput("say --preview BRANCH, --continue or --abort", "git merge BRANCH merges; mf settles conflicts")
         _show_conflicts(pending, json_out)
         raise typer.Exit(1)
     if take not in ("ours", "theirs"):
         raise BadInput(f"--take {take}: expected ours or theirs")
-    repo = open_repo()
+    repo = ctx.repo
     if preview:
         out = engine.preview(repo, preview)
         if json_out:
@@ -60,7 +60,7 @@ def merge(
         else:
             say(f"aborted the {op}" if op else "no git operation in progress; mf merge state cleared")
         return
-    out = engine.finish(repo, take, check_actor(actor) if actor else default_actor(repo.root))
+    out = engine.finish(repo, take, ctx.actor)
     if json_out:
         emit_json(out)
         return
@@ -88,10 +88,9 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
     """Git's merge driver for .metaforge/events/*.jsonl (registered by mf init / mf hooks install)."""
     from pathlib import Path
 
-    from metaforge.repo import Repo
     from metaforge.thread.merge import run_driver
 
-    repo = Repo.find(".")
+    repo = context().open(catch_up=False)  # git runs the driver at the top of the work tree
     out = run_driver(repo, Path(base), Path(ours), Path(theirs), path)
     s = out.summary()
     say(f"mf: {path}: kept {s['kept']} event(s), replayed {s['replayed']} from the other side, "
@@ -104,11 +103,10 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
 @hooks_app.command("install")
 def hooks_install(json_out: JsonOpt = False) -> None:
     """Register the event-log merge driver and the git hooks (pre-commit: drift and constraints; post-commit: record the commit)."""
-    from metaforge.cli.output import open_repo
     from metaforge.thread import hooks
     from metaforge.thread.merge import install
 
-    repo = open_repo()
+    repo = context().repo
     out = {**install(repo), **hooks.install(repo)}
     if json_out:
         emit_json(out)
@@ -122,10 +120,9 @@ def hooks_install(json_out: JsonOpt = False) -> None:
 @hooks_app.command("uninstall")
 def hooks_uninstall(json_out: JsonOpt = False) -> None:
     """Take mf's blocks out of the git hooks (hooks that were there before stay as they were)."""
-    from metaforge.cli.output import open_repo
     from metaforge.thread import hooks
 
-    out = hooks.uninstall(open_repo())
+    out = hooks.uninstall(context().repo)
     if json_out:
         emit_json(out)
     else:
@@ -136,13 +133,12 @@ def hooks_uninstall(json_out: JsonOpt = False) -> None:
 @hooks_app.command("run", hidden=True)
 def hooks_run(hook: Annotated[str, typer.Argument(help="pre-commit or post-commit")], json_out: JsonOpt = False) -> None:
     """What mf's git hooks run (pre-commit: mf drift --staged and mf check; post-commit: link the commit)."""
-    from metaforge.cli.output import open_repo
     from metaforge.errors import BadInput
     from metaforge.thread import hooks
 
     if hook not in hooks.HOOKS:
         raise BadInput(f"no mf hook '{hook}'", "pre-commit or post-commit")
-    repo = open_repo()
+    repo = context().repo
     if hook == "post-commit":
         out = hooks.post_commit(repo)
         if json_out:
@@ -157,15 +153,14 @@ def hooks_run(hook: Annotated[str, typer.Argument(help="pre-commit or post-commi
 
 
 def _pre_commit(out: dict, json_out: bool) -> None:
-    from metaforge.cli.drift import render_report
-    from metaforge.cli.mutate import render_verdicts
+    from metaforge.cli.render import render_drift_report, render_verdicts
 
     if json_out:
         emit_json({"ok": out["ok"], "staged": out["staged"], "drift": out["drift"].as_dict(),
                    "verdicts": [v.as_dict() for v in out["verdicts"]]})
     else:
         if out["drift"].drifts:
-            render_report(out["drift"])
+            render_drift_report(out["drift"])
         for rel in out["unstaged_changes"]:
             say(f"[yellow]mf:[/] {rel} has unstaged changes: the working-tree copy was checked")
         render_verdicts([v for v in out["verdicts"] if v.blocking])

@@ -1,4 +1,5 @@
-"""One place for output: data to stdout (JSON or rich), messages and progress to stderr."""
+"""One place for output: data to stdout (JSON or rich), messages and progress to stderr; and the
+options and key=value arguments every command group shares."""
 
 from __future__ import annotations
 
@@ -14,6 +15,26 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Show what woul
 MessageOpt = Annotated[str | None, typer.Option("--message", "-m", help="Why: the decision rationale, kept in the event.")]
 ExpectOpt = Annotated[int | None, typer.Option("--expect-version", help="Refuse unless the entity is at this version (optimistic concurrency).")]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="user:<name> or agent:<code> (default: MF_ACTOR, else user:<git user.name>).")]
+
+
+def parse_pairs(pairs: list[str] | None) -> dict:
+    """key=value arguments (`mf mutate set`, `mf device register --policy`) as properties; key:=JSON for typed values."""
+    from metaforge.errors import BadInput
+
+    props = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"'{pair}' is not key=value")
+        if key.endswith(":"):
+            key = key[:-1]
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise BadInput(f"'{pair}': not JSON after := ({exc})") from None
+        props[key] = value
+    return props
+
 
 _console = None
 _err = None
@@ -78,15 +99,3 @@ def progress_bar(description: str, enabled: bool = True):
             bar.update(task, completed=done, total=max(total, done))
 
         yield update
-
-
-def open_repo():
-    """The repository around the working directory (or `mf -C PATH`), its index caught up."""
-    from metaforge.cli import state
-    from metaforge.repo import Repo
-
-    repo = Repo.find(state.cwd)
-    with progress_bar("catching up the index") as update:
-        for w in repo.sync_warnings(progress=update):
-            warn(w)
-    return repo

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, open_repo, say
+from metaforge.cli.context import context
+from metaforge.cli.output import JsonOpt, console, emit_json, fmt_value, say
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +20,7 @@ def show(id: Annotated[str, typer.Argument(help="Entity id, Type:name.")], json_
     """Show an entity: properties, version, who made it, its relationships."""
     from metaforge.thread.queries import show as show_entity
 
-    node = show_entity(open_repo().index, id)
+    node = show_entity(context().repo.index, id)
     if json_out:
         emit_json(node)
         return
@@ -51,7 +52,7 @@ def query(
     """List entities by type and property."""
     from metaforge.thread.queries import query as run_query
 
-    nodes = run_query(open_repo().index, type_name, where or [], limit)
+    nodes = run_query(context().repo.index, type_name, where or [], limit)
     if json_out:
         emit_json(nodes)
         return
@@ -86,7 +87,7 @@ def trace(
 
     if direction not in ("up", "down", "both"):
         raise BadInput(f"--direction {direction}: expected up, down or both")
-    result = run_trace(open_repo().index, id, depth, direction)
+    result = run_trace(context().repo.index, id, depth, direction)
     if json_out:
         emit_json(result)
         return
@@ -115,20 +116,18 @@ def log(
     json_out: JsonOpt = False,
 ) -> None:
     """The history: events newest first, with actor and rationale."""
-    from metaforge.cli.mutate import _summary
+    from metaforge.cli.render import escape, event_summary
     from metaforge.thread.queries import history
 
-    events = history(open_repo(), id, event_type, limit or None, since, reverse)
+    events = history(context().repo, id, event_type, limit or None, since, reverse)
     if json_out:
         emit_json(events)
         return
-    from rich.markup import escape
-
     c = console()
     for e in events:
         why = f"  [italic]— {escape(e['msg'])}[/]" if e.get("msg") else ""
         c.print(f"[yellow]#{e['seq']}[/] [dim]{e['ts'][:19].replace('T', ' ')} {escape(e['actor'])}[/] "
-                f"{e['type']} [bold]{e['entity']}[/] v{e['version']}  {escape(_summary(e))}{why}", soft_wrap=True)
+                f"{e['type']} [bold]{e['entity']}[/] v{e['version']}  {escape(event_summary(e))}{why}", soft_wrap=True)
 
 
 def status(
@@ -139,7 +138,7 @@ def status(
     """Semantic version, what the twin holds, the last event, and which commit holds its files."""
     from metaforge.thread.queries import status as run_status
 
-    repo = open_repo()
+    repo = context().repo
     if commit is not None or version is not None:
         from metaforge.thread.artifacts import commit_of_version, version_of_commit
 
@@ -185,13 +184,11 @@ def types(
     json_out: JsonOpt = False,
 ) -> None:
     """The entity types with their properties and kinds, and the relations (with this repo's additions)."""
-    from metaforge.cli import state
     from metaforge.errors import NotARepository
-    from metaforge.repo import Repo
     from metaforge.thread.entities import describe_types
 
-    try:
-        table = Repo.find(state.cwd).types
+    try:  # the types need no index: outside a repository, the built-in ones
+        table = context().open(catch_up=False).types
     except NotARepository:
         table = None
     info = describe_types(table, name)
@@ -210,10 +207,10 @@ def types(
 def check(json_out: JsonOpt = False,
           all_: Annotated[bool, typer.Option("--all", "-a", help="Also list the constraints that pass.")] = False) -> None:
     """Evaluate every constraint on the current state; exit 1 on an error-level violation (for CI and hooks)."""
-    from metaforge.cli.mutate import render_verdicts
+    from metaforge.cli.render import render_verdicts
     from metaforge.thread.constraints.engine import check_all
 
-    repo = open_repo()
+    repo = context().repo
     verdicts = check_all(repo.index, repo.types)
     failed = [v for v in verdicts if v.blocking]
     if json_out:

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, open_repo, say
+from metaforge.cli.context import context
+from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, say
+from metaforge.cli.render import event_summary, render_verdicts
 
 IdArg = Annotated[str, typer.Argument(help="Proposal id: Proposal:71, or just 71.")]
 
@@ -20,10 +22,9 @@ def register(app: typer.Typer) -> None:
 def proposals(all_: Annotated[bool, typer.Option("--all", "-a", help="Also the approved and rejected ones.")] = False,
               json_out: JsonOpt = False) -> None:
     """Pending proposals with their changes and the constraint verdicts they had."""
-    from metaforge.cli.mutate import _summary
     from metaforge.thread.approval import pending
 
-    found = pending(open_repo(), include_decided=all_)
+    found = pending(context().repo, include_decided=all_)
     if json_out:
         emit_json(found)
         return
@@ -35,27 +36,20 @@ def proposals(all_: Annotated[bool, typer.Option("--all", "-a", help="Also the a
         if p.get("msg"):
             c.print(f"  [italic]{p['msg']}[/]")
         for e in p["events"]:
-            c.print(f"  {e['type']} {e['entity']} v{e['version']}  {_summary(e)}", soft_wrap=True)
+            c.print(f"  {e['type']} {e['entity']} v{e['version']}  {event_summary(e)}", soft_wrap=True)
         for v in p["verdicts"]:
             c.print(f"  [yellow]⚠[/] {v['message']}", soft_wrap=True)
     if not found:
         say("no pending proposals" if not all_ else "no proposals")
 
 
-def _who(actor, repo) -> str:
-    from metaforge.repo import check_actor, default_actor
-
-    return check_actor(actor) if actor else default_actor(repo.root)
-
-
 def approve(id: IdArg, message: MessageOpt = None, actor: ActorOpt = None, json_out: JsonOpt = False) -> None:
     """Apply a proposal on today's state (refused if what it changes has moved, or a constraint fails)."""
-    from metaforge.cli.mutate import render_verdicts
     from metaforge.thread.approval import approve as run
 
-    repo = open_repo()
-    who = _who(actor, repo)
-    result = run(repo, id, actor=who, message=message)
+    ctx = context(actor)
+    who = ctx.actor
+    result = run(ctx.repo, id, actor=who, message=message)
     if json_out:
         emit_json(result.as_dict())
         return
@@ -69,8 +63,8 @@ def reject(id: IdArg, message: MessageOpt = None, actor: ActorOpt = None, json_o
     """Reject a proposal, saying why (-m)."""
     from metaforge.thread.approval import reject as run
 
-    repo = open_repo()
-    p = run(repo, id, actor=_who(actor, repo), message=message or "")
+    ctx = context(actor)
+    p = run(ctx.repo, id, actor=ctx.actor, message=message or "")
     if json_out:
         emit_json({"id": p["id"], "status": "rejected"})
     else:

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, say
 
 
@@ -26,14 +27,12 @@ def serve(
     """Serve the twin: the API (/api/v1, OpenAPI at /docs), live WebSockets and the dashboard at /."""
     import sys
 
-    from metaforge.cli.output import open_repo
-    from metaforge.repo import check_actor
     from metaforge.serve.settings import ServeSettings
 
-    repo = open_repo()
-    settings = ServeSettings(repo.root, host, port, token, allow_writes, check_actor(actor) if actor else None,
-                             url_ttl).check()
-    repo.close()
+    ctx = context(actor)
+    root = ctx.repo.root
+    settings = ServeSettings(root, host, port, token, allow_writes, ctx.given_actor, url_ttl).check()
+    ctx.close()  # the server opens its own, one a thread
     from metaforge.serve.app import serve as run
 
     def ready(bound_host: str, bound_port: int) -> None:
@@ -45,7 +44,7 @@ def serve(
             sys.stdout.write(json.dumps({"url": url, "host": bound_host, "port": bound_port,
                                          "writes": allow_writes, "token": bool(token)}) + "\n")
             sys.stdout.flush()
-        say(f"mf serve: the twin of {repo.root} at {url} ({'read-write' if allow_writes else 'read-only'}"
+        say(f"mf serve: the twin of {root} at {url} ({'read-write' if allow_writes else 'read-only'}"
             f"{', token required' if token else ''}); Ctrl-C stops")
 
     run(settings, ready)

@@ -6,7 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from metaforge.cli.output import ActorOpt, JsonOpt, console, emit_json, open_repo, say, warn
+from metaforge.cli.context import context
+from metaforge.cli.output import ActorOpt, JsonOpt, console, emit_json, say, warn
+from metaforge.cli.render import escape
 
 app = typer.Typer(help="The simulation twin: run behavioral models, what-if scenarios, sweeps, calibration, "
                        "prediction vs actual.", no_args_is_help=True, rich_markup_mode=None)
@@ -25,12 +27,6 @@ def register(parent: typer.Typer) -> None:
     parent.add_typer(app, name="sim")
 
 
-def _actor(repo, actor):
-    from metaforge.repo import check_actor, default_actor
-
-    return check_actor(actor) if actor else default_actor(repo.root)
-
-
 @app.command("run")
 def run(
     models: Annotated[list[str], typer.Argument(help="Models (BehavioralModel names or .yaml paths), or one composition.")],
@@ -47,16 +43,13 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Run models over time: their curves, where each output ends, inputs outside the valid range."""
-    from pathlib import Path
-
-    from metaforge.cli import state
     from metaforge.sim.runs import run_models
     from metaforge.sim.scenario import parse_duration, parse_rate
 
-    repo = open_repo()
-    out = run_models(repo, models, actor=_actor(repo, actor), inputs=inputs, sets=sets, device=device,
+    ctx = context(actor)
+    out = run_models(ctx.repo, models, actor=ctx.actor, inputs=inputs, sets=sets, device=device,
                      duration=parse_duration(duration) if duration else None, rate_hz=parse_rate(rate),
-                     step=parse_duration(step) if step else None, base=Path(state.cwd or "."))
+                     step=parse_duration(step) if step else None, base=ctx.base)
     _show(out, json_out, csv_out, plot, curve)
 
 
@@ -79,8 +72,8 @@ def what_if(
     from metaforge.sim.scenario import parse_duration, parse_rate
     from metaforge.sim.whatif import what_if as run_what_if
 
-    repo = open_repo()
-    out = run_what_if(repo, actor=_actor(repo, actor), device=id, twin_model=model, sets=sets,
+    ctx = context(actor)
+    out = run_what_if(ctx.repo, actor=ctx.actor, device=id, twin_model=model, sets=sets,
                       duration=parse_duration(duration), rate_hz=parse_rate(rate),
                       models=_split(models), compare=compare, curves=model is None)
     if model is not None:
@@ -103,8 +96,8 @@ def sweep(
     from metaforge.sim.scenario import parse_duration
     from metaforge.sim.whatif import sweep as run_sweep
 
-    repo = open_repo()
-    out = run_sweep(repo, id, actor=_actor(repo, actor), sets=sets, duration=parse_duration(duration),
+    ctx = context(actor)
+    out = run_sweep(ctx.repo, id, actor=ctx.actor, sets=sets, duration=parse_duration(duration),
                     models=_split(models))
     _show_table(out, json_out, csv_out, fleet=False)
 
@@ -123,14 +116,13 @@ def calibrate(
     """Fit a model's parameters to test data and land them as a mutation (calibration_source set)."""
     from pathlib import Path
 
-    from metaforge.cli import state
     from metaforge.sim.calibrate import calibrate as run_calibrate
 
-    repo = open_repo()
-    result, landed, run_id = run_calibrate(repo, model, actor=_actor(repo, actor), data=Path(data) if data else None,
+    ctx = context(actor)
+    result, landed, run_id = run_calibrate(ctx.repo, model, actor=ctx.actor, data=Path(data) if data else None,
                                            execution=execution, names=_split(fit),
                                            validate=Path(validate) if validate else None, dry_run=dry_run,
-                                           base=Path(state.cwd or "."))
+                                           base=ctx.base)
     if json_out:
         emit_json({**result.as_dict(), "run": run_id, "landed": landed.as_dict() if landed else None})
     else:
@@ -175,10 +167,10 @@ def compare(
     from metaforge.sim.compare import compare as run_compare
     from metaforge.sync.ingest import parse_time
 
-    repo = open_repo()
+    ctx = context(actor)
     now = int(time.time() * 1e6)
     since_us = parse_time(since, now)
-    out = run_compare(repo, id, actor=_actor(repo, actor), since_us=since_us, until_us=parse_time(until, now))
+    out = run_compare(ctx.repo, id, actor=ctx.actor, since_us=since_us, until_us=parse_time(until, now))
     if plot:
         _plot_compare(out, plot)
     if json_out:
@@ -206,7 +198,7 @@ def models_list(json_out: JsonOpt = False) -> None:
     """The behavioral models of the twin and whether each definition loads."""
     from metaforge.sim.catalog import Catalog
 
-    found = Catalog(open_repo()).models()
+    found = Catalog(context().repo).models()
     if json_out:
         emit_json(found)
     else:
@@ -228,15 +220,12 @@ def register_models(
     json_out: JsonOpt = False,
 ) -> None:
     """Land definition files as BehavioralModel entities (refusing a malformed one, naming the field)."""
-    from pathlib import Path
-
-    from metaforge.cli import state
-    from metaforge.cli.mutate import render
+    from metaforge.cli.render import render_result
     from metaforge.sim.register import register
 
-    repo = open_repo()
-    result = register(repo, [Path(state.cwd or ".") / f for f in files], actor=_actor(repo, actor), message=message)
-    emit_json(result.as_dict()) if json_out else render(result)
+    ctx = context(actor)
+    result = register(ctx.repo, [ctx.path(f) for f in files], actor=ctx.actor, message=message)
+    emit_json(result.as_dict()) if json_out else render_result(result)
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -275,8 +264,6 @@ def _fmt(value, unit: str, name: str = "") -> str:
 
 
 def _summary(out) -> None:
-    from metaforge.cli.mutate import escape
-
     c = console()
     kind = {"what-if": "what-if", "run": "run", "sweep": "sweep"}[out.kind]
     c.print(f"[bold]{kind}[/] {escape(out.subject or out.labels[0])} · {escape(out.model)} · "
@@ -378,9 +365,6 @@ def _csv_curves(out) -> None:
 
 
 def _plot(out, path: str, curve: list[str] | None) -> None:
-    from pathlib import Path
-
-    from metaforge.cli import state
     from metaforge.errors import BadInput
     from metaforge.sim.plot import png, svg
 
@@ -391,7 +375,7 @@ def _plot(out, path: str, curve: list[str] | None) -> None:
     panels = [{"name": k, "unit": {"degC": "°C"}.get(out.curve_units.get(k, ""), out.curve_units.get(k, "")),
                "series": list(zip(out.labels, out.curves[k]))} for k in keys]
     title = f"{out.model}: " + (", ".join(f"{k}={v}" for k, v in out.overrides.items()) or "as is")
-    target = Path(state.cwd or ".") / path
+    target = context().path(path)
     if target.suffix.lower() == ".svg":
         target.write_text(svg(out.t, panels, title))
     elif target.suffix.lower() == ".png":
@@ -401,13 +385,10 @@ def _plot(out, path: str, curve: list[str] | None) -> None:
 
 
 def _plot_compare(out, path: str) -> None:
-    from pathlib import Path
-
-    from metaforge.cli import state
     from metaforge.errors import BadInput
     from metaforge.sim.plot import svg
 
-    target = Path(state.cwd or ".") / path
+    target = context().path(path)
     if target.suffix.lower() != ".svg":
         raise BadInput("--plot for compare writes .svg")
     import numpy as np

@@ -1,4 +1,5 @@
-"""Global options of one `mf` run (set by the app callback, read by the commands)."""
+"""Global options of one `mf` run and its context (set by the app callback, read by the commands)."""
 
 cwd: str | None = None
 debug: bool = False
+context = None  # the run's CommandContext (metaforge.cli.context)

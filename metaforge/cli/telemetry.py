@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, open_repo, progress_bar, say
+from metaforge.cli.context import context
+from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, parse_pairs, progress_bar, say
+from metaforge.cli.render import render_result
 
 device_app = typer.Typer(help="The device registry: built units, INSTANCE_OF their twin model.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -45,19 +47,12 @@ def device_register(
     json_out: JsonOpt = False,
 ) -> None:
     """Register a built device: a DeviceInstance INSTANCE_OF its model, with its sync policy."""
-    from metaforge.cli.mutate import parse_pairs, render
     from metaforge.sync.devices import register as run
 
-    repo = open_repo()
-    result = run(repo, id, model, actor=_actor(repo, actor), firmware=firmware, location=location,
+    ctx = context(actor)
+    result = run(ctx.repo, id, model, actor=ctx.actor, firmware=firmware, location=location,
                  policy=parse_pairs(policy), group=group, sources=source, message=message)
-    emit_json(result.as_dict()) if json_out else render(result)
-
-
-def _actor(repo, actor: str | None) -> str:
-    from metaforge.repo import check_actor, default_actor
-
-    return check_actor(actor) if actor else default_actor(repo.root)
+    emit_json(result.as_dict()) if json_out else render_result(result)
 
 
 @device_app.command("policy")
@@ -70,16 +65,15 @@ def device_policy(
     json_out: JsonOpt = False,
 ) -> None:
     """Change the sync policy of a device, or of a fleet group (`--group`)."""
-    from metaforge.cli.mutate import parse_pairs, render
     from metaforge.sync.devices import set_policy
 
     settings = settings or []
     device = None if group or not settings or "=" in settings[0] else settings[0]
     pairs = settings[1:] if device else settings
-    repo = open_repo()
-    result = set_policy(repo, parse_pairs(pairs), device=device, group=group, unset=unset,
-                        actor=_actor(repo, actor), message=message)
-    emit_json(result.as_dict()) if json_out else render(result)
+    ctx = context(actor)
+    result = set_policy(ctx.repo, parse_pairs(pairs), device=device, group=group, unset=unset,
+                        actor=ctx.actor, message=message)
+    emit_json(result.as_dict()) if json_out else render_result(result)
 
 
 @device_app.command("source")
@@ -93,13 +87,12 @@ def device_source(
     json_out: JsonOpt = False,
 ) -> None:
     """Declare the telemetry a device (or a fleet group) reports: metric, unit, rate."""
-    from metaforge.cli.mutate import render
     from metaforge.sync.devices import set_sources
 
-    repo = open_repo()
-    result = set_sources(repo, add or [], remove or [], device=target, group=group, actor=_actor(repo, actor),
+    ctx = context(actor)
+    result = set_sources(ctx.repo, add or [], remove or [], device=target, group=group, actor=ctx.actor,
                          message=message)
-    emit_json(result.as_dict()) if json_out else render(result)
+    emit_json(result.as_dict()) if json_out else render_result(result)
 
 
 @device_app.command("retire")
@@ -110,12 +103,11 @@ def device_retire(
     json_out: JsonOpt = False,
 ) -> None:
     """Decommission a device (`device.decommissioned`): its data stays, new samples are refused."""
-    from metaforge.cli.mutate import render
     from metaforge.sync.devices import retire
 
-    repo = open_repo()
-    result = retire(repo, id, actor=_actor(repo, actor), message=message)
-    emit_json(result.as_dict()) if json_out else render(result)
+    ctx = context(actor)
+    result = retire(ctx.repo, id, actor=ctx.actor, message=message)
+    emit_json(result.as_dict()) if json_out else render_result(result)
 
 
 @device_app.command("list")
@@ -123,7 +115,7 @@ def device_list(json_out: JsonOpt = False) -> None:
     """The registered devices."""
     from metaforge.sync.devices import devices
 
-    found = devices(open_repo())
+    found = devices(context().repo)
     if json_out:
         emit_json(found)
         return
@@ -138,7 +130,7 @@ def device_show(id: Annotated[str, typer.Argument(help="Device serial.")], json_
     """A device: properties, effective sync policy, its sources and what its telemetry holds."""
     from metaforge.sync.devices import describe
 
-    d = describe(open_repo(), id)
+    d = describe(context().repo, id)
     if json_out:
         emit_json(d)
         return
@@ -168,23 +160,19 @@ def ingest_telemetry(
     json_out: JsonOpt = False,
 ) -> None:
     """Ingest telemetry files (bench runs, flight logs) into the time-series store."""
-    from pathlib import Path
-
-    from metaforge.cli import state
     from metaforge.sync.ingest import ingest_files
 
-    repo = open_repo()
-    base = Path(state.cwd or ".")
-    paths = [base / f for f in files]
+    ctx = context(actor)
+    repo = ctx.repo
+    paths = [ctx.path(f) for f in files]
     with progress_bar("ingesting") as bar:
         out = ingest_files(repo, paths, device, precision, progress=bar)
     if execution:
-        from metaforge.repo import check_actor, default_actor
         from metaforge.thread.commands import Change, execute
 
         execute(repo, [Change("set", execution, props={"data_path": ", ".join(files), "measurements": {
             "samples": out["samples"], "metrics": out["metrics"]}})],
-            actor=check_actor(actor) if actor else default_actor(repo.root), message="telemetry ingested")
+            actor=ctx.actor, message="telemetry ingested")
     if json_out:
         emit_json(out)
     else:
@@ -219,8 +207,7 @@ def telemetry_query(
     if agg not in ("mean", "min", "max", "last", "count", "sum"):
         raise BadInput(f"--agg {agg}: expected mean, min, max, last, count or sum")
     now = int(time.time() * 1e6)
-    repo = open_repo()
-    ts = store(repo)
+    ts = store(context().repo)
     try:
         rows = ts.query(device, metric, parse_time(since, now), parse_time(until, now), parse_span(every), agg)
     finally:
@@ -243,7 +230,7 @@ def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n")] = 50, json
     """What ingest could not take, and why (newest first)."""
     from metaforge.sync.ingest import store
 
-    ts = store(open_repo())
+    ts = store(context().repo)
     try:
         rows = ts.dead_letters(limit)
     finally:
@@ -274,7 +261,7 @@ def ingest_mqtt(
 
     from metaforge.sync.mqtt import MqttIngest
 
-    worker = MqttIngest(open_repo(), broker, topic, qos, group, client_id, username, password, ca)
+    worker = MqttIngest(context().repo, broker, topic, qos, group, client_id, username, password, ca)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())
     say(f"ingesting {topic} from {broker} as {worker.client_id}" + (f" in group {group}" if group else ""))
@@ -291,7 +278,7 @@ def telemetry_prune(json_out: JsonOpt = False) -> None:
     """Apply each device's retention_days: drop older samples (mf ingest mqtt does it hourly)."""
     from metaforge.sync.ingest import apply_retention
 
-    out = apply_retention(open_repo())
+    out = apply_retention(context().repo)
     if json_out:
         emit_json(out)
     else:

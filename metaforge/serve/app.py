@@ -1,4 +1,5 @@
-"""The FastAPI application: routes, the guard in front of them, the live hubs behind them."""
+"""The FastAPI application: the module-level routes (api, ws, static), the guard in front of them,
+the live hubs behind them, and the one place errors become JSON answers."""
 
 from __future__ import annotations
 
@@ -29,66 +30,76 @@ go through the same command path as `mf mutate`. Live: WebSocket `/ws/events` an
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
+    """One server's app: the module-level routes, with the twin, settings, hubs and dashboard files
+    they depend on put in `app.state` here, once."""
     twin = Twin(settings.root)
     events_hub = EventHub(twin, max(settings.poll_s, 0.02))
     device_hub = DeviceHub(twin, settings.poll_s)
     events_hub.listeners.append(device_hub.on_event)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        import gc
-
-        events_hub.start_position()
-        gc.collect()
-        gc.freeze()  # what start-up made lives as long as the server: full collections skip it (no tens-of-ms pauses)
-        tasks = [asyncio.create_task(events_hub.run()), asyncio.create_task(device_hub.run())]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            device_hub.close()
-
     app = FastAPI(title="mf serve", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  default_response_class=JSON, redoc_url=None)
+                  default_response_class=JSON, redoc_url=None, exception_handlers=EXCEPTION_HANDLERS)
     app.state.settings, app.state.twin = settings, twin
     app.state.events_hub, app.state.device_hub = events_hub, device_hub
-
-    @app.exception_handler(MetaforgeError)
-    async def library_error(request: Request, exc: MetaforgeError):
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_parameters(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSON({"ok": False, "error": {"kind": "bad_input", "message": f"{where}: {first.get('msg', 'invalid')}",
-                                            "hint": None, "errors": exc.errors()}}, status_code=400)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = f"nothing at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-        headers = getattr(exc, "headers", None)
-        if exc.status_code == 405:  # every method of the path, not only those of the first route matched
-            allowed = _allowed_methods(request)
-            message = f"{request.method} {request.url.path}: allowed {', '.join(allowed)}"
-            headers = {"Allow": ", ".join(allowed)}
-        return JSON({"ok": False, "error": {"kind": kind, "message": message, "hint": None}},
-                    status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception):
-        log.exception("internal error on %s", request.url.path)
-        return JSON({"ok": False, "error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
-                                            "hint": None}}, status_code=500)
-
-    app.include_router(api.router(settings, twin))
-    app.include_router(ws.router(events_hub, device_hub))
-    app.include_router(static.router())
+    app.state.static_files = static.static_files()
+    app.include_router(api.router)
+    app.include_router(ws.router)
+    app.include_router(static.router)
     app.add_middleware(HotReads, twin=twin)
     app.add_middleware(Guard, settings=settings)  # added last: the outermost, before anything else
     return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    """The live hubs run while the server does."""
+    import gc
+
+    events_hub, device_hub = app.state.events_hub, app.state.device_hub
+    events_hub.start_position()
+    gc.collect()
+    gc.freeze()  # what start-up made lives as long as the server: full collections skip it (no tens-of-ms pauses)
+    tasks = [asyncio.create_task(events_hub.run()), asyncio.create_task(device_hub.run())]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        device_hub.close()
+
+
+# ---- errors: one JSON shape, {"ok": false, "error": {kind, message, hint}} ------------------------
+
+async def library_error(request: Request, exc: MetaforgeError):
+    return error_response(exc)
+
+
+async def bad_parameters(request: Request, exc: RequestValidationError):
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return JSON({"ok": False, "error": {"kind": "bad_input", "message": f"{where}: {first.get('msg', 'invalid')}",
+                                        "hint": None, "errors": exc.errors()}}, status_code=400)
+
+
+async def http_error(request: Request, exc: HTTPException):
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = f"nothing at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:  # every method of the path, not only those of the first route matched
+        allowed = _allowed_methods(request)
+        message = f"{request.method} {request.url.path}: allowed {', '.join(allowed)}"
+        headers = {"Allow": ", ".join(allowed)}
+    return JSON({"ok": False, "error": {"kind": kind, "message": message, "hint": None}},
+                status_code=exc.status_code, headers=headers)
+
+
+async def internal(request: Request, exc: Exception):
+    log.exception("internal error on %s", request.url.path)
+    return JSON({"ok": False, "error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
+                                        "hint": None}}, status_code=500)
+
+
+EXCEPTION_HANDLERS = {MetaforgeError: library_error, RequestValidationError: bad_parameters,
+                      HTTPException: http_error, Exception: internal}
 
 
 class HotReads:

@@ -1,7 +1,8 @@
 """The dashboard's built files (metaforge/serve/static/, made by `npm run build` in web/).
 
-Served from a table made at start-up of the regular files under static/: a request path is a
-key in that table or a 404, so no path a client writes ever reaches the file system.
+Served from a table made at start-up (`static_files`, kept in `app.state`) of the regular files
+under static/: a request path is a key in that table or a 404, so no path a client writes ever
+reaches the file system.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
 from metaforge.errors import NotFound
+from metaforge.serve.deps import StaticFilesDep
 
 STATIC = Path(__file__).parent / "static"
 NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>mf serve</title>
@@ -36,25 +38,25 @@ def static_files(folder: Path = STATIC) -> dict[str, Path]:
     return table
 
 
-def router(folder: Path = STATIC) -> APIRouter:
-    files = static_files(folder)
-    pages = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 
-    # only "/", "/NAME" and "/assets/NAME": any other path is the API's, or nothing (404, 405)
-    @pages.get("/")
-    async def index():
-        found = files.get("/")
-        return _file(found, False) if found else HTMLResponse(NOT_BUILT, status_code=503)
+# only "/", "/NAME" and "/assets/NAME": any other path is the API's, or nothing (404, 405)
 
-    @pages.get("/{name}")
-    async def top(name: str):
-        return _file(_lookup(files, "/" + name), False)
 
-    @pages.get("/assets/{name}")
-    async def asset(name: str):
-        return _file(_lookup(files, "/assets/" + name), True)  # vite puts a content hash in these names
+@router.get("/")
+async def index(files: StaticFilesDep):
+    found = files.get("/")
+    return _file(found, False) if found else HTMLResponse(NOT_BUILT, status_code=503)
 
-    return pages
+
+@router.get("/{name}")
+async def top(files: StaticFilesDep, name: str):
+    return _file(_lookup(files, "/" + name), False)
+
+
+@router.get("/assets/{name}")
+async def asset(files: StaticFilesDep, name: str):
+    return _file(_lookup(files, "/assets/" + name), True)  # vite puts a content hash in these names
 
 
 def _lookup(files: dict[str, Path], path: str) -> Path:
