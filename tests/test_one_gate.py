@@ -213,3 +213,31 @@ def test_a_person_file_that_breaks_a_constraint_lands_with_a_warning_an_agent_fi
     assert log_bytes(path) == before
     person = mf("ingest", "hw", "--json", cwd=path)
     assert person.code == 0 and person.json["warnings"] and person.json["appended"] > 0
+
+
+def test_whatever_commits_starts_the_knowledge_update_and_tells_listeners(twin, mf, monkeypatch):
+    """After every commit, whoever made it: the background knowledge update (one at a time, by
+    its marker) and this process's listeners; a refused change tells no one."""
+    import subprocess as sp
+
+    from metaforge.thread import transaction
+
+    started, heard = [], []
+    monkeypatch.delenv("MF_NO_BACKGROUND", raising=False)
+    monkeypatch.setattr(sp, "Popen", lambda args, **kw: started.append(args))
+    stop = transaction.on_commit(lambda repo, seq: heard.append(seq))
+    try:
+        (twin / ".metaforge" / "knowledge.db").touch()
+        assert mf("mutate", "add", "BOMItem:K1", cwd=twin).code == 0
+        assert started and started[0][-3:] == ["knowledge", "update", "--quiet"]
+        assert mf("mutate", "add", "BOMItem:K2", cwd=twin).code == 0
+        assert len(started) == 1  # the first updater has not started reading yet: no second one
+        (twin / ".metaforge" / transaction.KNOWLEDGE_PENDING).unlink()  # it started
+        (twin / "hw").mkdir()
+        (twin / "hw" / "bom.csv").write_text("Reference,Value\nK3,1k\n")
+        assert mf("ingest", "hw", cwd=twin).code == 0
+        assert len(started) == 2 and len(heard) == 3
+        assert mf("mutate", "add", "BOMItem:K1", cwd=twin).code != 0  # refused: nothing committed
+        assert len(heard) == 3
+    finally:
+        stop()

@@ -86,12 +86,28 @@ class EventHub:
                 listener(e)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_s)
-            try:
-                self.poll()
-            except (MetaforgeError, OSError) as exc:  # a log mid-rewrite (checkout): try again next time
-                log.warning("events: %s", exc)
+        """Poll the log every poll_s, and at once when a write of this process commits (the
+        transaction's on_commit): another process's events arrive by the poll."""
+        from metaforge.thread.transaction import on_commit
+
+        loop, woken = asyncio.get_running_loop(), asyncio.Event()
+        stop = on_commit(lambda repo, seq: loop.call_soon_threadsafe(woken.set))
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(woken.wait(), self.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+                woken.clear()
+                self._poll_logged()
+        finally:
+            stop()
+
+    def _poll_logged(self) -> None:
+        try:
+            self.poll()
+        except (MetaforgeError, OSError) as exc:  # a log mid-rewrite (checkout): try again next time
+            log.warning("events: %s", exc)
 
 
 def _event_message(e: dict) -> bytes:
@@ -178,8 +194,24 @@ class DeviceHub:
                 sub.push(message)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_s)
+        """Poll the log every poll_s, and at once when a write of this process commits (the
+        transaction's on_commit): another process's events arrive by the poll."""
+        from metaforge.thread.transaction import on_commit
+
+        loop, woken = asyncio.get_running_loop(), asyncio.Event()
+        stop = on_commit(lambda repo, seq: loop.call_soon_threadsafe(woken.set))
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(woken.wait(), self.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+                woken.clear()
+                self._poll_logged()
+        finally:
+            stop()
+
+    def _poll_logged(self) -> None:
             try:
                 self.poll()
             except (MetaforgeError, OSError) as exc:

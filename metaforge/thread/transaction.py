@@ -14,7 +14,7 @@ Nothing else takes the log lock to write; `EventLog.append` refuses to run witho
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Callable
 
@@ -138,9 +138,23 @@ def annotate(drafts: list[ev.Draft], note: str) -> list[ev.Draft]:
 
 
 def _after_commit(repo, last_seq: int) -> None:
-    _spawn_knowledge_update(repo)
-    for listener in list(_listeners):
-        listener(repo, last_seq)
+    """What follows a commit. The commit has landed: nothing here may fail the write."""
+    import logging
+
+    for notify in (lambda: _spawn_knowledge_update(repo),
+                   *(lambda f=f: f(repo, last_seq) for f in list(_listeners))):
+        try:
+            notify()
+        except Exception as exc:  # a listener's failure is its own, said in the log
+            logging.getLogger("metaforge").warning("after commit: %s", exc)
+
+
+@contextmanager
+def maintenance(repo):
+    """The log lock for work on the log that appends no event (verify --repair, rebuild, seal):
+    the only other holder of the lock, so that a writer never sees half of it."""
+    with repo.log.lock():
+        yield
 
 
 KNOWLEDGE_PENDING = "knowledge.db.pending"  # beside knowledge.db: ignored by git with it
@@ -169,4 +183,4 @@ def _spawn_knowledge_update(repo) -> None:
                      start_new_session=True)
 
 
-__all__ = ["Transaction", "Source", "on_commit", "annotate", "LAND", "PROPOSE"]
+__all__ = ["Transaction", "Source", "on_commit", "maintenance", "annotate", "LAND", "PROPOSE"]
