@@ -47,10 +47,12 @@ def rebuild(json_out: JsonOpt = False) -> None:
 
     repo = context().open(catch_up=False)  # rebuilt below, from scratch
     started = time.perf_counter()
-    with repo.log.lock(), progress_bar("rebuilding the index") as update:
+    from metaforge.thread.transaction import maintenance
+
+    with maintenance(repo), progress_bar("rebuilding the index") as update:
         repo.index.rebuild(repo.log, progress=update)
     pos = repo.index.position()
-    entities = repo.index.conn.execute("SELECT count(*) FROM nodes WHERE deleted = 0").fetchone()[0]
+    entities = repo.index.live_count()
     out = {"events": pos.seq, "entities": entities, "seconds": round(time.perf_counter() - started, 3)}
     if json_out:
         emit_json(out)
@@ -72,7 +74,9 @@ def seal(force: Annotated[bool, typer.Option("--force", help="Seal on a branch o
     branch = git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=repo.root, check=False)
     if branch not in ("main", "master") and not force:
         raise Refused(f"on branch {branch or '(detached)'}: seal on main or master", "or pass --force")
-    with repo.log.lock():
+    from metaforge.thread.transaction import maintenance
+
+    with maintenance(repo):
         started = repo.log.seal()
     if json_out:
         emit_json({"started": started})

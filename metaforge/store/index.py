@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import orjson
 
@@ -457,6 +457,27 @@ class GraphIndex:
         return [tuple(r) for r in self.conn.execute(
             "SELECT segment, offset FROM events WHERE entity = ? AND seq <= ? ORDER BY seq",
             (entity, upto if upto is not None else 1 << 62))]
+
+    def all_nodes(self, include_deleted: bool = False) -> Iterator[Node]:
+        """Every node (live ones only unless `include_deleted`), in id order."""
+        loads = orjson.loads
+        sql = f"SELECT {_NODE_COLUMNS} FROM nodes" + ("" if include_deleted else " WHERE deleted = 0") + " ORDER BY id"
+        for r in self.conn.execute(sql):
+            yield Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], loads(r[9]), bool(r[10]))
+
+    def live_props_json(self) -> dict[str, tuple[str, str]]:
+        """id → (type, properties as canonical JSON text) of every live node: compared as text."""
+        return {i: (t, p) for i, t, p in self.conn.execute("SELECT id, type, json(props) FROM nodes WHERE deleted = 0")}
+
+    def all_edges(self) -> list[Edge]:
+        return [tuple(r) for r in self.conn.execute("SELECT src, rel, dst FROM edges ORDER BY src, rel, dst")]
+
+    def live_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM nodes WHERE deleted = 0").fetchone()[0]
+
+    def event_rows(self) -> tuple[int, int]:
+        """(how many events the index lists, the last seq among them)."""
+        return tuple(self.conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone())
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the file, so a plain copy of it is whole."""

@@ -106,8 +106,7 @@ def _project(segments: dict[str, bytes], folder: Path, seed: Path | None):
     if seed is not None:
         shutil.copyfile(seed, mfdir / "index.db")
     log, index = EventLog(mfdir), GraphIndex(mfdir / "index.db")
-    with log.lock():
-        index.sync(log, locked=True)
+    index.sync(log, locked=False)
     return index
 
 
@@ -117,7 +116,7 @@ def compute(repo, a: Side, b: Side) -> dict:
     seg_a, seg_b = read_segments(repo, a), read_segments(repo, b)
     with tempfile.TemporaryDirectory(prefix="mf-diff-") as tmp:
         index_a = _project(seg_a, Path(tmp) / "a", None)
-        index_a.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        index_a.checkpoint()
         if b.rev is None:
             repo.sync_warnings()
             index_b = repo.index
@@ -141,8 +140,7 @@ def compute(repo, a: Side, b: Side) -> dict:
 
 
 def _nodes(index) -> dict[str, tuple]:
-    return {i: (t, json_props) for i, t, json_props in
-            index.conn.execute("SELECT id, type, json(props) FROM nodes WHERE deleted = 0")}
+    return index.live_props_json()
 
 
 def _entities(index_a, index_b) -> dict:
@@ -161,9 +159,7 @@ def _entities(index_a, index_b) -> dict:
 
 
 def _edges(index_a, index_b) -> dict:
-    sql = "SELECT src, rel, dst FROM edges"
-    a = {tuple(r) for r in index_a.conn.execute(sql)}
-    b = {tuple(r) for r in index_b.conn.execute(sql)}
+    a, b = set(index_a.all_edges()), set(index_b.all_edges())
     return {"added": [list(e) for e in sorted(b - a)], "removed": [list(e) for e in sorted(a - b)]}
 
 

@@ -3,8 +3,6 @@ then the index is compared with a fresh fold of the whole log."""
 
 from __future__ import annotations
 
-import json
-
 from metaforge.batch import no_gc
 from metaforge.errors import LogCorrupt
 from metaforge.store.log import Position
@@ -13,7 +11,9 @@ from metaforge.thread.graph import GraphState
 
 def verify(repo, repair: bool = False, progress=None) -> dict:
     report: dict = {"ok": True, "events": 0, "segments": 0, "problems": [], "repaired": None, "index": None}
-    with repo.log.lock(), no_gc():
+    from metaforge.thread.transaction import maintenance
+
+    with maintenance(repo), no_gc():
         if repair:
             report["repaired"] = repo.log.repair()
         state = GraphState()
@@ -52,24 +52,23 @@ def _check_index(repo, state: GraphState, end: Position) -> str:
     if (pos.seq, pos.hash) != (end.seq, end.hash):
         return f"index is at seq {pos.seq}, the log at {end.seq}"
     expected = {nid: n for nid, n in state.nodes.items() if n is not None}
-    rows = index.conn.execute("SELECT id, type, version, created_seq, updated_seq, deleted, json(props) FROM nodes")
     seen = 0
-    for nid, typ, version, cseq, useq, deleted, props in rows:
-        n = expected.get(nid)
+    for node in index.all_nodes(include_deleted=True):
+        n = expected.get(node.id)
         seen += 1
         if n is None:
-            return f"index has {nid}, which the log never created"
-        if (typ, version, cseq, useq, bool(deleted), json.loads(props)) != \
+            return f"index has {node.id}, which the log never created"
+        if (node.type, node.version, node.created_seq, node.updated_seq, node.deleted, node.props) != \
                 (n.type, n.version, n.created_seq, n.updated_seq, n.deleted, n.props):
-            return f"index disagrees with the log on {nid}"
+            return f"index disagrees with the log on {node.id}"
     if seen != len(expected):
         return f"index has {seen} entities, the log {len(expected)}"
     edges = {e for e, info in state.edges.items() if info is not None}
-    indexed = {tuple(r) for r in index.conn.execute("SELECT src, rel, dst FROM edges")}
+    indexed = set(index.all_edges())
     if edges != indexed:
         diff = sorted(edges ^ indexed)[0]
         return f"index disagrees with the log on edge {' '.join(diff)}"
-    count = index.conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
+    count = index.event_rows()
     if count != (end.seq, end.seq):
         return f"index lists {count[0]} events, the log {end.seq}"
     return "agrees"
