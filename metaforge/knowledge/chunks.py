@@ -151,18 +151,23 @@ def doc_chunks(root: Path, path: Path, limit: int = 500) -> list[Chunk]:
 def describer(index):
     """What an entity is, in a few words (its description, text or value), looked up in the index."""
     def describe(entity_id: str) -> str:
-        row = index.conn.execute("SELECT props ->> '$.description', props ->> '$.text', props ->> '$.value' "
-                                 "FROM nodes WHERE id = ?", (entity_id,)).fetchone()
-        return next((str(v)[:120] for v in row or () if v), "")
+        node = index.load_nodes([entity_id]).get(entity_id)  # a removed one still says what it was
+        props = node.props if node else {}
+        return next((str(_plain(props.get(k)))[:120] for k in ("description", "text", "value") if props.get(k)), "")
     return describe
 
 
+def _plain(value):
+    """A property as `->>` gave it: JSON text for an object or a list, the value itself otherwise."""
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return value
+
+
 def all_entity_chunks(index) -> list[Chunk]:
-    conn = index.conn
     outs: dict[str, list] = {}
     ins: dict[str, list] = {}
-    for src, rel, dst in conn.execute("SELECT src, rel, dst FROM edges ORDER BY src, rel, dst"):
+    for src, rel, dst in index.all_edges():
         outs.setdefault(src, []).append((rel, dst))
         ins.setdefault(dst, []).append((rel, src))
-    return [entity_chunk(i, orjson.loads(p), outs.get(i, []), ins.get(i, []))
-            for i, p in conn.execute("SELECT id, json(props) FROM nodes WHERE deleted = 0 ORDER BY id")]
+    return [entity_chunk(n.id, n.props, outs.get(n.id, []), ins.get(n.id, [])) for n in index.all_nodes()]

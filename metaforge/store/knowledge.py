@@ -3,6 +3,7 @@ their words in FTS5. Derived: delete it and `mf knowledge reconcile` (or `mf ask
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,37 @@ class KnowledgeStore:
         rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return rowids, matrix
+
+    def write(self, chunks: list, vectors) -> None:
+        """Store chunks with their vectors, one transaction (and the version bumped)."""
+        with self._transaction():
+            self.upsert(chunks, vectors)
+            self.bump()
+
+    def remove(self, keys: list[str]) -> None:
+        """Drop chunks by key, one transaction (and the version bumped)."""
+        with self._transaction():
+            self.delete(keys)
+            self.bump()
+
+    @contextmanager
+    def _transaction(self):
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def keyword_hits(self, fts_query: str, limit: int) -> list[int]:
+        """Rowids of the chunks the full-text index ranks best for a query (bm25)."""
+        return [r[0] for r in self.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT ?",
+                                                (fts_query, limit))]
+
+    def chunk(self, rowid: int) -> tuple | None:
+        """(key, kind, title, text, source) of a chunk."""
+        return self.conn.execute("SELECT key, kind, title, text, source FROM chunks WHERE rowid = ?", (rowid,)).fetchone()
 
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
