@@ -479,6 +479,43 @@ class GraphIndex:
         """(how many events the index lists, the last seq among them)."""
         return tuple(self.conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone())
 
+    # what the constraint engine's aggregates read: equality filters pushed into SQL
+
+    @staticmethod
+    def _matching(type_name: str, equal: tuple, exclude: Iterable[str] = ()) -> tuple[str, list]:
+        where, args = "type = ? AND deleted = 0", [type_name]
+        for prop, value in equal:
+            where += " AND props ->> ? = ?"
+            args += [f'$."{prop}"', value]
+        exclude = list(exclude)
+        if exclude:
+            where += " AND id NOT IN (SELECT value FROM json_each(?))"
+            args.append(orjson.dumps(exclude).decode())
+        return where, args
+
+    def nodes_matching(self, type_name: str, equal: tuple = ()) -> list[tuple[str, dict]]:
+        """(id, properties) of the live nodes of a type whose properties equal `equal` ((key, value)
+        pairs, compared as SQLite compares JSON scalars: a pre-filter, the caller decides exactly)."""
+        where, args = self._matching(type_name, equal)
+        loads = orjson.loads
+        return [(i, loads(p)) for i, p in self.conn.execute(f"SELECT id, json(props) FROM nodes WHERE {where}", args)]
+
+    def count_matching(self, type_name: str, equal: tuple = (), exclude: Iterable[str] = ()) -> int:
+        where, args = self._matching(type_name, equal, exclude)
+        return self.conn.execute(f"SELECT count(*) FROM nodes WHERE {where}", args).fetchone()[0]
+
+    def totals_by_unit(self, type_name: str, prop: str, quantity: bool, equal: tuple = (),
+                       exclude: Iterable[str] = ()) -> list[tuple[str, int, float, float, float]]:
+        """(unit, count, total, min, max) of one property over the matching live nodes, per unit
+        ('' for a plain number): SQLite sums without Python touching each row."""
+        where, args = self._matching(type_name, equal, exclude)
+        path = f'$."{prop}"'
+        value_sql = f"props ->> '{path}.value'" if quantity else f"props ->> '{path}'"
+        unit_sql = f"props ->> '{path}.unit'" if quantity else "''"
+        sql = (f"SELECT {unit_sql}, count({value_sql}), total({value_sql}), min({value_sql}), max({value_sql}) "
+               f"FROM nodes WHERE {where} AND {value_sql} IS NOT NULL GROUP BY 1")
+        return [tuple(r) for r in self.conn.execute(sql, args)]
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the file, so a plain copy of it is whole."""
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
