@@ -45,7 +45,7 @@ def start(repo, kind: str, *, actor: str, scenario: str, composed, targets: list
     changes += [Change("link", run_id, rel="SIMULATES", dst=t) for t in dict.fromkeys(listed)]
     with repo.log.lock(), no_gc():
         planned = plan(repo, changes, actor=actor, message=f"{kind}: {scenario}")
-        drafts = planned.result.drafts() + [ev.Draft("simulation.started", run_id, 1,
+        drafts = planned.result.drafts() + [ev.Draft(ev.SIMULATION_STARTED, run_id, 1,
                                                      {"kind": kind, "scenario": scenario, "devices": len(devices)})]
         commit(repo, planned, drafts)
     return run_id
@@ -61,7 +61,7 @@ def complete(repo, run_id: str, *, actor: str, props: dict, payload: dict, extra
     props = {**props, "finished_at": ev.now(), "result": props.get("result", "failed" if failed else "ok")}
     with repo.log.lock(), no_gc():
         planned = plan(repo, [Change("set", run_id, props=props)], actor=actor, message=None)
-        kind = "simulation.failed" if failed else "simulation.completed"
+        kind = ev.SIMULATION_FAILED if failed else ev.SIMULATION_COMPLETED
         drafts = planned.result.drafts() + [ev.Draft(kind, run_id, 1, payload)] + list(extra or [])
         commit(repo, planned, drafts)
 

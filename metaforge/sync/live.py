@@ -159,7 +159,7 @@ class LiveTwin:
         with self.repo.log.lock(), no_gc():
             planned = plan(self.repo, [Change("set", node, props={"health": health})], actor=self.actor,
                            message=f"{device}: {before} → {health}")
-            drafts = planned.result.drafts() + [ev.Draft("device.state_updated", node, 1,
+            drafts = planned.result.drafts() + [ev.Draft(ev.DEVICE_STATE_UPDATED, node, 1,
                                                          {"from": before, "to": health,
                                                           "metrics": {m: LEVELS[v] for m, v in state.levels.items()
                                                                       if v}})]

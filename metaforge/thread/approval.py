@@ -25,7 +25,7 @@ from metaforge.errors import BadInput, Refused, VersionConflict
 from metaforge.thread.commands import Change, Planned, append_records, commit, plan, refuse_if_blocked
 
 PHASES = ["concept", "EVT", "DVT", "PVT", "production", "retired"]
-PROPOSAL_CREATED, PROPOSAL_APPROVED, PROPOSAL_REJECTED = "proposal.created", "proposal.approved", "proposal.rejected"
+PROPOSAL_CREATED, PROPOSAL_APPROVED, PROPOSAL_REJECTED = ev.PROPOSAL_CREATED, ev.PROPOSAL_APPROVED, ev.PROPOSAL_REJECTED
 
 
 def rules(config: dict) -> list[dict]:

@@ -100,7 +100,7 @@ def _accept_missing(repo, fd: FileDrift, who: str, why: str, done: ev.Draft) -> 
         "SELECT DISTINCT entity FROM artifact_map WHERE path = ? AND entity NOT IN "
         "(SELECT entity FROM artifact_map WHERE path != ?)", (fd.path, fd.path))]
     live = [n.id for n in repo.index.load_nodes(only_here).values() if not n.deleted]
-    unmapped = ev.Draft("artifact.mapped", f"Artifact:{fd.path}", 1,
+    unmapped = ev.Draft(ev.ARTIFACT_MAPPED, f"Artifact:{fd.path}", 1,
                         {"path": fd.path, "adapter": fd.adapter, "adapter_version": "", "sha256": "",
                          "how": "removed", "mappings": []})
     with repo.log.lock(), no_gc():

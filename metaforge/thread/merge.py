@@ -347,7 +347,7 @@ def finish(repo, take: str, actor: str) -> dict:
 
     with repo.log.lock():
         repo.index.sync(repo.log, locked=True)
-        draft = ev.Draft("merge.resolved", f"Merge:{repo.index.position().seq + 1}", 1,
+        draft = ev.Draft(ev.MERGE_RESOLVED, f"Merge:{repo.index.position().seq + 1}", 1,
                          {"took": take, "taken": taken, "dropped": [e["id"] for e in held if e["id"] not in taken],
                           "conflicts": [c["message"] for c in st["conflicts"]]})
         append_records(repo, [draft], actor)
