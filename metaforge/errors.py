@@ -62,6 +62,20 @@ class LogCorrupt(MetaforgeError):
     kind = "log_corrupt"
 
 
+class UnknownFormat(LogCorrupt):
+    """A line of the log has an event format this build does not know: a newer mf wrote it. Nothing
+    from it on is folded into the index; the fix is a newer mf, not a repair."""
+
+    kind = "unknown_format"
+
+
+class InvalidEvent(MetaforgeError):
+    """Code drafted an event whose payload does not fit its type's declared model: a bug, caught
+    before the line is written."""
+
+    kind = "invalid_event"
+
+
 class CheckFailed(MetaforgeError):
     exit_code = 1
     kind = "check_failed"

@@ -59,11 +59,17 @@ class Repo:
 
     def sync_warnings(self, progress=None) -> list[str]:
         """Catch the index up with the log. A damaged log still lets reads answer from the index
-        as it stands, with a warning; writes refuse (they sync under the lock and raise)."""
-        from metaforge.errors import LogCorrupt
+        as it stands, with a warning; writes refuse (they sync under the lock and raise).
+
+        A log a newer mf wrote (UnknownFormat) is not damaged, and reads refuse it too: the index
+        would answer without the newer events, and only if this mf happened to build it before
+        (a fresh clone has none), while the fix, a newer mf, is one command away."""
+        from metaforge.errors import LogCorrupt, UnknownFormat
 
         try:
             self.index.sync(self.log, locked=False, progress=progress)
+        except UnknownFormat:
+            raise
         except LogCorrupt as exc:
             if not self.index.position().seq:
                 raise

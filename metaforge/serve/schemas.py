@@ -3,9 +3,9 @@ are; these models describe them)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 
 class _Open(BaseModel):
@@ -76,7 +76,8 @@ class Trace(BaseModel):
     reached: list[Reached]
 
 
-class Event(_Open):
+class _EventEnvelope(_Open):
+    v: int = Field(description="the line's event format")
     seq: int
     id: str
     type: str
@@ -84,7 +85,28 @@ class Event(_Open):
     version: int
     ts: str
     actor: str
-    payload: dict[str, Any]
+    msg: Optional[str] = None
+    prev: str
+    hash: str
+
+
+def _event_union():
+    """One schema per declared event type, its payload the model `metaforge.events.payloads`
+    declares (the same declaration the log checks writes against), and one for the types this
+    build does not declare (a newer mf may add some; they pass through as they are)."""
+    from metaforge.events.payloads import DECLARED
+
+    variants = [create_model(f"{model.__name__}Event", __base__=_EventEnvelope,
+                             __doc__=f"A `{name}` event.", type=(Literal[name], ...), payload=(model, ...))
+                for name, model in DECLARED.items()]
+    other = create_model("UndeclaredEvent", __base__=_EventEnvelope,
+                         __doc__="An event of a type this version of mf does not declare.",
+                         type=(str, Field(json_schema_extra={"not": {"enum": sorted(DECLARED)}})),
+                         payload=(dict[str, Any], ...))
+    return Union[tuple(variants) + (other,)]
+
+
+Event = _event_union()
 
 
 class EventList(BaseModel):

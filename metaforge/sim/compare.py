@@ -21,7 +21,7 @@ from metaforge.sim import record
 from metaforge.sim.compose import driven
 from metaforge.sim.engine import Scenario, Series, simulate
 
-ALERT = "simulation.divergence_detected"
+ALERT = ev.SIMULATION_DIVERGENCE_DETECTED
 
 
 @dataclass

@@ -44,7 +44,7 @@ def start(repo, kind: str, *, actor: str, scenario: str, composed, targets: list
         listed += devices
     changes += [Change("link", run_id, rel="SIMULATES", dst=t) for t in dict.fromkeys(listed)]
     with repo.transaction(actor, Source.SIM_RECORD) as tx:
-        tx.change(changes, f"{kind}: {scenario}", extra=[ev.Draft("simulation.started", run_id, 1,
+        tx.change(changes, f"{kind}: {scenario}", extra=[ev.Draft(ev.SIMULATION_STARTED, run_id, 1,
                                                               {"kind": kind, "scenario": scenario, "devices": len(devices)})])
     return run_id
 
@@ -57,7 +57,7 @@ def complete(repo, run_id: str, *, actor: str, props: dict, payload: dict, extra
     from metaforge.thread.policy import Source
 
     props = {**props, "finished_at": ev.now(), "result": props.get("result", "failed" if failed else "ok")}
-    kind = "simulation.failed" if failed else "simulation.completed"
+    kind = ev.SIMULATION_FAILED if failed else ev.SIMULATION_COMPLETED
     with repo.transaction(actor, Source.SIM_RECORD) as tx:
         tx.change([Change("set", run_id, props=props)], extra=[ev.Draft(kind, run_id, 1, payload), *(extra or [])])
 

@@ -26,8 +26,9 @@ from typing import Iterator, NamedTuple
 
 import orjson
 
-from metaforge.errors import LogCorrupt, MetaforgeError
-from metaforge.events import GENESIS, Draft, check_hash, encode, line_hash
+from metaforge import events as ev
+from metaforge.errors import LogCorrupt, MetaforgeError, UnknownFormat
+from metaforge.events import FORMAT, GENESIS, Draft, check_hash, encode, line_hash
 
 _SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
 _BLOCK = 32 << 20  # read segments in 32 MB blocks: a long-lived segment may hold a million events
@@ -66,9 +67,13 @@ class LogUnlocked(MetaforgeError):
 class Record:
     """An event as read from (or just written to) the log, with where it lives."""
 
-    event: dict
+    event: dict   # the plain dict the folds read (upcast to this build's format)
     segment: int
     offset: int
+
+    def typed(self) -> ev.Event:
+        """The event with its payload as its declared model, built now (the folds never ask)."""
+        return ev.typed(self.event)
 
 
 class EventLog:
@@ -235,7 +240,8 @@ class EventLog:
             for num, offset in refs:
                 f = handles.get(num) or handles.setdefault(num, open(self.path(num), "rb"))
                 f.seek(offset)
-                out.append(orjson.loads(f.readline()))
+                d = orjson.loads(f.readline())
+                out.append(d if d.get("v") == FORMAT else ev.upcast(d))
         finally:
             for f in handles.values():
                 f.close()
@@ -269,7 +275,8 @@ class _Torn:
 
 
 class LogReader:
-    """Iterates the log from a position, checking seq, chain and hashes as it goes.
+    """Iterates the log from a position, checking seq, chain, hashes and format as it goes: the one
+    place lines are upcast, and where a line of a format this build does not know stops the read.
 
     After iteration `position` is where the log ends. With stop_at_torn, a torn tail ends
     the iteration and is described in `torn`; otherwise it raises TornTail.
@@ -284,7 +291,7 @@ class LogReader:
         nums = log.segments()
         seq, prev = self.position.seq, self.position.hash
         first = self.position.segment or 1
-        loads = orjson.loads
+        loads, fmt = orjson.loads, FORMAT
         for num in nums:
             if num < first:
                 continue
@@ -305,10 +312,10 @@ class LogReader:
                         try:
                             d = loads(line)
                             h = line_hash(line)
-                            if h is None or d["seq"] != seq or d["prev"] != prev:
+                            if h is None or d["seq"] != seq or d["prev"] != prev or d["v"] != fmt:
                                 raise ValueError
                         except (ValueError, KeyError, TypeError):
-                            self._explain(line, num, offset, seq, prev)
+                            d, h = self._slow_check(line, num, offset, seq, prev)
                         prev = h
                         yield Record(d, num, offset)
                         offset += len(line) + 1
@@ -329,8 +336,10 @@ class LogReader:
         with open(self.log.path(num), "rb") as f:
             return f.read(offset).count(b"\n") + 1
 
-    def _explain(self, line: bytes, num: int, offset: int, seq: int, prev: str) -> None:
-        """Say exactly what is wrong with the line that failed the fast check (always raises)."""
+    def _slow_check(self, line: bytes, num: int, offset: int, seq: int, prev: str) -> tuple[dict, str]:
+        """The line that failed the fast check: upcast it if it is sound and only older, else say
+        exactly what is wrong with it (and raise). The format is judged first: a newer mf's line
+        may not even hash the way this one does."""
         where = f"{self.log.display(num)}:{self._line_number(num, offset)}"
         if not line:
             raise LogCorrupt(f"{where}: empty line", "restore the file from git")
@@ -340,13 +349,23 @@ class LogReader:
                 raise ValueError
         except ValueError:
             raise LogCorrupt(f"{where}: not a JSON event", "restore the file from git") from None
-        if line_hash(line) is None:
+        v = d.get("v", 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v > FORMAT or v < 1:
+            raise UnknownFormat(f"{where}: {ev.newer_than_this_mf(v)}", ev.UPGRADE_HINT,
+                                {"file": self.log.display(num), "line": self._line_number(num, offset), "format": v})
+        h = line_hash(line)
+        if h is None:
             raise LogCorrupt(f"{where}: hash does not match the line (edited or damaged)",
                              "restore the file from git: a corrected fact is a new event")
         if d.get("seq") != seq:
             raise LogCorrupt(f"{where}: seq {d.get('seq')} where {seq} was expected")
-        raise LogCorrupt(f"{where}: chain broken (prev does not match the previous event's hash)",
-                         "an event before it was edited, removed or reordered")
+        if d.get("prev") != prev:
+            raise LogCorrupt(f"{where}: chain broken (prev does not match the previous event's hash)",
+                             "an event before it was edited, removed or reordered")
+        try:
+            return ev.upcast(d), h
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LogCorrupt(f"{where}: an event of format {v} this mf cannot upcast ({exc!r})") from None
 
 
 def _record_dict(seq: int, eid: str, draft: Draft, ts: str, actor: str, h: str) -> dict:

@@ -31,7 +31,7 @@ def register(repo, device_id: str, model: str, *, actor: str, firmware: str | No
     changes = [Change("add", node, props=props), Change("link", node, rel="INSTANCE_OF", dst=model_id)]
     if group:
         changes += _join(repo, name, group)
-    return _apply(repo, changes, [("device.provisioned", node, {"model": model_id})], actor,
+    return _apply(repo, changes, [(ev.DEVICE_PROVISIONED, node, {"model": model_id})], actor,
                   message or f"provisioned {name}")
 
 
@@ -82,7 +82,7 @@ def set_policy(repo, settings: dict, *, device: str | None = None, group: str | 
     else:
         policy = {k: v for k, v in {**(props.get("sync_policy") or {}), **settings}.items() if k not in (unset or [])}
         change = Change("set", node, props={"sync_policy": policy})
-    return _apply(repo, [change], [("device.policy_changed", node, {"sync_policy": policy})], actor,
+    return _apply(repo, [change], [(ev.DEVICE_POLICY_CHANGED, node, {"sync_policy": policy})], actor,
                   message or f"sync policy of {node.split(':', 1)[1]}")
 
 
@@ -110,7 +110,7 @@ def retire(repo, device: str, *, actor: str, message: str | None = None):
     name = require(repo, device)
     node = f"DeviceInstance:{name}"
     return _apply(repo, [Change("set", node, props={"status": "decommissioned"})],
-                  [("device.decommissioned", node, {})], actor, message or f"decommissioned {name}")
+                  [(ev.DEVICE_DECOMMISSIONED, node, {})], actor, message or f"decommissioned {name}")
 
 
 def devices(repo) -> list[dict]:

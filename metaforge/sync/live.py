@@ -153,7 +153,7 @@ class LiveTwin:
         from metaforge.thread.policy import Source
 
         node = f"DeviceInstance:{device}"
-        updated = ev.Draft("device.state_updated", node, 1, {"from": before, "to": health, "metrics": {
+        updated = ev.Draft(ev.DEVICE_STATE_UPDATED, node, 1, {"from": before, "to": health, "metrics": {
             m: LEVELS[v] for m, v in state.levels.items() if v}})
         with self.repo.transaction(self.actor, Source.DEVICE_STATE) as tx:
             tx.change([Change("set", node, props={"health": health})], f"{device}: {before} → {health}",

@@ -24,7 +24,7 @@ from metaforge.errors import BadInput, Refused, VersionConflict
 from metaforge.thread.commands import Change, Planned
 
 PHASES = ["concept", "EVT", "DVT", "PVT", "production", "retired"]
-PROPOSAL_CREATED, PROPOSAL_APPROVED, PROPOSAL_REJECTED = "proposal.created", "proposal.approved", "proposal.rejected"
+PROPOSAL_CREATED, PROPOSAL_APPROVED, PROPOSAL_REJECTED = ev.PROPOSAL_CREATED, ev.PROPOSAL_APPROVED, ev.PROPOSAL_REJECTED
 
 
 def rules(config: dict) -> list[dict]:
@@ -88,7 +88,7 @@ def propose(tx, planned: Planned, rule: dict, records: list[ev.Draft] = ()) -> s
     if records:
         payload["records"] = [{"type": d.type, "entity": d.entity, "version": d.version, "payload": d.payload}
                               for d in records]
-        payload["files"] = {d.payload["path"]: d.payload["sha256"] for d in records if d.type == "artifact.mapped"}
+        payload["files"] = {d.payload["path"]: d.payload["sha256"] for d in records if d.type == ev.ARTIFACT_MAPPED}
     message = next((c.msg for c in changes if c.msg), None)
     tx.record([ev.Draft(PROPOSAL_CREATED, pid, 1, payload, message, actor=result.actor)])
     result.proposal = pid  # the changes themselves wait for `mf approve`

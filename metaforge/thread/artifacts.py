@@ -95,7 +95,7 @@ def _props_of(repo, ids: list[str]) -> dict[str, dict | None]:
 
 
 def _mapping_draft(rel: str, adapter, sha: str, how: str, mappings: list[dict]) -> ev.Draft:
-    return ev.Draft("artifact.mapped", f"Artifact:{rel}", 1,
+    return ev.Draft(ev.ARTIFACT_MAPPED, f"Artifact:{rel}", 1,
                     {"path": rel, "adapter": adapter.name, "adapter_version": adapter.version, "sha256": sha,
                      "how": how, "mappings": mappings})
 
@@ -325,7 +325,7 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
                 raise
             raise Refused(f"projection failed, every file put back: {exc}", "nothing was committed or recorded") from None
         drafts = [_mapping_draft(rel, ad, o.sha256, "project", o.mappings) for _, rel, ad, _, _, o, _ in writes]
-        drafts.append(ev.Draft("state.linked", f"StateLink:{commit[:12]}", 1, {
+        drafts.append(ev.Draft(ev.STATE_LINKED, f"StateLink:{commit[:12]}", 1, {
             "semantic_version": head_seq, "git_commit": commit, "projected_at": ev.now(), "projected_by": actor,
             "artifacts": rels}, message or f"projected semantic version {head_seq}"))
         tx.record(drafts)

@@ -27,7 +27,7 @@ from typing import Any
 from metaforge import events as ev
 from metaforge.errors import BadInput
 
-DETECTED, RESOLVED = "drift.detected", "drift.resolved"
+DETECTED, RESOLVED = ev.DRIFT_DETECTED, ev.DRIFT_RESOLVED
 
 
 @dataclass

@@ -102,7 +102,7 @@ def _accept_missing(repo, fd: FileDrift, who: str, why: str, done: ev.Draft) -> 
 
     only_here = repo.index.entities_only_in(fd.path)
     live = [n.id for n in repo.index.load_nodes(only_here).values() if not n.deleted]
-    unmapped = ev.Draft("artifact.mapped", f"Artifact:{fd.path}", 1,
+    unmapped = ev.Draft(ev.ARTIFACT_MAPPED, f"Artifact:{fd.path}", 1,
                         {"path": fd.path, "adapter": fd.adapter, "adapter_version": "", "sha256": "",
                          "how": "removed", "mappings": []})
     with repo.transaction(who, Source.DRIFT_ACCEPT) as tx:

@@ -189,7 +189,7 @@ def post_commit(repo) -> dict:
                 maps = mapping_entries(repo, result, _props_of(repo, sorted({p.id for p in result.entities})))
                 drafts.append(_mapping_draft(rel, adapter, drift.sha256(path.read_bytes()), "commit", maps))
         version = repo.index.position().seq
-        drafts.append(ev.Draft("state.linked", f"StateLink:{commit[:12]}", 1, {
+        drafts.append(ev.Draft(ev.STATE_LINKED, f"StateLink:{commit[:12]}", 1, {
             "semantic_version": version, "git_commit": commit, "projected_at": ev.now(), "projected_by": actor,
             "artifacts": design, "how": "commit"}, f"commit {commit[:12]} holds semantic version {version}"))
         tx.record(drafts)

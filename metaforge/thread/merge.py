@@ -344,7 +344,7 @@ def finish(repo, take: str, actor: str) -> dict:
             execute(repo, changes, actor=actor, message="merge: the other side's value taken", source=Source.MERGE)
             taken = [e["id"] for e in held]
     with repo.transaction(actor, Source.RECORD) as tx:
-        draft = ev.Draft("merge.resolved", f"Merge:{tx.head.seq + 1}", 1,
+        draft = ev.Draft(ev.MERGE_RESOLVED, f"Merge:{tx.head.seq + 1}", 1,
                          {"took": take, "taken": taken, "dropped": [e["id"] for e in held if e["id"] not in taken],
                           "conflicts": [c["message"] for c in st["conflicts"]]})
         tx.record([draft])

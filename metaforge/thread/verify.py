@@ -4,7 +4,7 @@ then the index is compared with a fresh fold of the whole log."""
 from __future__ import annotations
 
 from metaforge.batch import no_gc
-from metaforge.errors import LogCorrupt
+from metaforge.errors import LogCorrupt, UnknownFormat
 from metaforge.store.log import Position
 from metaforge.thread.graph import GraphState
 
@@ -26,7 +26,8 @@ def verify(repo, repair: bool = False, progress=None) -> dict:
                 if progress and n % 50_000 == 0:
                     progress(n)
         except LogCorrupt as exc:
-            report["problems"].append({"kind": "log", "message": exc.message, "hint": exc.hint})
+            report["problems"].append({"kind": "unknown_format" if isinstance(exc, UnknownFormat) else "log",
+                                       "message": exc.message, "hint": exc.hint})
         report["events"] = n
         report["segments"] = len(repo.log.segments())
         if reader.torn:
