@@ -8,7 +8,7 @@ import json
 from metaforge.batch import no_gc
 from metaforge.errors import LogCorrupt
 from metaforge.store.log import Position
-from metaforge.thread.graph import GraphState
+from metaforge.graph import GraphState
 
 
 def verify(repo, repair: bool = False, progress=None) -> dict:
