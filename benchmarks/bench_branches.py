@@ -24,11 +24,11 @@ def run(path: Path, *args: str) -> None:
 
 def grow(path: Path, changes: list[dict]) -> None:
     from metaforge.repo import Repo
-    from metaforge.thread.changes_file import _change
+    from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.commands import execute
 
     repo = Repo(path)
-    execute(repo, [_change(c, "bench") for c in changes], actor="agent:bench", approval=False)
+    execute(repo, [change_from_dict(c, "bench") for c in changes], actor="agent:bench", approval=False)
     repo.close()
 
 

@@ -23,7 +23,7 @@ RAILS = 30
 
 def build(path: Path) -> None:
     from metaforge.repo import Repo
-    from metaforge.thread.changes_file import _change
+    from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.commands import execute
 
     subprocess.run(mf_cmd() + ["init", str(path)], check=True, capture_output=True)
@@ -45,7 +45,7 @@ def build(path: Path) -> None:
     changes += [{"add": f"Constraint:C{n}", "props": {"expression": e, "severity": "error"}}
                 for n, e in enumerate(constraints)]
     repo = Repo(path)
-    execute(repo, [_change(c, "bench") for c in changes], actor="agent:bench")
+    execute(repo, [change_from_dict(c, "bench") for c in changes], actor="agent:bench")
     repo.close()
 
 

@@ -63,11 +63,11 @@ def sets(n: int, entities: int, round_: int) -> list[dict]:
 def grow_in_process(path: Path, changes: list[dict]) -> None:
     """Append through the library (the same command path, without a process per batch)."""
     from metaforge.repo import Repo
-    from metaforge.thread.changes_file import _change
+    from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.commands import execute
 
     repo = Repo(path)
-    execute(repo, [_change(c, "bench") for c in changes], actor="agent:bench")
+    execute(repo, [change_from_dict(c, "bench") for c in changes], actor="agent:bench")
     repo.close()
 
 

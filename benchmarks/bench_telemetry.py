@@ -36,7 +36,7 @@ BROKER = "mqtt://127.0.0.1:1883"
 
 def repo_with_devices(path: Path, n: int):
     from metaforge.repo import Repo
-    from metaforge.sync.devices import register
+    from metaforge.thread.devices import register
 
     subprocess.run(mf_cmd() + ["init", str(path), "--template", "drone-flight-controller"], check=True,
                    capture_output=True)

@@ -7,6 +7,7 @@ import subprocess
 from functools import cached_property
 from pathlib import Path
 
+from metaforge.actors import check_actor
 from metaforge.errors import BadInput, NotARepository
 from metaforge.store.index import GraphIndex
 from metaforge.store.log import EventLog
@@ -43,6 +44,13 @@ class Repo:
             return {}
         except tomllib.TOMLDecodeError as exc:
             raise BadInput(f"{MFDIR}/config.toml: {exc}") from None
+
+    def telemetry(self):
+        """A new connection to this repository's time-series store (the caller closes it).
+        Imported here, not at the top: most commands never touch telemetry."""
+        from metaforge.store.telemetry import TelemetryStore
+
+        return TelemetryStore(self.mfdir / "telemetry.db")
 
     @cached_property
     def types(self) -> dict[str, dict[str, str]]:
@@ -91,13 +99,6 @@ def default_actor(root: Path | None = None) -> str:
 
         name = getpass.getuser()
     return f"user:{name}"
-
-
-def check_actor(actor: str) -> str:
-    kind, _, who = actor.partition(":")
-    if kind not in ("user", "agent") or not who.strip():
-        raise BadInput(f"actor '{actor}' is not user:<name> or agent:<code>")
-    return actor
 
 
 def git(args: list[str], cwd: Path | None = None, check: bool = True, env: dict | None = None) -> str:

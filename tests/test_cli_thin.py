@@ -91,7 +91,7 @@ def test_ingest_passes_paths_from_dash_c_and_its_options(repo, mf, calls, tmp_pa
 
 
 def test_device_register_passes_its_options(repo, mf, calls):
-    from metaforge.sync import devices
+    from metaforge.thread import devices
 
     calls.of(devices, "register", _Result)
     r = mf("device", "register", "FC-1", "--model", "Drone-v1", "--firmware", "1.2.0", "--location", "lab",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,3 +78,9 @@ def safe_name(text: str) -> str:
     if not name or not re.match(r"[A-Za-z0-9_]", name[0]):
         name = "_" + name
     return name
+
+
+def id_segment(name: str) -> str:
+    """A name as one segment of an id path: accents folded ("Gehäuse" → "Gehause"), no "/"."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return safe_name((folded if folded.strip() else name).replace("/", "_"))

@@ -13,12 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from metaforge.adapters.base import Adapter, AdapterError, Parsed, ParseResult, safe_name
+from metaforge.adapters.base import Adapter, AdapterError, Parsed, ParseResult, id_segment, safe_name
 
 ARTIFACTS = Path(".metaforge") / "artifacts"
 INSTALL_HINT = "install STEP support: pip install 'metaforge[step]'"
@@ -54,12 +53,6 @@ class StepAdapter(Adapter):
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         return path.read_bytes()
-
-
-def id_segment(name: str) -> str:
-    """A name as one segment of an id path: accents folded ("Gehäuse" → "Gehause"), no "/"."""
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return safe_name((folded if folded.strip() else name).replace("/", "_"))
 
 
 def _ocp_modules(rel: str):

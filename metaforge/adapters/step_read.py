@@ -29,8 +29,7 @@ from OCP.XCAFApp import XCAFApp_Application
 from OCP.XCAFDoc import (XCAFDoc, XCAFDoc_ColorCurv, XCAFDoc_ColorGen, XCAFDoc_ColorSurf, XCAFDoc_ColorTool,
                          XCAFDoc_DocumentTool, XCAFDoc_Material, XCAFDoc_ShapeTool)
 
-from metaforge.adapters.base import AdapterError
-from metaforge.adapters.step import id_segment
+from metaforge.adapters.base import AdapterError, id_segment
 
 
 @dataclass

@@ -61,7 +61,7 @@ class CommandContext:
     def given_actor(self) -> str | None:
         """--actor checked, or None when not given: for commands whose library picks its own default
         (`mf init`, `mf drift resolve` takes the file's author, `mf serve` the requester's)."""
-        from metaforge.repo import check_actor
+        from metaforge.actors import check_actor
 
         return check_actor(self.actor_option) if self.actor_option else None
 

@@ -47,7 +47,7 @@ def device_register(
     json_out: JsonOpt = False,
 ) -> None:
     """Register a built device: a DeviceInstance INSTANCE_OF its model, with its sync policy."""
-    from metaforge.sync.devices import register as run
+    from metaforge.thread.devices import register as run
 
     ctx = context(actor)
     result = run(ctx.repo, id, model, actor=ctx.actor, firmware=firmware, location=location,
@@ -65,7 +65,7 @@ def device_policy(
     json_out: JsonOpt = False,
 ) -> None:
     """Change the sync policy of a device, or of a fleet group (`--group`)."""
-    from metaforge.sync.devices import set_policy
+    from metaforge.thread.devices import set_policy
 
     settings = settings or []
     device = None if group or not settings or "=" in settings[0] else settings[0]
@@ -87,7 +87,7 @@ def device_source(
     json_out: JsonOpt = False,
 ) -> None:
     """Declare the telemetry a device (or a fleet group) reports: metric, unit, rate."""
-    from metaforge.sync.devices import set_sources
+    from metaforge.thread.devices import set_sources
 
     ctx = context(actor)
     result = set_sources(ctx.repo, add or [], remove or [], device=target, group=group, actor=ctx.actor,
@@ -103,7 +103,7 @@ def device_retire(
     json_out: JsonOpt = False,
 ) -> None:
     """Decommission a device (`device.decommissioned`): its data stays, new samples are refused."""
-    from metaforge.sync.devices import retire
+    from metaforge.thread.devices import retire
 
     ctx = context(actor)
     result = retire(ctx.repo, id, actor=ctx.actor, message=message)
@@ -113,7 +113,7 @@ def device_retire(
 @device_app.command("list")
 def device_list(json_out: JsonOpt = False) -> None:
     """The registered devices."""
-    from metaforge.sync.devices import devices
+    from metaforge.thread.devices import devices
 
     found = devices(context().repo)
     if json_out:
@@ -128,7 +128,7 @@ def device_list(json_out: JsonOpt = False) -> None:
 @device_app.command("show")
 def device_show(id: Annotated[str, typer.Argument(help="Device serial.")], json_out: JsonOpt = False) -> None:
     """A device: properties, effective sync policy, its sources and what its telemetry holds."""
-    from metaforge.sync.devices import describe
+    from metaforge.thread.devices import describe
 
     d = describe(context().repo, id)
     if json_out:

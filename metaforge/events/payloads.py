@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from metaforge import events as ev
+from metaforge.events import names as ev
 
 DECLARED: dict[str, type["Payload"]] = {}
 
@@ -244,7 +244,7 @@ class SimulationDivergenceDetected(Payload):
 
 # ---- use ---------------------------------------------------------------------------------------
 
-def check_draft(draft: ev.Draft) -> None:
+def check_draft(draft) -> None:  # an events.Draft
     """Refuse a draft whose payload does not fit its model: a bug in the code that drafted it."""
     model = DECLARED.get(draft.type)
     if model is None:

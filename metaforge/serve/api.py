@@ -113,7 +113,7 @@ async def constraints(twin: TwinDep,
 
 @router.get("/projects", response_model=list[s.Project], summary="TwinModels and the 3D models they show")
 async def projects(twin: TwinDep):
-    from metaforge.adapters.manifests import projects as run
+    from metaforge.serve.manifests import projects as run
 
     return JSON(await in_thread(lambda: run(twin.fresh())))
 
@@ -123,7 +123,7 @@ async def projects(twin: TwinDep):
 async def model_manifest(twin: TwinDep, settings: SettingsDep,
                          project_id: str = Path(description="a TwinModel name, or a model key from /projects",
                                                 examples=["DroneFlightController-v2.1"])):
-    from metaforge.adapters.manifests import manifest_for
+    from metaforge.serve.manifests import manifest_for
 
     def run():
         key, manifest = manifest_for(twin.fresh(), project_id)
@@ -139,7 +139,7 @@ async def model_manifest(twin: TwinDep, settings: SettingsDep,
                     403: {"model": s.Error, "description": "unsigned, tampered or expired URL"}})
 async def artifact(twin: TwinDep, settings: SettingsDep, name: str, expires: Optional[str] = None,
                    sig: Optional[str] = None):
-    from metaforge.adapters.manifests import artifacts_dir
+    from metaforge.serve.manifests import artifacts_dir
 
     why = check_signature(settings, name, expires, sig)
     if why is not None:
@@ -164,14 +164,14 @@ async def bom(twin: TwinDep, node_id: str = Path(examples=["DesignElement:power"
 
 @router.get("/devices", response_model=s.DeviceList, summary="The registered devices")
 async def devices(twin: TwinDep):
-    from metaforge.sync.devices import devices as run
+    from metaforge.thread.devices import devices as run
 
     return JSON({"devices": await in_thread(lambda: run(twin.fresh()))})
 
 
 @router.get("/devices/{device_id}", response_model=s.Device, summary="A device: state, policy, sources, telemetry held")
 async def device(twin: TwinDep, device_id: str = Path(examples=["FC-SN-20260301-001"])):
-    from metaforge.sync.devices import describe
+    from metaforge.thread.devices import describe
 
     return JSON(await in_thread(lambda: describe(twin.fresh(), device_id)))
 
@@ -190,7 +190,7 @@ async def telemetry(twin: TwinDep, device_id: str = Path(examples=["FC-SN-202603
 
 @router.get("/simulations", response_model=s.Simulations, summary="SimulationRuns, of one device or all")
 async def simulations(twin: TwinDep, device: Optional[str] = Query(None, description="a device serial")):
-    from metaforge.sync.devices import show
+    from metaforge.thread.devices import show
     from metaforge.thread.queries import simulation_runs
 
     def run():
@@ -207,7 +207,8 @@ async def simulations(twin: TwinDep, device: Optional[str] = Query(None, descrip
 def write(twin: Twin, settings: ServeSettings, changes, message, actor, dry_run=False, created=False):
     """Changes through the command path `mf mutate` takes, as the requester's actor, else the server's
     --actor, else the git user; 202 when they became a proposal, 201 for a new entity."""
-    from metaforge.repo import check_actor, default_actor
+    from metaforge.actors import check_actor
+    from metaforge.repo import default_actor
     from metaforge.thread.commands import execute
     from metaforge.thread.policy import Source
 
@@ -282,7 +283,7 @@ def _inside(folder, name: str):
 
 
 def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict:
-    from metaforge.sync.devices import show
+    from metaforge.thread.devices import show
     from metaforge.sync.ingest import parse_span, parse_time
 
     name = show(twin.fresh(), device_id)["name"]

@@ -134,7 +134,7 @@ class DeviceHub:
 
     def subscribe(self, device: str, sub: Subscriber) -> str:
         """Watch a device (NotFound for an unknown one); the current overlay is queued at once."""
-        from metaforge.sync.overlay import OverlayBuilder
+        from metaforge.serve.overlay import OverlayBuilder
 
         repo = self.twin.fresh()
         builder = self.builders.get(device) or OverlayBuilder(repo, device)

@@ -48,7 +48,7 @@ def compare(repo, device: str, *, actor: str, since_us: int, until_us: int | Non
     import numpy as np
 
     from metaforge.store.telemetry import TelemetryStore
-    from metaforge.sync.devices import require
+    from metaforge.thread.devices import require
     from metaforge.sim.whatif import _twin_of, composition_for
 
     name = require(repo, device)

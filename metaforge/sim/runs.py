@@ -97,7 +97,7 @@ def run_models(repo, refs: list[str], *, actor: str, inputs=None, sets=None, dev
     initial, knobs, sources = {}, {}, []
     targets = [f"BehavioralModel:{m.definition.name}" for m in loaded if m.entity_version is not None]
     if device:
-        from metaforge.sync.devices import require
+        from metaforge.thread.devices import require
 
         name = require(repo, device)
         initial, knobs, sources = start_from_telemetry(repo, composed, [name])

@@ -18,7 +18,6 @@ from typing import Any
 from metaforge.errors import BadInput
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|min|m|h|d)?\s*$")
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
 
 def parse_duration(text: str) -> float:
@@ -160,10 +159,10 @@ def convert(text: str, unit: str | None, where: str) -> float:
     """A number as typed, with or without a unit, in `unit` (the port's or the parameter's)."""
     from metaforge.thread import units
 
-    m = _NUMBER.match(str(text))
-    if not m:
+    split = units.split_number(str(text))
+    if not split:
         raise BadInput(f"{where}: '{text}' is not a number")
-    value, given = float(m.group(1)), m.group(2)
+    value, given = float(split[0]), split[1]
     if not given:
         return value
     if not unit or unit == "1":

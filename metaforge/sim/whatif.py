@@ -89,7 +89,7 @@ def _plain(v):
 # ---- the twin behind a device --------------------------------------------------------------
 
 def _twin_of(repo, device: str) -> str:
-    from metaforge.sync.devices import require
+    from metaforge.thread.devices import require
 
     name = require(repo, device)
     models = repo.index.edges_from(f"DeviceInstance:{name}", "INSTANCE_OF")

@@ -17,7 +17,7 @@ import orjson
 from metaforge.batch import no_gc
 from metaforge.store import sqlite
 from metaforge.store.log import EventLog, Position, Record
-from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
+from metaforge.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
 SCHEMA_VERSION = "6"
 _TABLES = {

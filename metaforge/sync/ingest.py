@@ -12,9 +12,7 @@ BATCH = 200_000
 
 
 def store(repo):
-    from metaforge.store.telemetry import TelemetryStore
-
-    return TelemetryStore(repo.mfdir / "telemetry.db")
+    return repo.telemetry()
 
 
 PARALLEL_BYTES = 4 << 20  # from this much input on, files are read in a second process
@@ -24,7 +22,7 @@ def ingest_files(repo, paths: list[Path], device: str | None = None, precision: 
                  progress=None) -> dict:
     """Read telemetry files into the store. Large inputs are parsed in a second process while
     this one writes, so both cores work: parsing and storing cost about the same per sample."""
-    from metaforge.sync.devices import require
+    from metaforge.thread.devices import require
 
     known: dict[str, bool] = {}
     if device:

@@ -68,17 +68,17 @@ def _resolve(value, unit: str | None, repo) -> float | None:
         q = to_value(stored)
         base, from_unit = q.value, None
     else:
-        m = units._NUMBER.match(text)
-        if not m:
+        split = units.split_number(text)
+        if not split:
             raise BadInput(f"telemetry limit '{text}': a number, a quantity or Type:name.property")
-        from_unit = units.normalize_unit(m.group(2), "temperature") if m.group(2) else None
+        number, written = split
+        from_unit = units.normalize_unit(written, "temperature") if written else None
         if not from_unit:
-            return float(m.group(1))
-        base = units.to_base(float(m.group(1)), from_unit)
+            return float(number)
+        base = units.to_base(float(number), from_unit)
     if not unit:
         return base
-    _, factor, offset = units._info(units.normalize_unit(unit, "temperature"))
-    return (base - offset) / factor
+    return units.from_base(base, units.normalize_unit(unit, "temperature"))
 
 
 def load_limits(repo) -> dict[str, Limit]:

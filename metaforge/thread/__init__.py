@@ -1,5 +1,6 @@
-"""L1, the digital thread: entities, the graph fold, commands (writes) and queries (reads).
+"""L1, the digital thread: entities, commands (writes), queries (reads), drift, the device registry.
 
-`entities`, `units` and `graph` are the domain: they know nothing of files, SQLite or git.
-`commands` and `queries` are the services that use the store.
+`entities` and `units` are the domain: they know nothing of files, SQLite or git. The graph fold
+they feed is `metaforge/graph.py`, below the store that projects it. `commands`, `queries` and
+the rest are the services that use the store.
 """

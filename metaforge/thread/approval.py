@@ -19,6 +19,8 @@ proposal or a constraint now fails, and appends them with `proposal.approved` in
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from metaforge import events as ev
 from metaforge.errors import BadInput, Refused, VersionConflict
 from metaforge.thread.commands import Change, Planned
@@ -133,9 +135,8 @@ def _load(repo, pid: str) -> dict:
 
 def approve(repo, pid: str, *, actor: str, message: str | None = None):
     """Apply a pending proposal on today's state, or refuse and say what moved."""
-    from metaforge.thread.changes_file import _change
+    from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.policy import Source
-    from metaforge.thread.transaction import annotate
 
     with repo.transaction(actor, Source.APPROVAL) as tx:
         p = _load(repo, pid)
@@ -146,7 +147,7 @@ def approve(repo, pid: str, *, actor: str, message: str | None = None):
         if moved:
             raise VersionConflict(f"{p['id']}: the state moved underneath it: " + "; ".join(moved),
                                   "reject it and propose the change again on today's state")
-        changes = [_change(dict(d), f"{p['id']} change #{i + 1}") for i, d in enumerate(p["changes"])]
+        changes = [change_from_dict(dict(d), f"{p['id']} change #{i + 1}") for i, d in enumerate(p["changes"])]
         planned = tx.plan(changes, p.get("msg"), actor=p["proposed_by"])
         drafts = annotate(planned.result.drafts(), f"approved in {p['id']} by {actor}")
         records = [ev.Draft(r["type"], r["entity"], r["version"], r["payload"], actor=p["proposed_by"])
@@ -154,6 +155,12 @@ def approve(repo, pid: str, *, actor: str, message: str | None = None):
         decided = ev.Draft(PROPOSAL_APPROVED, p["id"], 2, {"events": len(drafts)}, message, actor=actor)
         tx.apply(planned, drafts=drafts, extra=[*records, decided])
         return planned.result
+
+
+def annotate(drafts: list[ev.Draft], note: str) -> list[ev.Draft]:
+    """The same events with a note after their message (who approved them). An approval's own
+    step: the transaction lands what it is given and imports nothing of approvals but the rules."""
+    return [replace(d, msg=f"{d.msg} ({note})" if d.msg else note) for d in drafts]
 
 
 def reject(repo, pid: str, *, actor: str, message: str):

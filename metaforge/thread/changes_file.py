@@ -64,7 +64,7 @@ def changes_from_data(data: Any, name: str, lines=None) -> tuple[list[Change], s
         lines = lines[0]
     if not isinstance(data, list):
         raise BadInput(f"{name}: expected a list of changes")
-    changes = [_change(item, f"{name}:{lines[i]}" if lines else f"{name}: change #{i + 1}")
+    changes = [change_from_dict(item, f"{name}:{lines[i]}" if lines else f"{name}: change #{i + 1}")
                for i, item in enumerate(data)]
     return changes, message
 
@@ -107,7 +107,8 @@ def _load_yaml(text: str, name: str):
     return data, None
 
 
-def _change(item: Any, where: str) -> Change:
+def change_from_dict(item: Any, where: str) -> Change:
+    """One change as a mapping (a file's item, a stored proposal's); `where` starts each error."""
     if not isinstance(item, dict):
         raise BadInput(f"{where}: a change is a mapping like {{set: BOMItem:C42, props: {{...}}}}")
     ops = _OPS & item.keys()

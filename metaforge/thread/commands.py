@@ -16,7 +16,7 @@ from typing import Any
 from metaforge import events as ev
 from metaforge.errors import BadInput, ConstraintViolation, MetaforgeError, Refused, VersionConflict
 from metaforge.thread.entities import check_relation, parse_id, validate_properties
-from metaforge.thread.graph import GraphState
+from metaforge.graph import GraphState
 
 OPS = ("add", "set", "unset", "remove", "link", "unlink")
 

@@ -373,7 +373,7 @@ class _PastValues:
 
     def value(self, node_id: str, key: str) -> Any:
         if node_id not in self.cache:
-            from metaforge.thread.graph import GraphState
+            from metaforge.graph import GraphState
 
             refs = self.repo.index.event_refs(entity=node_id, upto=self.seq)
             state = GraphState()

@@ -59,7 +59,8 @@ def _append(repo, drafts: list[ev.Draft], actor: str) -> int:
 def author_of(repo, rel: str) -> str:
     """Who made the file as it is: the person at this clone for an uncommitted edit, else the
     author of its last commit (`agent:<name>` for a bot author, or an `MF-Actor:` trailer)."""
-    from metaforge.repo import check_actor, git
+    from metaforge.actors import check_actor
+    from metaforge.repo import git
 
     dirty = git(["status", "--porcelain", "--", rel], cwd=repo.root, check=False)
     if dirty or not git(["log", "-1", "--format=%H", "--", rel], cwd=repo.root, check=False):

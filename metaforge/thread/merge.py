@@ -22,7 +22,7 @@ import orjson
 
 from metaforge import events as ev
 from metaforge.errors import BadInput, Refused
-from metaforge.thread.graph import GraphState
+from metaforge.graph import GraphState
 
 GRAPH = {ev.NODE_CREATED, ev.NODE_UPDATED, ev.NODE_DELETED, ev.PROPERTY_SET, ev.EDGE_CREATED, ev.EDGE_DELETED}
 

@@ -15,14 +15,13 @@ Nothing else takes the log lock to write; `EventLog.append` refuses to run witho
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from typing import Callable
 
 from metaforge import events as ev
 from metaforge.batch import no_gc
 from metaforge.errors import BadInput, Refused
 from metaforge.thread.commands import Change, Planned, Result, plan, refuse_if_blocked
-from metaforge.thread.graph import GraphState
+from metaforge.graph import GraphState
 from metaforge.thread.policy import LAND, PROPOSE, REFUSE, Source, rule_of
 
 _listeners: list[Callable[[object, int], None]] = []
@@ -37,7 +36,7 @@ def on_commit(listener: Callable[[object, int], None]) -> Callable[[], None]:
 
 class Transaction:
     def __init__(self, repo, actor: str, source: Source):
-        from metaforge.repo import check_actor
+        from metaforge.actors import check_actor
 
         self.repo, self.actor, self.source = repo, check_actor(actor), source
         self.rule = None if source is Source.RECORD else rule_of(source, self.actor)
@@ -132,11 +131,6 @@ class Transaction:
         self.last_seq = end.seq
 
 
-def annotate(drafts: list[ev.Draft], note: str) -> list[ev.Draft]:
-    """The same events with a note after their message (who approved them)."""
-    return [replace(d, msg=f"{d.msg} ({note})" if d.msg else note) for d in drafts]
-
-
 def _after_commit(repo, last_seq: int) -> None:
     """What follows a commit. The commit has landed: nothing here may fail the write."""
     import logging
@@ -183,4 +177,4 @@ def _spawn_knowledge_update(repo) -> None:
                      start_new_session=True)
 
 
-__all__ = ["Transaction", "Source", "on_commit", "maintenance", "annotate", "LAND", "PROPOSE"]
+__all__ = ["Transaction", "Source", "on_commit", "maintenance", "LAND", "PROPOSE"]

@@ -107,6 +107,31 @@ def to_base(value: float, unit: str) -> float:
     return value * factor + offset
 
 
+def from_base(value: float, unit: str) -> float:
+    """The inverse of `to_base`: a value in SI base units, said in `unit` (K → °C)."""
+    _, factor, offset = _info(unit)
+    return (value - offset) / factor
+
+
+def base_scale(unit: str) -> tuple[float, float]:
+    """(factor, offset) of a unit: base value = value * factor + offset. For sums and extremes
+    taken over many values at once (a SQL aggregate), where one `to_base` per value cannot go."""
+    _, factor, offset = _info(unit)
+    return factor, offset
+
+
+def has_offset(unit: str) -> bool:
+    """°C and °F have an offset from their base unit: a value in them is a temperature, not a
+    difference of temperatures."""
+    return _info(unit)[2] != 0
+
+
+def split_number(text: str) -> tuple[str, str] | None:
+    """`"85 C"` → ("85", "C"), `"3"` → ("3", ""); None when the text does not start with a number."""
+    m = _NUMBER.match(text)
+    return (m.group(1), m.group(2)) if m else None
+
+
 def dimension_name(unit: str) -> str | None:
     dim = dimensionality(unit)
     return next((n for n, ref in DIMENSIONS.items() if dimensionality(ref) == dim), None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from metaforge.batch import no_gc
 from metaforge.errors import LogCorrupt, UnknownFormat
 from metaforge.store.log import Position
-from metaforge.thread.graph import GraphState
+from metaforge.graph import GraphState
 
 
 def verify(repo, repair: bool = False, progress=None) -> dict:

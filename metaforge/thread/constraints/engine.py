@@ -233,7 +233,7 @@ class StateSource:
             quantity = types[node.type][node.prop] not in ("int", "float")
             for u, n, total, lo, hi in self.index.totals_by_unit(node.type, node.prop, quantity, equal, overlay):
                 if u:
-                    _, factor, offset = units._info(u)
+                    factor, offset = units.base_scale(u)
                     unit = unit or u
                     groups.append((n, total * factor + n * offset, lo * factor + offset, hi * factor + offset))
                 else:

@@ -52,8 +52,7 @@ def show(v: Any, like: Any = None) -> str:
             unit = like.unit
         if not unit:
             return f"{v.value:.4g}"
-        _, factor, offset = units._info(unit)
-        number = (v.value - offset) / factor
+        number = units.from_base(v.value, unit)
         return f"{number:.4g} {units.shown_unit(unit)}"
     if isinstance(v, str):
         return f'"{v}"'
@@ -205,7 +204,7 @@ class Evaluator:
 
 def _absolute(unit: str | None) -> bool:
     """°C and °F have an offset: a value in them is a temperature, not a difference."""
-    return bool(unit) and units._info(unit)[2] != 0
+    return bool(unit) and units.has_offset(unit)
 
 
 def compare(op: str, left: Any, right: Any) -> bool:

@@ -66,7 +66,7 @@ class OverlayBuilder:
     """The overlay of one device; it keeps each metric's level between calls (for hysteresis)."""
 
     def __init__(self, repo, device: str):
-        from metaforge.sync.devices import describe
+        from metaforge.thread.devices import describe
         from metaforge.sync.live import load_limits
 
         info = describe(repo, device)
@@ -83,7 +83,7 @@ class OverlayBuilder:
 
     def _model(self, info: dict) -> tuple[dict[str, str], dict[str, dict]]:
         """entity id → mesh name, and mesh name → box, of the device's model (empty without one)."""
-        from metaforge.adapters.manifests import manifest_for, part_boxes
+        from metaforge.serve.manifests import manifest_for, part_boxes
         from metaforge.errors import NotFound
 
         model = next((e["id"] for e in info["out"] if e["rel"] == "INSTANCE_OF"), None)

@@ -137,10 +137,8 @@ def describe(repo, device_id: str, now_us: int | None = None) -> dict:
     and each declared source's status (reporting, silent past the staleness threshold, never)."""
     import time
 
-    from metaforge.sync.ingest import store
-
     d = show(repo, device_id)
-    ts = store(repo)
+    ts = repo.telemetry()
     try:
         held = {m: (n, last) for m, n, _, last in ts.metrics_of(d["name"])}
     finally:
