@@ -54,7 +54,7 @@ def rebuild(json_out: JsonOpt = False) -> None:
     with repo.log.lock(), progress_bar("rebuilding the index") as update:
         repo.index.rebuild(repo.log, progress=update)
     pos = repo.index.position()
-    entities = repo.index.conn.execute("SELECT count(*) FROM nodes WHERE deleted = 0").fetchone()[0]
+    entities = repo.index.entity_count()
     out = {"events": pos.seq, "entities": entities, "seconds": round(time.perf_counter() - started, 3)}
     if json_out:
         emit_json(out)

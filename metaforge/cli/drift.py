@@ -61,7 +61,7 @@ def check(
     if staged:
         from metaforge.thread.hooks import staged_files
 
-        mapped = {r for (r,) in repo.index.conn.execute("SELECT path FROM artifacts WHERE how != 'removed'")}
+        mapped = repo.index.artifact_paths()
         rels = [p for p in staged_files(repo) if p in mapped and (rels is None or _under(p, rels))]
     report = drift.detect(repo, rels) if rels != [] else drift.Report()
     ids = {o["fingerprint"]: o["seq"] for o in drift.open_drifts(repo).values()}

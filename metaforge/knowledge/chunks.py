@@ -13,7 +13,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 
 KINDS_BY_TYPE = {"BOMItem": "component", "DesignElement": "component", "TwinModel": "component",
                  "Requirement": "requirement", "Constraint": "constraint", "BehavioralModel": "model",
@@ -151,18 +150,15 @@ def doc_chunks(root: Path, path: Path, limit: int = 500) -> list[Chunk]:
 def describer(index):
     """What an entity is, in a few words (its description, text or value), looked up in the index."""
     def describe(entity_id: str) -> str:
-        row = index.conn.execute("SELECT props ->> '$.description', props ->> '$.text', props ->> '$.value' "
-                                 "FROM nodes WHERE id = ?", (entity_id,)).fetchone()
+        row = index.property_texts(entity_id, ("description", "text", "value"))
         return next((str(v)[:120] for v in row or () if v), "")
     return describe
 
 
 def all_entity_chunks(index) -> list[Chunk]:
-    conn = index.conn
     outs: dict[str, list] = {}
     ins: dict[str, list] = {}
-    for src, rel, dst in conn.execute("SELECT src, rel, dst FROM edges ORDER BY src, rel, dst"):
+    for src, rel, dst in index.all_edges():
         outs.setdefault(src, []).append((rel, dst))
         ins.setdefault(dst, []).append((rel, src))
-    return [entity_chunk(i, orjson.loads(p), outs.get(i, []), ins.get(i, []))
-            for i, p in conn.execute("SELECT id, json(props) FROM nodes WHERE deleted = 0 ORDER BY id")]
+    return [entity_chunk(n.id, n.props, outs.get(n.id, []), ins.get(n.id, [])) for n in index.live_nodes()]

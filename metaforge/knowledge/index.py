@@ -62,15 +62,13 @@ def _apply(store, want: dict[str, Chunk], have: dict[str, str], stale: list[str]
     todo = [c for k, c in want.items() if have.get(k) != c.digest]
     if todo:
         vectors = encode_many([c.embed_text for c in todo], progress)  # before the write lock is taken
-        store.conn.execute("BEGIN")
-        store.upsert(todo, vectors)
-        store.bump()
-        store.conn.execute("COMMIT")
+        with store.transaction():
+            store.upsert(todo, vectors)
+            store.bump()
     if stale:
-        store.conn.execute("BEGIN")
-        store.delete(stale)
-        store.bump()
-        store.conn.execute("COMMIT")
+        with store.transaction():
+            store.delete(stale)
+            store.bump()
     return {"embedded": len(todo), "removed": len(stale)}
 
 
@@ -134,33 +132,29 @@ def _position_after(repo, seq: int, hash_: str | None):
 
     if seq == 0:
         return Position()
-    row = repo.index.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seq + 1,)).fetchone()
-    return Position(seq, hash_, row[0], row[1]) if row else Position()
+    at = repo.index.event_position(seq + 1)
+    return Position(seq, hash_, at[0], at[1]) if at else Position()
 
 
 def _same_history(repo, seen: int, store) -> bool:
     """Is the event the store last saw still at that seq (and not another branch's)?"""
     if seen == 0:
         return True
-    row = repo.index.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seen,)).fetchone()
-    if row is None:
+    at = repo.index.event_position(seen)
+    if at is None:
         return False
-    line = repo.log.lines_at([tuple(row)])[0]
+    line = repo.log.lines_at([at])[0]
     return line.get("hash") == store.meta("indexed_hash")
 
 
 def _entities(repo, ids: set[str]) -> dict[str, Chunk]:
-    import orjson
-
-    conn = repo.index.conn
+    index = repo.index
     out = {}
     for nid in ids:
-        row = conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0", (nid,)).fetchone()
-        if row is None:
+        props = index.props(nid)
+        if props is None:
             continue
-        outs = [tuple(r) for r in conn.execute("SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst", (nid,))]
-        ins = [tuple(r) for r in conn.execute("SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src", (nid,))]
-        c = entity_chunk(nid, orjson.loads(row[0]), outs, ins)
+        c = entity_chunk(nid, props, index.edges_from(nid), index.edges_to(nid))
         out[c.key] = c
     return out
 
@@ -201,17 +195,15 @@ def search(repo, question: str, k: int = 10, family: str | None = None, mode: st
                     ranks[rid] = ranks.get(rid, 0.0) + 1.0 / (60 + rank)
         fq = fts_query(question)
         if mode in ("hybrid", "keyword") and fq:
-            rows = store.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT ?",
-                                      (fq, pool)).fetchall()
+            rows = store.keyword_hits(fq, pool)
             weight = 1.0 if mode == "keyword" else 0.25  # words confirm meaning; alone they mislead more
-            for rank, (rowid,) in enumerate(rows):
+            for rank, rowid in enumerate(rows):
                 ranks[rowid] = ranks.get(rowid, 0.0) + weight / (60 + rank)
         exact = [w.lower() for w in _WORD.findall(question) if any(ch.isdigit() for ch in w) and len(w) >= 3]
         asks_why = bool(_WHY.match(question))
         results = []
         for rowid, score in sorted(ranks.items(), key=lambda kv: -kv[1]):
-            row = store.conn.execute("SELECT key, kind, title, text, source FROM chunks WHERE rowid = ?",
-                                     (rowid,)).fetchone()
+            row = store.chunk(rowid)
             if row is None or (kinds and row[1] not in kinds):
                 continue
             text = row[3]

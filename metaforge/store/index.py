@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import orjson
 
 from metaforge.batch import no_gc
-from metaforge.store import sqlite
+from metaforge.store import graph_query, sqlite
+from metaforge.store.graph_query import Screen
 from metaforge.store.log import EventLog, Position, Record
 from metaforge.thread.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
@@ -378,6 +379,187 @@ class GraphIndex:
     def has_edge(self, src: str, rel: str, dst: str) -> bool:
         return self.conn.execute("SELECT 1 FROM edges WHERE src = ? AND rel = ? AND dst = ?",
                                  (src, rel, dst)).fetchone() is not None
+
+    # ---- reads: queries, history, verification ------------------------------------------------
+
+    def stored_node(self, node_id: str) -> Node | None:
+        """The node as the index holds it, removed or not (to say when it was removed)."""
+        return self.load_nodes([node_id]).get(node_id)
+
+    def find_nodes(self, screens: Sequence[Screen] = (), type_name: str | None = None,
+                   keep: Callable[[Node], bool] | None = None, limit: int | None = None) -> list[Node]:
+        """Live nodes (of one type) in id order that the screens let through and `keep` accepts,
+        stopping once `limit` are kept (None or 0: all). `keep` is the caller's exact verdict:
+        the screens only spare it the rows they can rule out (see graph_query)."""
+        args: list = []
+        sql = f"SELECT {_NODE_COLUMNS} FROM nodes WHERE deleted = 0"
+        if type_name:
+            sql, args = sql + " AND type = ?", [type_name]
+        if screens:
+            sql += f" AND ({graph_query.where_sql(screens, args)})"
+        out: list[Node] = []
+        for r in self.conn.execute(sql + " ORDER BY id", args):
+            node = _node(r)
+            if keep is None or keep(node):
+                out.append(node)
+                if limit and len(out) >= limit:
+                    break
+        return out
+
+    def property_units(self, key: str, type_name: str | None = None) -> list[str]:
+        """The units the live nodes (of one type) write quantities of property `key` in."""
+        path = '$."' + key + '"'
+        sql = (f"SELECT DISTINCT props ->> '{path}.unit' FROM nodes WHERE deleted = 0"
+               f" AND json_type(props, '{path}') = 'object'")
+        args = []
+        if type_name:
+            sql, args = sql + " AND type = ?", [type_name]
+        return sorted(u for (u,) in self.conn.execute(sql, args) if isinstance(u, str))
+
+    def types_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """The type of each of these ids that is a live node (the others are left out)."""
+        ids = list(dict.fromkeys(ids))
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update(self.conn.execute(f"SELECT id, type FROM nodes WHERE deleted = 0 AND id IN "
+                                         f"({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def live_nodes(self) -> list[Node]:
+        """Every live node, in id order."""
+        return [_node(r) for r in self.conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE deleted = 0 ORDER BY id")]
+
+    def all_nodes(self) -> list[Node]:
+        """Every node the index holds, removed ones too, in id order (for `mf verify`)."""
+        return [_node(r) for r in self.conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY id")]
+
+    def all_edges(self) -> list[Edge]:
+        """Every relationship as (src, rel, dst), in that order."""
+        return [tuple(r) for r in self.conn.execute("SELECT src, rel, dst FROM edges ORDER BY src, rel, dst")]
+
+    def property_texts(self, node_id: str, keys: Sequence[str]) -> tuple | None:
+        """Some properties of a node (removed or not) as SQL reads them out of JSON: strings and
+        numbers as themselves, objects and arrays as JSON text, booleans as 1 and 0."""
+        columns = ", ".join("props ->> ?" for _ in keys)
+        row = self.conn.execute(f"SELECT {columns} FROM nodes WHERE id = ?",
+                                [*('$."' + k + '"' for k in keys), node_id]).fetchone()
+        return None if row is None else tuple(row)
+
+    def artifact_regions(self, entity: str) -> list[tuple[str, str, int | None]]:
+        """Where in the mapped files an entity lives: (path, region, line), by path and line."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (entity,))]
+
+    def artifact_paths(self) -> set[str]:
+        """The files the graph is mapped to (read from or written to, and not removed since)."""
+        return {r for (r,) in self.conn.execute("SELECT path FROM artifacts WHERE how != 'removed'")}
+
+    def entity_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM nodes WHERE deleted = 0").fetchone()[0]
+
+    def count_by_type(self) -> dict[str, int]:
+        """Live entities by type, in type order."""
+        return dict(self.conn.execute("SELECT type, count(*) FROM nodes WHERE deleted = 0 GROUP BY type ORDER BY type"))
+
+    def count_by_relation(self) -> dict[str, int]:
+        """Relationships by relation, in relation order."""
+        return dict(self.conn.execute("SELECT rel, count(*) FROM edges GROUP BY rel ORDER BY rel"))
+
+    def changed_since(self, seq: int) -> int:
+        """How many entities (removed ones too) an event after `seq` changed."""
+        return self.conn.execute("SELECT count(*) FROM nodes WHERE updated_seq > ?", (seq,)).fetchone()[0]
+
+    def last_state_link(self) -> dict | None:
+        """The newest StateLink: which commit holds the files of which semantic version."""
+        row = self.conn.execute("SELECT semantic_version, git_commit, projected_at FROM state_links "
+                                "ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else dict(zip(("semantic_version", "git_commit", "projected_at"), row))
+
+    def last_event(self) -> dict | None:
+        """seq, type, entity, version, ts and actor of the newest event."""
+        row = self.conn.execute("SELECT seq, type, entity, version, ts, actor FROM events "
+                                "ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else dict(zip(("seq", "type", "entity", "version", "ts", "actor"), row))
+
+    def event_count(self) -> tuple[int, int]:
+        """How many events the index lists, and the highest seq among them (0 for none)."""
+        return tuple(self.conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone())
+
+    def event_position(self, seq: int) -> tuple[int, int] | None:
+        """(segment, byte offset) of the event with this seq in the log, if the index lists it."""
+        row = self.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else tuple(row)
+
+    def event_positions(self, entity: str | None = None, event_type: str | None = None,
+                        since_seq: int | None = None, oldest_first: bool = False,
+                        limit: int | None = None) -> list[tuple[int, int]]:
+        """(segment, offset) of the events that match, newest first (or oldest first): of one
+        entity, of one type (`node.*` or `node.`: a family), after a seq, at most `limit`."""
+        sql, args = "SELECT segment, offset FROM events WHERE 1 = 1", []
+        if entity:
+            sql += " AND entity = ?"
+            args.append(entity)
+        if event_type:
+            if event_type.endswith("*") or event_type.endswith("."):
+                sql += " AND type LIKE ?"
+                args.append(event_type.rstrip("*").rstrip(".") + ".%")
+            else:
+                sql += " AND type = ?"
+                args.append(event_type)
+        if since_seq is not None:
+            sql += " AND seq > ?"
+            args.append(since_seq)
+        sql += " ORDER BY seq " + ("ASC" if oldest_first else "DESC")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [tuple(r) for r in self.conn.execute(sql, args)]
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file, so a copy of the file alone is whole."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ---- reads for the constraint engine: a type's rows, counts and sums ---------------------------
+
+    def props_of_type(self, type_name: str, equal: Sequence[tuple[str, str]] = ()) -> list[tuple[str, dict]]:
+        """(id, properties) of the live nodes of a type whose properties `equal` hold (each compared
+        as SQL reads it out of JSON: a pre-filter, the caller judges the rows kept)."""
+        where, args = _type_where(type_name, equal, ())
+        loads = orjson.loads
+        return [(i, loads(p)) for i, p in self.conn.execute(f"SELECT id, json(props) FROM nodes WHERE {where}", args)]
+
+    def count_of_type(self, type_name: str, equal: Sequence[tuple[str, str]] = (), excluding: Sequence[str] = ()) -> int:
+        """How many live nodes of a type have the `equal` properties, leaving out some ids."""
+        where, args = _type_where(type_name, equal, excluding)
+        return self.conn.execute(f"SELECT count(*) FROM nodes WHERE {where}", args).fetchone()[0]
+
+    def totals_by_unit(self, type_name: str, prop: str, quantity: bool, equal: Sequence[tuple[str, str]] = (),
+                       excluding: Sequence[str] = ()) -> list[tuple]:
+        """(unit, count, total, min, max) of a numeric property (a quantity's value, by its unit;
+        a plain number's under unit '') over the live nodes of a type, in one scan."""
+        where, args = _type_where(type_name, equal, excluding)
+        path = f'$."{prop}"'
+        value = f"props ->> '{path}.value'" if quantity else f"props ->> '{path}'"
+        unit = f"props ->> '{path}.unit'" if quantity else "''"
+        sql = (f"SELECT {unit}, count({value}), total({value}), min({value}), max({value}) "
+               f"FROM nodes WHERE {where} AND {value} IS NOT NULL GROUP BY 1")
+        return [tuple(r) for r in self.conn.execute(sql, args)]
+
+
+def _node(r) -> Node:
+    """A Node from a row of _NODE_COLUMNS."""
+    return Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), bool(r[10]))
+
+
+def _type_where(type_name: str, equal: Sequence[tuple[str, str]], excluding: Sequence[str]) -> tuple[str, list]:
+    where, args = "type = ? AND deleted = 0", [type_name]
+    for prop, value in equal:
+        where += " AND props ->> ? = ?"
+        args += [f'$."{prop}"', value]
+    if excluding:
+        where += f" AND id NOT IN ({','.join('?' * len(excluding))})"
+        args += list(excluding)
+    return where, args
 
 
 def _estimate_events(log: EventLog, start: Position) -> int:

@@ -117,7 +117,7 @@ def compute(repo, a: Side, b: Side) -> dict:
     seg_a, seg_b = read_segments(repo, a), read_segments(repo, b)
     with tempfile.TemporaryDirectory(prefix="mf-diff-") as tmp:
         index_a = _project(seg_a, Path(tmp) / "a", None)
-        index_a.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        index_a.checkpoint()
         if b.rev is None:
             repo.sync_warnings()
             index_b = repo.index
@@ -141,19 +141,20 @@ def compute(repo, a: Side, b: Side) -> dict:
 
 
 def _nodes(index) -> dict[str, tuple]:
-    return {i: (t, json_props) for i, t, json_props in
-            index.conn.execute("SELECT id, type, json(props) FROM nodes WHERE deleted = 0")}
+    """Live entities: id → (type, properties, their canonical JSON to compare cheaply)."""
+    dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
+    return {n.id: (n.type, n.props, dumps(n.props, option=sort)) for n in index.live_nodes()}
 
 
 def _entities(index_a, index_b) -> dict:
     a, b = _nodes(index_a), _nodes(index_b)
-    added = [{"id": i, "type": b[i][0], "properties": orjson.loads(b[i][1])} for i in sorted(b.keys() - a.keys())]
-    removed = [{"id": i, "type": a[i][0], "properties": orjson.loads(a[i][1])} for i in sorted(a.keys() - b.keys())]
+    added = [{"id": i, "type": b[i][0], "properties": b[i][1]} for i in sorted(b.keys() - a.keys())]
+    removed = [{"id": i, "type": a[i][0], "properties": a[i][1]} for i in sorted(a.keys() - b.keys())]
     changed = []
     for i in sorted(a.keys() & b.keys()):
-        if a[i][1] == b[i][1]:
+        if a[i][2] == b[i][2]:
             continue
-        before, after = orjson.loads(a[i][1]), orjson.loads(b[i][1])
+        before, after = a[i][1], b[i][1]
         props = {k: {"before": before.get(k), "after": after.get(k)}
                  for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)}
         changed.append({"id": i, "type": a[i][0], "properties": props})
@@ -161,9 +162,7 @@ def _entities(index_a, index_b) -> dict:
 
 
 def _edges(index_a, index_b) -> dict:
-    sql = "SELECT src, rel, dst FROM edges"
-    a = {tuple(r) for r in index_a.conn.execute(sql)}
-    b = {tuple(r) for r in index_b.conn.execute(sql)}
+    a, b = set(index_a.all_edges()), set(index_b.all_edges())
     return {"added": [list(e) for e in sorted(b - a)], "removed": [list(e) for e in sorted(a - b)]}
 
 

@@ -31,10 +31,9 @@ def save(repo, name: str, dest: Path | None = None, description: str = "", force
     target = (dest or user_templates_dir()) / name
     if target.exists() and not force:
         raise BadInput(f"{target} exists", "pass --force to replace it")
-    conn = repo.index.conn
     changes, files = [], []
-    for nid, props in conn.execute("SELECT id, json(props) FROM nodes WHERE deleted = 0 ORDER BY type, id"):
-        props = orjson.loads(props)
+    for node in sorted(repo.index.live_nodes(), key=lambda n: (n.type, n.id)):
+        nid, props = node.id, node.props
         change = {"add": nid}
         if props:
             change["props"] = {k: _as_text(v) for k, v in props.items()}
@@ -43,7 +42,7 @@ def save(repo, name: str, dest: Path | None = None, description: str = "", force
             path = props.get(key)
             if isinstance(path, str) and (repo.root / path).is_file():
                 files.append(path)
-    for src, rel, dst in conn.execute("SELECT src, rel, dst FROM edges ORDER BY src, rel, dst"):
+    for src, rel, dst in repo.index.all_edges():
         changes.append({"link": [src, rel, dst]})
     if target.exists():
         shutil.rmtree(target)

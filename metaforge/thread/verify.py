@@ -3,8 +3,6 @@ then the index is compared with a fresh fold of the whole log."""
 
 from __future__ import annotations
 
-import json
-
 from metaforge.batch import no_gc
 from metaforge.errors import LogCorrupt
 from metaforge.store.log import Position
@@ -52,24 +50,23 @@ def _check_index(repo, state: GraphState, end: Position) -> str:
     if (pos.seq, pos.hash) != (end.seq, end.hash):
         return f"index is at seq {pos.seq}, the log at {end.seq}"
     expected = {nid: n for nid, n in state.nodes.items() if n is not None}
-    rows = index.conn.execute("SELECT id, type, version, created_seq, updated_seq, deleted, json(props) FROM nodes")
     seen = 0
-    for nid, typ, version, cseq, useq, deleted, props in rows:
-        n = expected.get(nid)
+    for got in index.all_nodes():
+        n = expected.get(got.id)
         seen += 1
         if n is None:
-            return f"index has {nid}, which the log never created"
-        if (typ, version, cseq, useq, bool(deleted), json.loads(props)) != \
+            return f"index has {got.id}, which the log never created"
+        if (got.type, got.version, got.created_seq, got.updated_seq, got.deleted, got.props) != \
                 (n.type, n.version, n.created_seq, n.updated_seq, n.deleted, n.props):
-            return f"index disagrees with the log on {nid}"
+            return f"index disagrees with the log on {got.id}"
     if seen != len(expected):
         return f"index has {seen} entities, the log {len(expected)}"
     edges = {e for e, info in state.edges.items() if info is not None}
-    indexed = {tuple(r) for r in index.conn.execute("SELECT src, rel, dst FROM edges")}
+    indexed = set(index.all_edges())
     if edges != indexed:
         diff = sorted(edges ^ indexed)[0]
         return f"index disagrees with the log on edge {' '.join(diff)}"
-    count = index.conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
+    count = index.event_count()
     if count != (end.seq, end.seq):
         return f"index lists {count[0]} events, the log {end.seq}"
     return "agrees"

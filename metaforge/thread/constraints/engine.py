@@ -151,9 +151,7 @@ class StateSource:
         if self.state is not None:
             node = self.state.live(entity_id)
             return None if node is None else node.props
-        row = self.index.conn.execute("SELECT json(props) FROM nodes WHERE id = ? AND deleted = 0",
-                                      (entity_id,)).fetchone()
-        return None if row is None else orjson.loads(row[0])
+        return self.index.props(entity_id)
 
     def nodes_of_type(self, type_name: str, equal: tuple) -> list[tuple[str, dict]]:
         key = (type_name, equal)
@@ -162,16 +160,12 @@ class StateSource:
         return self._types[key]
 
     def _load(self, type_name: str, equal: tuple) -> list[tuple[str, dict]]:
-        sql = "SELECT id, json(props) FROM nodes WHERE type = ? AND deleted = 0"
-        args: list = [type_name]
-        for prop, value in equal:  # a pre-filter only: the where is evaluated on every row kept
-            sql += " AND props ->> ? = ?"
-            args += [f'$."{prop}"', value]
         overlay = self.state.nodes if self.state is not None else {}
         rows = []
-        for nid, props in self.index.conn.execute(sql, args):
+        # `equal` is a pre-filter only: the where is evaluated on every row kept
+        for nid, props in self.index.props_of_type(type_name, equal):
             if nid not in overlay:
-                rows.append((nid, orjson.loads(props)))
+                rows.append((nid, props))
         for nid, node in overlay.items():
             if node is not None and not node.deleted and node.type == type_name:
                 rows.append((nid, node.props))
@@ -231,26 +225,13 @@ class StateSource:
 
         overlay = {nid: n for nid, n in (self.state.nodes.items() if self.state is not None else ())
                    if n is not None and n.type == node.type}
-        where, args = "type = ? AND deleted = 0", [node.type]
-        for prop, value in equal:
-            where += " AND props ->> ? = ?"
-            args += [f'$."{prop}"', value]
-        if overlay:
-            where += f" AND id NOT IN ({','.join('?' * len(overlay))})"
-            args += list(overlay)
         groups: list = []
         unit = None
         if node.func == "count":
-            n = self.index.conn.execute(f"SELECT count(*) FROM nodes WHERE {where}", args).fetchone()[0]
-            groups.append((n, 0.0))
+            groups.append((self.index.count_of_type(node.type, equal, list(overlay)), 0.0))
         else:
-            path = f'$."{node.prop}"'
             quantity = types[node.type][node.prop] not in ("int", "float")
-            value_sql = f"props ->> '{path}.value'" if quantity else f"props ->> '{path}'"
-            unit_sql = f"props ->> '{path}.unit'" if quantity else "''"
-            sql = (f"SELECT {unit_sql}, count({value_sql}), total({value_sql}), min({value_sql}), max({value_sql}) "
-                   f"FROM nodes WHERE {where} AND {value_sql} IS NOT NULL GROUP BY 1")
-            for u, n, total, lo, hi in self.index.conn.execute(sql, args):
+            for u, n, total, lo, hi in self.index.totals_by_unit(node.type, node.prop, quantity, equal, list(overlay)):
                 if u:
                     _, factor, offset = units._info(u)
                     unit = unit or u
