@@ -8,9 +8,11 @@ functions alike: a lazy import still ties the two modules together, it only move
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "metaforge"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "metaforge"
 
 # Lowest first. A module may import its own layer and the layers below it, never one above.
 # Each entry is a module or a package prefix; the longest prefix that matches decides.
@@ -178,3 +180,17 @@ def test_the_checker_sees_lazy_imports_and_cycles():
                    for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))]
     assert lazy and all(real[m] for m in lazy)
     assert layer_of("metaforge") == 0 and layer_of("metaforge.cli.app") == len(LAYERS) - 1
+
+
+def test_no_sql_outside_store():
+    """Callers outside metaforge/store/ read and write through named methods: no SQL, no connection."""
+    pattern = re.compile(r"\.(execute|executemany|executescript)\(|\.conn\b")
+    found = []
+    for path in sorted((ROOT / "metaforge").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("metaforge/store/"):
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            if pattern.search(line) and "run.execute(reducer)" not in line:  # the simulation's own execute
+                found.append(f"{rel}:{lineno}: {line.strip()}")
+    assert found == []

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import orjson
 
 from metaforge.batch import no_gc
-from metaforge.store import sqlite
+from metaforge.store import graph_query, sqlite
+from metaforge.store.graph_query import Screen
 from metaforge.store.log import EventLog, Position, Record
 from metaforge.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
@@ -643,6 +644,116 @@ class GraphIndex:
 def _decoded(raw: str | None):
     """A JSON text SQLite answered, decoded (SQL NULL, an unset property, stays None)."""
     return None if raw is None else orjson.loads(raw)
+    # ---- reads: queries, history, verification ------------------------------------------------
+
+    def stored_node(self, node_id: str) -> Node | None:
+        """The node as the index holds it, removed or not (to say when it was removed)."""
+        return self.load_nodes([node_id]).get(node_id)
+
+    def find_nodes(self, screens: Sequence[Screen] = (), type_name: str | None = None,
+                   keep: Callable[[Node], bool] | None = None, limit: int | None = None) -> list[Node]:
+        """Live nodes (of one type) in id order that the screens let through and `keep` accepts,
+        stopping once `limit` are kept (None or 0: all). `keep` is the caller's exact verdict:
+        the screens only spare it the rows they can rule out (see graph_query)."""
+        args: list = []
+        sql = f"SELECT {_NODE_COLUMNS} FROM nodes WHERE deleted = 0"
+        if type_name:
+            sql, args = sql + " AND type = ?", [type_name]
+        if screens:
+            sql += f" AND ({graph_query.where_sql(screens, args)})"
+        out: list[Node] = []
+        for r in self.conn.execute(sql + " ORDER BY id", args):
+            node = _node(r)
+            if keep is None or keep(node):
+                out.append(node)
+                if limit and len(out) >= limit:
+                    break
+        return out
+
+    def property_units(self, key: str, type_name: str | None = None) -> list[str]:
+        """The units the live nodes (of one type) write quantities of property `key` in."""
+        path = '$."' + key + '"'
+        sql = (f"SELECT DISTINCT props ->> '{path}.unit' FROM nodes WHERE deleted = 0"
+               f" AND json_type(props, '{path}') = 'object'")
+        args = []
+        if type_name:
+            sql, args = sql + " AND type = ?", [type_name]
+        return sorted(u for (u,) in self.conn.execute(sql, args) if isinstance(u, str))
+
+    def types_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """The type of each of these ids that is a live node (the others are left out)."""
+        ids = list(dict.fromkeys(ids))
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update(self.conn.execute(f"SELECT id, type FROM nodes WHERE deleted = 0 AND id IN "
+                                         f"({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def live_nodes(self) -> list[Node]:
+        """Every live node, in id order."""
+        return [_node(r) for r in self.conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE deleted = 0 ORDER BY id")]
+
+    def artifact_regions(self, entity: str) -> list[tuple[str, str, int | None]]:
+        """Where in the mapped files an entity lives: (path, region, line), by path and line."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (entity,))]
+
+    def count_by_type(self) -> dict[str, int]:
+        """Live entities by type, in type order."""
+        return dict(self.conn.execute("SELECT type, count(*) FROM nodes WHERE deleted = 0 GROUP BY type ORDER BY type"))
+
+    def count_by_relation(self) -> dict[str, int]:
+        """Relationships by relation, in relation order."""
+        return dict(self.conn.execute("SELECT rel, count(*) FROM edges GROUP BY rel ORDER BY rel"))
+
+    def changed_after(self, seq: int) -> int:
+        """How many entities (removed ones too) an event after `seq` changed."""
+        return self.conn.execute("SELECT count(*) FROM nodes WHERE updated_seq > ?", (seq,)).fetchone()[0]
+
+    def last_state_link(self) -> dict | None:
+        """The newest StateLink: which commit holds the files of which semantic version."""
+        row = self.conn.execute("SELECT semantic_version, git_commit, projected_at FROM state_links "
+                                "ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else dict(zip(("semantic_version", "git_commit", "projected_at"), row))
+
+    def last_event(self) -> dict | None:
+        """seq, type, entity, version, ts and actor of the newest event."""
+        row = self.conn.execute("SELECT seq, type, entity, version, ts, actor FROM events "
+                                "ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else dict(zip(("seq", "type", "entity", "version", "ts", "actor"), row))
+
+    def event_position(self, seq: int) -> tuple[int, int] | None:
+        """(segment, byte offset) of the event with this seq in the log, if the index lists it."""
+        row = self.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else tuple(row)
+
+    def event_positions(self, entity: str | None = None, event_type: str | None = None,
+                        since_seq: int | None = None, oldest_first: bool = False,
+                        limit: int | None = None) -> list[tuple[int, int]]:
+        """(segment, offset) of the events that match, newest first (or oldest first): of one
+        entity, of one type (`node.*` or `node.`: a family), after a seq, at most `limit`."""
+        sql, args = "SELECT segment, offset FROM events WHERE 1 = 1", []
+        if entity:
+            sql += " AND entity = ?"
+            args.append(entity)
+        if event_type:
+            if event_type.endswith("*") or event_type.endswith("."):
+                sql += " AND type LIKE ?"
+                args.append(event_type.rstrip("*").rstrip(".") + ".%")
+            else:
+                sql += " AND type = ?"
+                args.append(event_type)
+        if since_seq is not None:
+            sql += " AND seq > ?"
+            args.append(since_seq)
+        sql += " ORDER BY seq " + ("ASC" if oldest_first else "DESC")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [tuple(r) for r in self.conn.execute(sql, args)]
+
+    # ---- reads for the constraint engine: a type's rows, counts and sums ---------------------------
+
 
 
 def _estimate_events(log: EventLog, start: Position) -> int:

@@ -39,6 +39,17 @@ class KnowledgeStore:
     def close(self) -> None:
         self.conn.close()
 
+    @contextmanager
+    def transaction(self):
+        """Changes made inside are stored together or not at all."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
@@ -122,3 +133,13 @@ class KnowledgeStore:
 
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def keyword_hits(self, match: str, limit: int) -> list[int]:
+        """Rowids of the chunks whose words match an FTS5 query, best (BM25) first."""
+        rows = self.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT ?", (match, limit))
+        return [r[0] for r in rows]
+
+    def chunk(self, rowid: int) -> tuple | None:
+        """(key, kind, title, text, source) of one chunk."""
+        row = self.conn.execute("SELECT key, kind, title, text, source FROM chunks WHERE rowid = ?", (rowid,)).fetchone()
+        return None if row is None else tuple(row)

@@ -3,37 +3,38 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from metaforge.errors import BadInput, NotFound
+from metaforge.store.graph_query import ASK, MAYBE, NO, Screen, TextHas, TextIs, Window
 from metaforge.store.log import segment_name
 
-_NODE_SQL = ("SELECT id, type, name, version, created_at, updated_at, created_by, updated_by, "
-             "created_seq, updated_seq, deleted, json(props) FROM nodes")
+
+def _node_dict(n) -> dict:
+    return {"id": n.id, "type": n.type, "name": n.id.split(":", 1)[1], "version": n.version,
+            "createdAt": n.created_at, "updatedAt": n.updated_at, "createdBy": n.created_by,
+            "updatedBy": n.updated_by, "createdSeq": n.created_seq, "updatedSeq": n.updated_seq,
+            "properties": n.props}
 
 
-def _node_dict(r) -> dict:
-    return {"id": r[0], "type": r[1], "name": r[2], "version": r[3], "createdAt": r[4], "updatedAt": r[5],
-            "createdBy": r[6], "updatedBy": r[7], "createdSeq": r[8], "updatedSeq": r[9],
-            "properties": json.loads(r[11])}
+def _live(index, node_id: str):
+    """The live node, or NotFound saying whether it never existed or was removed."""
+    n = index.stored_node(node_id)
+    if n is None:
+        raise NotFound(f"unknown entity {node_id}", "list what exists with `mf query`")
+    if n.deleted:
+        raise NotFound(f"{node_id} was removed (version {n.version}, seq {n.updated_seq})", f"see `mf log {node_id}`")
+    return n
 
 
 def show(index, node_id: str) -> dict:
-    row = index.conn.execute(_NODE_SQL + " WHERE id = ?", (node_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"unknown entity {node_id}", "list what exists with `mf query`")
-    if row[10]:
-        raise NotFound(f"{node_id} was removed (version {row[3]}, seq {row[9]})", f"see `mf log {node_id}`")
-    node = _node_dict(row)
-    conn = index.conn
-    node["out"] = [{"rel": r, "id": d} for r, d in
-                   conn.execute("SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst", (node_id,))]
-    node["in"] = [{"rel": r, "id": s} for r, s in
-                  conn.execute("SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src", (node_id,))]
-    node["artifacts"] = [{"path": p, "region": r, "line": ln} for p, r, ln in conn.execute(
-        "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (node_id,))]
+    node = _node_dict(_live(index, node_id))
+    node["out"] = [{"rel": r, "id": d} for r, d in index.edges_from(node_id)]
+    node["in"] = [{"rel": r, "id": s} for r, s in index.edges_to(node_id)]
+    node["artifacts"] = [{"path": p, "region": r, "line": ln} for p, r, ln in index.artifact_regions(node_id)]
     return node
 
 
@@ -42,6 +43,8 @@ def show(index, node_id: str) -> dict:
 _WHERE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(!=|>=|<=|=|>|<|~)\s*(.*)$")
 _ATTRS = {"id": "id", "name": "name", "type": "type", "version": "version",
           "created_by": "createdBy", "updated_by": "updatedBy"}
+# units.parse_quantity reads a number first: a text that does not start with one is no quantity
+_LEADING_NUMBER = re.compile(r"^\s*[-+]?\.?\d")
 
 
 @dataclass
@@ -66,12 +69,72 @@ class Condition:
         if isinstance(value, list):
             return (self.text in [str(v) for v in value]) == (self.op == "=") if self.op in ("=", "!=") else False
         left, right = _comparable(value, self.text, self.key)
-        try:
-            return {"=": left == right, "!=": left != right, ">": left > right, "<": left < right,
-                    ">=": left >= right, "<=": left <= right}[self.op]
-        except TypeError:
-            return False
+        return _compare(left, self.op, right)
 
+    # What SQL can rule out before `matches` reads a row (store/graph_query.py): for each kind
+    # of value, NO only where `matches` is surely false, ASK where it may raise.
+
+    def screen(self, units_at: Callable[[str], list[str]]) -> Screen:
+        """This condition as a screen; `units_at(key)` lists the units the twin writes a
+        quantity property in (asked only for a comparison that needs them)."""
+        attribute = self.key in _ATTRS
+        if self.op == "~":
+            needle = self.text.lower()
+            return Screen(self.key, attribute, text=MAYBE if '"' in needle or "\\" in needle else TextHas(needle),
+                          true=MAYBE if needle in "true" else NO, false=MAYBE if needle in "false" else NO,
+                          other_quantity=MAYBE)
+        target = self.text.lower() in ("true", "yes", "1")
+        return Screen(self.key, attribute, absent=MAYBE if self.op == "!=" and self.text != "" else NO,
+                      text=TextIs(self.op, self.text), number=self._number_rule(),
+                      true=MAYBE if _compare(True, self.op, target) else NO,
+                      false=MAYBE if _compare(False, self.op, target) else NO,
+                      array=MAYBE if self.op in ("=", "!=") else NO,
+                      quantity=self._unit_rules(units_at) if not attribute else {})
+
+    def _number_rule(self):
+        try:
+            limit = float(self.text)
+        except ValueError:
+            return ASK  # _comparable refuses: the user must see it
+        return self._window(limit, 0.0) if math.isfinite(limit) else MAYBE
+
+    def _unit_rules(self, units_at) -> dict:
+        """A window on the value in each unit the twin uses (ASK where parsing the limit in that
+        unit's dimension fails, as `matches` raises there); no unit listed: every quantity ASKs."""
+        if self.op == "!=" or not _LEADING_NUMBER.match(self.text):
+            return {}
+        return {unit: self._unit_window(unit) for unit in units_at(self.key)}
+
+    def _unit_window(self, unit: str):
+        try:  # the limit as `matches` compares it, and how a value in `unit` maps onto it
+            low, limit = _comparable({"value": 0, "unit": unit}, self.text, self.key)
+            high, _ = _comparable({"value": 1, "unit": unit}, self.text, self.key)
+        except Exception:  # noqa: BLE001 — whatever `matches` would raise, it must raise it
+            return ASK
+        factor = high - low
+        if not (factor > 0 and math.isfinite(factor) and math.isfinite(low) and math.isfinite(limit)):
+            return MAYBE
+        return self._window((limit - low) / factor, abs(low) / factor)
+
+    def _window(self, limit: float, offset: float):
+        """The numbers SQL keeps: wider than the condition by a billionth, as SQLite may read a
+        JSON number one rounding off Python's (the exact verdict is `matches`'s)."""
+        slack = 1e-9 * (abs(limit) + offset) + 1e-300
+        if self.op in (">", ">="):
+            return Window(limit - slack, None)
+        if self.op in ("<", "<="):
+            return Window(None, limit + slack)
+        if self.op == "=":
+            return Window(limit - slack, limit + slack)
+        return MAYBE
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    try:
+        return {"=": left == right, "!=": left != right, ">": left > right, "<": left < right,
+                ">=": left >= right, "<=": left <= right}[op]
+    except TypeError:
+        return False
 
 def _comparable(value: Any, text: str, key: str) -> tuple[Any, Any]:
     from metaforge.thread import units
@@ -96,39 +159,34 @@ def _comparable(value: Any, text: str, key: str) -> tuple[Any, Any]:
 
 
 def query(index, type_name: str | None = None, where: list[str] = (), limit: int | None = None) -> list[dict]:
+    """Live entities in id order that every condition holds for, at most `limit`. SQL drops
+    the rows the conditions surely reject; `Condition.matches` judges the rest, in order."""
     conditions = [Condition.parse(w) for w in where]
-    sql, args = _NODE_SQL + " WHERE deleted = 0", []
-    if type_name:
-        sql, args = sql + " AND type = ?", [type_name]
-    sql += " ORDER BY id"
-    out = []
-    for row in index.conn.execute(sql, args):
-        node = _node_dict(row)
-        if all(c.matches(node) for c in conditions):
-            out.append(node)
-            if limit and len(out) >= limit:
-                break
-    return out
+    screens = [c.screen(lambda key: index.property_units(key, type_name)) for c in conditions]
+    keep = (lambda n: all(c.matches(_node_dict(n)) for c in conditions)) if conditions else None
+    return [_node_dict(n) for n in index.find_nodes(screens, type_name, keep, limit)]
 
 
 # ---- mf trace --------------------------------------------------------------------------------
 
 def trace(index, node_id: str, depth: int = 10, direction: str = "both") -> dict:
-    show(index, node_id)  # refuses an unknown or removed id
-    conn = index.conn
-    types = dict(conn.execute("SELECT id, type FROM nodes WHERE deleted = 0"))
-    out: dict[str, Any] = {"id": node_id, "type": types.get(node_id)}
+    """The tree of relationships from an entity, down and up. Reads only the nodes it walks:
+    their edges as it goes, their types in one look-up at the end."""
+    _live(index, node_id)  # refuses an unknown or removed id
+    out: dict[str, Any] = {"id": node_id, "type": None}
+    placed = [out]  # every dict that gets a type once the walk is done
     reached: dict[str, int] = {}
 
-    def walk(start: str, sql: str) -> list[dict]:
+    def walk(start: str, edges) -> list[dict]:
         seen = {start}
 
         def expand(nid: str, level: int) -> list[dict]:
             if level > depth:
                 return []
             children = []
-            for rel, other in conn.execute(sql, (nid,)):
-                child = {"id": other, "type": types.get(other), "rel": rel, "children": []}
+            for rel, other in edges(nid):
+                child = {"id": other, "type": None, "rel": rel, "children": []}
+                placed.append(child)
                 if other in seen:
                     child["seen"] = True
                 else:
@@ -141,9 +199,12 @@ def trace(index, node_id: str, depth: int = 10, direction: str = "both") -> dict
         return expand(start, 1)
 
     if direction in ("both", "down"):
-        out["downstream"] = walk(node_id, "SELECT rel, dst FROM edges WHERE src = ? ORDER BY rel, dst")
+        out["downstream"] = walk(node_id, index.edges_from)
     if direction in ("both", "up"):
-        out["upstream"] = walk(node_id, "SELECT rel, src FROM edges WHERE dst = ? ORDER BY rel, src")
+        out["upstream"] = walk(node_id, index.edges_to)
+    types = index.types_of(d["id"] for d in placed)
+    for d in placed:
+        d["type"] = types.get(d["id"])
     out["reached"] = [{"id": i, "type": types.get(i), "distance": d} for i, d in sorted(reached.items())]
     return out
 
@@ -154,7 +215,6 @@ def bom_for(index, node_id: str) -> dict:
     """The BOM items behind an entity: itself if it is a BOMItem, else those it and the elements
     under it (HAS_ELEMENT, any depth) use or hold, with who uses each and the cost per currency."""
     node = show(index, node_id)
-    conn = index.conn
     used_by: dict[str, list[str]] = {}
     if node["type"] == "BOMItem":
         used_by[node_id] = [e["id"] for e in node["in"] if e["rel"] in ("USES_COMPONENT", "HAS_ELEMENT")]
@@ -162,8 +222,9 @@ def bom_for(index, node_id: str) -> dict:
         seen, stack = {node_id}, [node_id]
         while stack:
             here = stack.pop()
-            for rel, dst in conn.execute("SELECT rel, dst FROM edges WHERE src = ? AND rel IN "
-                                         "('HAS_ELEMENT', 'USES_COMPONENT') ORDER BY rel, dst", (here,)):
+            for rel, dst in index.edges_from(here):
+                if rel not in ("HAS_ELEMENT", "USES_COMPONENT"):
+                    continue
                 if dst.startswith("BOMItem:"):
                     used_by.setdefault(dst, []).append(here)
                 elif rel == "HAS_ELEMENT" and dst not in seen:
@@ -171,10 +232,10 @@ def bom_for(index, node_id: str) -> dict:
                     stack.append(dst)
     items, cost = [], {}
     for item_id in sorted(used_by):
-        row = conn.execute(_NODE_SQL + " WHERE id = ? AND deleted = 0", (item_id,)).fetchone()
-        if row is None:
+        found = index.node(item_id)
+        if found is None:
             continue
-        item = _node_dict(row)
+        item = _node_dict(found)
         item["used_by"] = sorted(set(used_by[item_id]))
         props = item["properties"]
         if isinstance(props.get("unit_cost"), (int, float)):
@@ -205,10 +266,8 @@ def simulation_runs(index, target: str | None = None) -> list[dict]:
         runs = query(index, "SimulationRun")
     else:
         show(index, target)  # refuses an unknown id
-        ids = [r[0] for r in index.conn.execute("SELECT src FROM edges WHERE dst = ? AND rel = 'SIMULATES' "
-                                                "AND src LIKE 'SimulationRun:%'", (target,))]
-        runs = [_node_dict(r) for i in ids
-                for r in index.conn.execute(_NODE_SQL + " WHERE id = ? AND deleted = 0", (i,))]
+        ids = [src for _, src in index.edges_to(target, "SIMULATES") if src.startswith("SimulationRun:")]
+        runs = [_node_dict(n) for n in map(index.node, ids) if n is not None]
     return sorted(runs, key=lambda n: (n["properties"].get("started_at") or n["createdAt"], n["id"]), reverse=True)
 
 
@@ -217,24 +276,7 @@ def simulation_runs(index, target: str | None = None) -> list[dict]:
 def history(repo, entity: str | None = None, event_type: str | None = None, limit: int | None = 50,
             since_seq: int | None = None, reverse: bool = False) -> list[dict]:
     """Events newest first (oldest first with reverse), read from the log through the index."""
-    sql, args = "SELECT segment, offset FROM events WHERE 1 = 1", []
-    if entity:
-        sql += " AND entity = ?"
-        args.append(entity)
-    if event_type:
-        if event_type.endswith("*") or event_type.endswith("."):
-            sql += " AND type LIKE ?"
-            args.append(event_type.rstrip("*").rstrip(".") + ".%")
-        else:
-            sql += " AND type = ?"
-            args.append(event_type)
-    if since_seq is not None:
-        sql += " AND seq > ?"
-        args.append(since_seq)
-    sql += " ORDER BY seq " + ("ASC" if reverse else "DESC")
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    refs = list(repo.index.conn.execute(sql, args))
+    refs = repo.index.event_positions(entity, event_type, since_seq, oldest_first=reverse, limit=limit)
     return repo.log.lines_at(refs)
 
 
@@ -244,11 +286,9 @@ def status(repo) -> dict:
     from metaforge.repo import git
 
     index = repo.index
-    conn = index.conn
     pos = index.position()
-    counts = dict(conn.execute("SELECT type, count(*) FROM nodes WHERE deleted = 0 GROUP BY type ORDER BY type"))
-    edges = dict(conn.execute("SELECT rel, count(*) FROM edges GROUP BY rel ORDER BY rel"))
-    last = conn.execute("SELECT seq, type, entity, version, ts, actor FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    counts = index.count_by_type()
+    edges = index.count_by_relation()
     commit = git(["rev-parse", "--short", "HEAD"], cwd=repo.root, check=False)
     branch = git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=repo.root, check=False)
     return {
@@ -261,17 +301,14 @@ def status(repo) -> dict:
         "entities_by_type": counts,
         "edges": sum(edges.values()),
         "edges_by_relation": edges,
-        "last_event": dict(zip(("seq", "type", "entity", "version", "ts", "actor"), last)) if last else None,
+        "last_event": index.last_event(),
         "git": {"commit": commit or None, "branch": branch or None},
         "files": _last_link(repo),
     }
 
 
 def _last_link(repo) -> dict | None:
-    row = repo.index.conn.execute("SELECT semantic_version, git_commit, projected_at FROM state_links "
-                                  "ORDER BY seq DESC LIMIT 1").fetchone()
-    if row is None:
+    link = repo.index.last_state_link()
+    if link is None:
         return None
-    changed = repo.index.conn.execute("SELECT count(*) FROM nodes WHERE updated_seq > ?", (row[0],)).fetchone()[0]
-    return {"semantic_version": row[0], "git_commit": row[1], "projected_at": row[2],
-            "entities_changed_since": changed}
+    return {**link, "entities_changed_since": repo.index.changed_after(link["semantic_version"])}
