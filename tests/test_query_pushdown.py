@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from metaforge.store.index import GraphIndex
 from metaforge.store.log import Position
-from metaforge.thread.graph import GraphState, Node
+from metaforge.graph import GraphState, Node
 from metaforge.thread.queries import Condition, _node_dict, query
 
 UNITS = ["mA", "A", "uA", "degC", "kelvin", "percent", "", "V", "ohm", "kohm", "bogus-unit"]

@@ -640,10 +640,6 @@ class GraphIndex:
         return [SyncLayers(d, _decoded(own), _decoded(own_sources), g, _decoded(group_policy), _decoded(group_sources))
                 for d, own, own_sources, g, group_policy, group_sources in self.conn.execute(_SYNC_LAYERS_SQL)]
 
-
-def _decoded(raw: str | None):
-    """A JSON text SQLite answered, decoded (SQL NULL, an unset property, stays None)."""
-    return None if raw is None else orjson.loads(raw)
     # ---- reads: queries, history, verification ------------------------------------------------
 
     def stored_node(self, node_id: str) -> Node | None:
@@ -754,6 +750,16 @@ def _decoded(raw: str | None):
 
     # ---- reads for the constraint engine: a type's rows, counts and sums ---------------------------
 
+
+
+def _decoded(raw: str | None):
+    """A JSON text SQLite answered, decoded (SQL NULL, an unset property, stays None)."""
+    return None if raw is None else orjson.loads(raw)
+
+
+def _node(r) -> Node:
+    """A Node from a row of _NODE_COLUMNS."""
+    return Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), bool(r[10]))
 
 
 def _estimate_events(log: EventLog, start: Position) -> int:
