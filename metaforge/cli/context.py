@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metaforge.cli.output import progress_bar, warn
+
 if TYPE_CHECKING:
     from metaforge.repo import Repo
 
@@ -34,8 +36,6 @@ class CommandContext:
 
             self._repo = Repo.find(self.cwd)
         if catch_up and not self._caught_up:
-            from metaforge.cli.output import progress_bar, warn
-
             with progress_bar("catching up the index") as update:
                 for w in self._repo.sync_warnings(progress=update):
                     warn(w)

@@ -12,7 +12,6 @@ from typer.core import TyperGroup
 
 from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, say, warn
-from metaforge.cli.render import DRIFT_DIRECTION, escape, render_drift_report
 
 
 class _DriftGroup(TyperGroup):
@@ -49,6 +48,7 @@ def check(
     json_out: JsonOpt = False,
 ) -> None:
     """One-shot: exit 0 when files and graph agree, 1 with the diff when they do not (`mf drift` is short for this)."""
+    from metaforge.cli.render import render_drift_report
     from metaforge.thread import drift
 
     ctx = context()
@@ -89,6 +89,8 @@ def reconcile(paths: PathsArg = None, actor: ActorOpt = None, json_out: JsonOpt 
 
 
 def _show_pass(out: dict, quiet: bool) -> None:
+    from metaforge.cli.render import DRIFT_DIRECTION, escape
+
     c = console()
     for d in out["detected"]:
         c.print(f"[red]drift[/] #{d['id']} [bold]{escape(d['path'])}[/]: {DRIFT_DIRECTION[d['direction']]}", soft_wrap=True)
@@ -165,6 +167,8 @@ def resolve(
 
 
 def _show_resolved(out: dict) -> None:
+    from metaforge.cli.render import escape
+
     c = console()
     if out["how"] is None:
         c.print(f"[green]✓[/] {escape(out['message'])}" + (" (its open drift is closed)" if out["resolved"] else ""))

@@ -1,6 +1,7 @@
 """How the library's results look to a person: a change's events, constraint verdicts, an event in
 one line, a drift report. Every command group renders through here (and never through another
-command's module); rich is imported only when something is drawn."""
+command's module). Commands import it only when they render, and it imports rich only when
+something is drawn: start-up (`mf --help`, `mf show`) does not pay for it."""
 
 from __future__ import annotations
 

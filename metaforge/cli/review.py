@@ -8,7 +8,6 @@ import typer
 
 from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, say
-from metaforge.cli.render import event_summary, render_verdicts
 
 IdArg = Annotated[str, typer.Argument(help="Proposal id: Proposal:71, or just 71.")]
 
@@ -22,6 +21,7 @@ def register(app: typer.Typer) -> None:
 def proposals(all_: Annotated[bool, typer.Option("--all", "-a", help="Also the approved and rejected ones.")] = False,
               json_out: JsonOpt = False) -> None:
     """Pending proposals with their changes and the constraint verdicts they had."""
+    from metaforge.cli.render import event_summary
     from metaforge.thread.approval import pending
 
     found = pending(context().repo, include_decided=all_)
@@ -45,6 +45,7 @@ def proposals(all_: Annotated[bool, typer.Option("--all", "-a", help="Also the a
 
 def approve(id: IdArg, message: MessageOpt = None, actor: ActorOpt = None, json_out: JsonOpt = False) -> None:
     """Apply a proposal on today's state (refused if what it changes has moved, or a constraint fails)."""
+    from metaforge.cli.render import render_verdicts
     from metaforge.thread.approval import approve as run
 
     ctx = context(actor)

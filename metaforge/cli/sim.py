@@ -8,7 +8,6 @@ import typer
 
 from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, console, emit_json, say, warn
-from metaforge.cli.render import escape
 
 app = typer.Typer(help="The simulation twin: run behavioral models, what-if scenarios, sweeps, calibration, "
                        "prediction vs actual.", no_args_is_help=True, rich_markup_mode=None)
@@ -264,6 +263,8 @@ def _fmt(value, unit: str, name: str = "") -> str:
 
 
 def _summary(out) -> None:
+    from metaforge.cli.render import escape
+
     c = console()
     kind = {"what-if": "what-if", "run": "run", "sweep": "sweep"}[out.kind]
     c.print(f"[bold]{kind}[/] {escape(out.subject or out.labels[0])} · {escape(out.model)} · "

@@ -9,7 +9,6 @@ from typer.core import TyperGroup
 
 from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, parse_pairs, progress_bar, say
-from metaforge.cli.render import render_result
 
 device_app = typer.Typer(help="The device registry: built units, INSTANCE_OF their twin model.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -47,6 +46,7 @@ def device_register(
     json_out: JsonOpt = False,
 ) -> None:
     """Register a built device: a DeviceInstance INSTANCE_OF its model, with its sync policy."""
+    from metaforge.cli.render import render_result
     from metaforge.thread.devices import register as run
 
     ctx = context(actor)
@@ -65,6 +65,7 @@ def device_policy(
     json_out: JsonOpt = False,
 ) -> None:
     """Change the sync policy of a device, or of a fleet group (`--group`)."""
+    from metaforge.cli.render import render_result
     from metaforge.thread.devices import set_policy
 
     settings = settings or []
@@ -87,6 +88,7 @@ def device_source(
     json_out: JsonOpt = False,
 ) -> None:
     """Declare the telemetry a device (or a fleet group) reports: metric, unit, rate."""
+    from metaforge.cli.render import render_result
     from metaforge.thread.devices import set_sources
 
     ctx = context(actor)
@@ -103,6 +105,7 @@ def device_retire(
     json_out: JsonOpt = False,
 ) -> None:
     """Decommission a device (`device.decommissioned`): its data stays, new samples are refused."""
+    from metaforge.cli.render import render_result
     from metaforge.thread.devices import retire
 
     ctx = context(actor)
