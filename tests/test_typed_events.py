@@ -270,3 +270,11 @@ def test_the_openapi_document_describes_each_event_type_by_its_declaration(twin)
     assert not validator.is_valid({"events": [broken], "last_seq": 1, "more": False})
     future = dict(events[0], type="telemetry.future_thing", payload={"anything": 1})
     assert validator.is_valid({"events": [future], "last_seq": 1, "more": False})
+
+
+def test_a_format_that_is_no_format_is_damage_not_a_newer_mf(repo, mf):
+    _fill(repo, mf)
+    _append_by_hand(repo, 0, ev.NODE_CREATED, "BOMItem:ZERO", {})
+    r = mf("verify", "--json", cwd=repo)
+    assert r.code == 1 and r.json["problems"][0]["kind"] == "log"
+    assert r.json["problems"][0]["message"] == f"{SEGMENT}:4: event format 0 is not a format of mf"

@@ -159,7 +159,10 @@ def check(draft: Draft) -> None:
 UPCASTERS: dict[int, Callable[[dict], dict]] = {}
 
 
-def newer_than_this_mf(v: int) -> str:
+UPGRADE_HINT = "upgrade mf (e.g. pip install -U metaforge) to read this log; this one will not fold it into the index"
+
+
+def newer_format(v: int) -> str:
     return f"written by a newer mf (event format {v}, this mf reads up to {FORMAT})"
 
 
@@ -169,18 +172,19 @@ def upcast(d: dict) -> dict:
     v = d.get("v", 1)
     if v == FORMAT:
         return d
-    if not isinstance(v, int) or v > FORMAT or v < 1:
+    if type(v) is not int or v < 1:
+        from metaforge.errors import LogCorrupt
+
+        raise LogCorrupt(f"event {d.get('seq')}: event format {v!r} is not a format of mf")
+    if v > FORMAT:
         from metaforge.errors import UnknownFormat
 
-        raise UnknownFormat(f"event {d.get('seq')}: {newer_than_this_mf(v)}", UPGRADE_HINT)
+        raise UnknownFormat(f"event {d.get('seq')}: {newer_format(v)}", UPGRADE_HINT)
     while v < FORMAT:
         d = UPCASTERS[v](d)
         v += 1
     d["v"] = FORMAT
     return d
-
-
-UPGRADE_HINT = "upgrade mf (pip install -U metaforge) to read this log; this mf will not fold it into the index"
 
 
 def typed(d: dict) -> Event:

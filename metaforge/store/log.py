@@ -340,7 +340,8 @@ class LogReader:
         """The line that failed the fast check: upcast it if it is sound and only older, else say
         exactly what is wrong with it (and raise). The format is judged first: a newer mf's line
         may not even hash the way this one does."""
-        where = f"{self.log.display(num)}:{self._line_number(num, offset)}"
+        lineno = self._line_number(num, offset)
+        where = f"{self.log.display(num)}:{lineno}"
         if not line:
             raise LogCorrupt(f"{where}: empty line", "restore the file from git")
         try:
@@ -350,9 +351,11 @@ class LogReader:
         except ValueError:
             raise LogCorrupt(f"{where}: not a JSON event", "restore the file from git") from None
         v = d.get("v", 1)
-        if not isinstance(v, int) or isinstance(v, bool) or v > FORMAT or v < 1:
-            raise UnknownFormat(f"{where}: {ev.newer_than_this_mf(v)}", ev.UPGRADE_HINT,
-                                {"file": self.log.display(num), "line": self._line_number(num, offset), "format": v})
+        if type(v) is not int or v < 1:
+            raise LogCorrupt(f"{where}: event format {v!r} is not a format of mf", "restore the file from git")
+        if v > FORMAT:
+            raise UnknownFormat(f"{where}: {ev.newer_format(v)}", ev.UPGRADE_HINT,
+                                {"file": self.log.display(num), "line": lineno, "format": v})
         h = line_hash(line)
         if h is None:
             raise LogCorrupt(f"{where}: hash does not match the line (edited or damaged)",
