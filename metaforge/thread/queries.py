@@ -136,6 +136,7 @@ def _compare(left: Any, op: str, right: Any) -> bool:
     except TypeError:
         return False
 
+
 def _comparable(value: Any, text: str, key: str) -> tuple[Any, Any]:
     from metaforge.thread import units
 
