@@ -84,6 +84,8 @@ def main() -> None:
             (f"mf query --where mpn=X ({hits(twin, *mpn)} hit)", timed(["query", *mpn], twin, runs=args.runs), 0.3),
             (f"mf query --type BOMItem --where current>=999mA ({hits(twin, *unit)} hits)",
              timed(["query", *unit], twin, runs=args.runs), None),
+            ("  the same with --json (without drawing the table)", timed(["query", "--json", *unit], twin, runs=args.runs),
+             None),
             ("mf trace Requirement:REQ-7", timed(["trace", "Requirement:REQ-7"], twin, runs=args.runs), None),
             ("mf status (for scale: process start and one index read)", timed(["status"], twin, runs=args.runs), None),
         ]
