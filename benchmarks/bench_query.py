@@ -50,12 +50,12 @@ def changes() -> list[dict]:
 def build(path: Path) -> None:
     """Through the library (the same command path, without a process per batch)."""
     from metaforge.repo import Repo
-    from metaforge.thread.changes_file import _change
+    from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.commands import execute
 
     subprocess.run(mf_cmd() + ["init", str(path)], check=True, capture_output=True)
     repo = Repo(path)
-    execute(repo, [_change(c, "bench") for c in changes()], actor="agent:bench", approval=False)
+    execute(repo, [change_from_dict(c, "bench") for c in changes()], actor="agent:bench", approval=False)
     repo.close()
 
 
