@@ -55,7 +55,7 @@ def build(path: Path) -> None:
 
     subprocess.run(mf_cmd() + ["init", str(path)], check=True, capture_output=True)
     repo = Repo(path)
-    execute(repo, [change_from_dict(c, "bench") for c in changes()], actor="agent:bench", approval=False)
+    execute(repo, [change_from_dict(c, "bench") for c in changes()], actor="agent:bench")
     repo.close()
 
 
