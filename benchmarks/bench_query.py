@@ -50,12 +50,12 @@ def changes() -> list[dict]:
 def build(path: Path) -> None:
     """Through the library (the same command path, without a process per batch)."""
     from metaforge.repo import Repo
-    from metaforge.thread.changes_file import _change
+    from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.commands import execute
 
     subprocess.run(mf_cmd() + ["init", str(path)], check=True, capture_output=True)
     repo = Repo(path)
-    execute(repo, [_change(c, "bench") for c in changes()], actor="agent:bench", approval=False)
+    execute(repo, [change_from_dict(c, "bench") for c in changes()], actor="agent:bench")
     repo.close()
 
 
@@ -84,6 +84,8 @@ def main() -> None:
             (f"mf query --where mpn=X ({hits(twin, *mpn)} hit)", timed(["query", *mpn], twin, runs=args.runs), 0.3),
             (f"mf query --type BOMItem --where current>=999mA ({hits(twin, *unit)} hits)",
              timed(["query", *unit], twin, runs=args.runs), None),
+            ("  the same with --json (without drawing the table)", timed(["query", "--json", *unit], twin, runs=args.runs),
+             None),
             ("mf trace Requirement:REQ-7", timed(["trace", "Requirement:REQ-7"], twin, runs=args.runs), None),
             ("mf status (for scale: process start and one index read)", timed(["status"], twin, runs=args.runs), None),
         ]

@@ -136,6 +136,7 @@ def _compare(left: Any, op: str, right: Any) -> bool:
     except TypeError:
         return False
 
+
 def _comparable(value: Any, text: str, key: str) -> tuple[Any, Any]:
     from metaforge.thread import units
 
@@ -162,7 +163,7 @@ def query(index, type_name: str | None = None, where: list[str] = (), limit: int
     """Live entities in id order that every condition holds for, at most `limit`. SQL drops
     the rows the conditions surely reject; `Condition.matches` judges the rest, in order."""
     conditions = [Condition.parse(w) for w in where]
-    screens = [c.screen(lambda key: index.property_units(key, type_name)) for c in conditions]
+    screens = [c.screen(index.property_units) for c in conditions]
     keep = (lambda n: all(c.matches(_node_dict(n)) for c in conditions)) if conditions else None
     return [_node_dict(n) for n in index.find_nodes(screens, type_name, keep, limit)]
 
