@@ -26,9 +26,10 @@ def grow(path: Path, changes: list[dict]) -> None:
     from metaforge.repo import Repo
     from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.commands import execute
+    from metaforge.thread.policy import Source  # a bench's seed: decided, like a template
 
     repo = Repo(path)
-    execute(repo, [change_from_dict(c, "bench") for c in changes], actor="agent:bench", approval=False)
+    execute(repo, [change_from_dict(c, "bench") for c in changes], actor="agent:bench", source=Source.TEMPLATE)
     repo.close()
 
 

@@ -33,6 +33,7 @@ def grow(path: Path, n_parts: int, n_decisions: int) -> None:
     from metaforge.repo import Repo
     from metaforge.thread.changes_file import change_from_dict
     from metaforge.thread.commands import execute
+    from metaforge.thread.policy import Source  # a bench's seed: decided, like a template
 
     rnd = random.Random(3)
     repo = Repo(path)
@@ -40,11 +41,11 @@ def grow(path: Path, n_parts: int, n_decisions: int) -> None:
         "description": f"{rnd.choice(WORDS)} for {rnd.choice(USES)}, {rnd.choice(['automotive', 'industrial'])} grade",
         "mpn": f"ZX{i:05d}-{rnd.randrange(100)}", "rail": rnd.choice(["AUX", "SERVO", "VBAT"]),
         "current": f"{rnd.randrange(1, 90)}mA"}} for i in range(n_parts)]
-    execute(repo, [change_from_dict(c, "bench") for c in parts], actor="agent:bench", approval=False)
+    execute(repo, [change_from_dict(c, "bench") for c in parts], actor="agent:bench", source=Source.TEMPLATE)
     for i in range(n_decisions):
         c = {"set": f"BOMItem:Z{i}", "props": {"current": f"{rnd.randrange(1, 90)}mA"},
              "msg": f"Measured on the EVT bench, run {i}: the {rnd.choice(WORDS)} for {rnd.choice(USES)} drew less than datasheet typical"}
-        execute(repo, [change_from_dict(c, "bench")], actor="user:bench", approval=False)
+        execute(repo, [change_from_dict(c, "bench")], actor="user:bench", source=Source.TEMPLATE)
     repo.close()
 
 

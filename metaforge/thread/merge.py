@@ -78,7 +78,7 @@ def merge_logs(repo, base: bytes, ours: bytes, theirs: bytes, earlier: list[byte
         raise Refused("the event log was rewritten on this side since the fork (only appends merge)",
                       "was the log edited, or `mf seal` run on a branch? `mf verify` here says more")
     ours_new = [e for e in ours_events if e["id"] not in base_ids]
-    theirs_new = [orjson.loads(x) for x in theirs_lines[n:]]
+    theirs_new = [ev.upcast(orjson.loads(x)) for x in theirs_lines[n:]]  # a newer format: refused, never downgraded
     with tempfile.TemporaryDirectory(prefix="mf-merge-") as tmp:
         index = _project(repo, earlier + [b"\n".join(ours_lines) + b"\n" if ours_lines else b""], Path(tmp))
         try:
