@@ -116,6 +116,9 @@ HEAVY = ("numpy", "scipy", "pint", "kiutils", "cadquery", "OCP", "yaml")
     (["--help"], ("pydantic", "metaforge.store")),
     (["status"], ("pydantic",)),
     (["show", "BOMItem:U1"], ("pydantic",)),
+    (["drift"], ("pydantic",)),  # a pre-commit hook's read: no write machinery
+    (["query", "--where", "mpn~RC"], ("pydantic",)),
+    (["log", "--limit", "3"], ("pydantic",)),
     (["mutate", "set", "BOMItem:U1", "current=91mA"], ()),
     (["sim", "--help"], ("pydantic", "metaforge.sim")),
 ])

@@ -446,6 +446,10 @@ class GraphIndex:
             out.append(item)
         return out
 
+    def files_awaiting_approval(self) -> dict[str, tuple[str, str]]:
+        """path → (sha256, proposal id) of the files whose content a pending proposal holds."""
+        return {rel: (sha, p["id"]) for p in self.proposals() for rel, sha in (p.get("files") or {}).items()}
+
     def proposal_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT id FROM proposals")}
 

@@ -121,7 +121,7 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
     outcomes: list[FileOutcome] = []
     parsed = []
     repo.index.sync(repo.log, locked=False)
-    waiting = _waiting_files(repo)
+    waiting = repo.index.files_awaiting_approval()
     for i, (path, rel, ad) in enumerate(files):
         data = path.read_bytes()
         sha = _sha(data)
@@ -163,13 +163,6 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         out["version"] = tx.last_seq
     out["result"] = result
     return out
-
-
-def _waiting_files(repo) -> dict[str, tuple[str, str]]:
-    """path → (sha256, proposal id) of the files whose content a pending proposal holds."""
-    from metaforge.thread.approval import pending
-
-    return {rel: (sha, p["id"]) for p in pending(repo) for rel, sha in (p.get("files") or {}).items()}
 
 
 def _message(parsed) -> str:

@@ -184,7 +184,7 @@ def detect(repo, rels: list[str] | None = None, *, locked: bool = False, settle:
     moved = _entities_moved(repo)
     report = Report(checked=len(rows), untracked=untracked)
     hashes = ContentHashes(repo)
-    waiting = _waiting_files(repo)
+    waiting = repo.index.files_awaiting_approval()
     for row in rows:
         fd, parsed = check_file(repo, row, moved.get(row[0], 0), hashes)
         if fd is not None and settle and fd.direction in ("missing", "unreadable"):
@@ -198,12 +198,6 @@ def detect(repo, rels: list[str] | None = None, *, locked: bool = False, settle:
             report.drifts.append(fd)
     hashes.save()
     return report
-
-
-def _waiting_files(repo) -> dict[str, tuple[str, str]]:
-    from metaforge.thread.artifacts import _waiting_files
-
-    return _waiting_files(repo)
 
 
 class ContentHashes:
