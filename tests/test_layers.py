@@ -191,6 +191,6 @@ def test_no_sql_outside_store():
         if rel.startswith("metaforge/store/"):
             continue
         for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-            if pattern.search(line) and "run.execute(reducer)" not in line:  # the simulation's own execute
+            if pattern.search(line):
                 found.append(f"{rel}:{lineno}: {line.strip()}")
     assert found == []

@@ -74,7 +74,7 @@ def simulate(composed: Composed, sc: Scenario, limits: Callable[[str], tuple[flo
     from metaforge.sim.reduce import Reducer
 
     reducer = Reducer(run, limits)
-    traces = run.execute(reducer)
+    traces = run.loop(reducer)
     out = _read(run, traces, reducer)
     out.seconds = time.perf_counter() - started
     return out
@@ -308,7 +308,7 @@ class _Build:
         out += [(name, tuple(r)) for name, r in self.c.valid_range.items()]
         return out
 
-    def execute(self, reducer) -> dict[str, Any]:
+    def loop(self, reducer) -> dict[str, Any]:
         """Run the loop; in block mode hand the traces to `reducer` as they fill, else return them."""
         import numpy as np
 
