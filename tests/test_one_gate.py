@@ -241,3 +241,31 @@ def test_whatever_commits_starts_the_knowledge_update_and_tells_listeners(twin, 
         assert len(heard) == 3
     finally:
         stop()
+
+
+def test_the_server_event_feed_wakes_on_a_commit_of_its_process(twin):
+    """mf serve's event hub polls the log every poll_s; a write of its own process wakes it at once."""
+    import asyncio
+    import threading
+
+    from metaforge.repo import Repo
+    from metaforge.serve.hubs import EventHub
+
+    async def scenario():
+        hub = EventHub(twin=None, poll_s=30.0)
+        polled = asyncio.Event()
+        hub._poll_logged = polled.set
+        task = asyncio.create_task(hub.run())
+        await asyncio.sleep(0.05)
+
+        def write():
+            repo = Repo(twin)
+            with repo.transaction("user:tester", Source.CLI) as tx:
+                tx.change([Change("add", "BOMItem:W1")])
+            repo.close()
+
+        threading.Thread(target=write).start()
+        await asyncio.wait_for(polled.wait(), 5.0)  # not the 30 s poll
+        task.cancel()
+
+    asyncio.run(scenario())

@@ -194,24 +194,8 @@ class DeviceHub:
                 sub.push(message)
 
     async def run(self) -> None:
-        """Poll the log every poll_s, and at once when a write of this process commits (the
-        transaction's on_commit): another process's events arrive by the poll."""
-        from metaforge.thread.transaction import on_commit
-
-        loop, woken = asyncio.get_running_loop(), asyncio.Event()
-        stop = on_commit(lambda repo, seq: loop.call_soon_threadsafe(woken.set))
-        try:
-            while True:
-                try:
-                    await asyncio.wait_for(woken.wait(), self.poll_s)
-                except asyncio.TimeoutError:
-                    pass
-                woken.clear()
-                self._poll_logged()
-        finally:
-            stop()
-
-    def _poll_logged(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
             try:
                 self.poll()
             except (MetaforgeError, OSError) as exc:
