@@ -58,7 +58,7 @@ def reference(index: GraphIndex, type_name, where, limit) -> list[dict]:
     """The query before the push-down: Python judges every live node, in id order."""
     conditions = [Condition.parse(w) for w in where]
     out = []
-    for n in index.live_nodes():
+    for n in index.all_nodes():
         if type_name and n.type != type_name:
             continue
         node = _node_dict(n)

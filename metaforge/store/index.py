@@ -695,15 +695,6 @@ class GraphIndex:
                                          f"({','.join('?' * len(chunk))})", chunk))
         return out
 
-    def live_nodes(self) -> list[Node]:
-        """Every live node, in id order."""
-        return [_node(r) for r in self.conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE deleted = 0 ORDER BY id")]
-
-    def artifact_regions(self, entity: str) -> list[tuple[str, str, int | None]]:
-        """Where in the mapped files an entity lives: (path, region, line), by path and line."""
-        return [tuple(r) for r in self.conn.execute(
-            "SELECT path, region, line FROM artifact_map WHERE entity = ? ORDER BY path, line", (entity,))]
-
     def count_by_type(self) -> dict[str, int]:
         """Live entities by type, in type order."""
         return dict(self.conn.execute("SELECT type, count(*) FROM nodes WHERE deleted = 0 GROUP BY type ORDER BY type"))
@@ -727,11 +718,6 @@ class GraphIndex:
         row = self.conn.execute("SELECT seq, type, entity, version, ts, actor FROM events "
                                 "ORDER BY seq DESC LIMIT 1").fetchone()
         return None if row is None else dict(zip(("seq", "type", "entity", "version", "ts", "actor"), row))
-
-    def event_position(self, seq: int) -> tuple[int, int] | None:
-        """(segment, byte offset) of the event with this seq in the log, if the index lists it."""
-        row = self.conn.execute("SELECT segment, offset FROM events WHERE seq = ?", (seq,)).fetchone()
-        return None if row is None else tuple(row)
 
     def event_positions(self, entity: str | None = None, event_type: str | None = None,
                         since_seq: int | None = None, oldest_first: bool = False,

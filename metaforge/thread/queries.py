@@ -34,7 +34,7 @@ def show(index, node_id: str) -> dict:
     node = _node_dict(_live(index, node_id))
     node["out"] = [{"rel": r, "id": d} for r, d in index.edges_from(node_id)]
     node["in"] = [{"rel": r, "id": s} for r, s in index.edges_to(node_id)]
-    node["artifacts"] = [{"path": p, "region": r, "line": ln} for p, r, ln in index.artifact_regions(node_id)]
+    node["artifacts"] = [{"path": p, "region": r, "line": ln} for p, r, ln in index.mappings_of(node_id)]
     return node
 
 
