@@ -102,34 +102,15 @@ class KnowledgeStore:
 
     def write(self, chunks: list, vectors) -> None:
         """Store chunks with their vectors, one transaction (and the version bumped)."""
-        with self._transaction():
+        with self.transaction():
             self.upsert(chunks, vectors)
             self.bump()
 
     def remove(self, keys: list[str]) -> None:
         """Drop chunks by key, one transaction (and the version bumped)."""
-        with self._transaction():
+        with self.transaction():
             self.delete(keys)
             self.bump()
-
-    @contextmanager
-    def _transaction(self):
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def keyword_hits(self, fts_query: str, limit: int) -> list[int]:
-        """Rowids of the chunks the full-text index ranks best for a query (bm25)."""
-        return [r[0] for r in self.conn.execute("SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT ?",
-                                                (fts_query, limit))]
-
-    def chunk(self, rowid: int) -> tuple | None:
-        """(key, kind, title, text, source) of a chunk."""
-        return self.conn.execute("SELECT key, kind, title, text, source FROM chunks WHERE rowid = ?", (rowid,)).fetchone()
 
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]

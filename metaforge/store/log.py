@@ -137,10 +137,6 @@ class EventLog:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    @property
-    def locked(self) -> bool:
-        return self._held > 0
-
     def recover(self) -> bool:
         """Roll back a batch whose writer died before it finished (call under the lock)."""
         try:

@@ -199,10 +199,10 @@ class Planned:
 
 
 def plan(repo, changes: list[Change], *, actor: str, message: str | None, dry_run: bool = False) -> Planned:
-    """Check and fold a batch on the current state, with its constraint verdicts (under the lock)."""
+    """Check and fold a batch on the current state, with its constraint verdicts (in a
+    transaction, which holds the lock and has caught the index up)."""
     ts = ev.now()
     index = repo.index
-    index.sync(repo.log, locked=True)
     head = index.position()
     state = GraphState(base=index)
     state.prefetch([c.id for c in changes] + [c.dst for c in changes if c.dst])
