@@ -66,7 +66,6 @@ def test_every_demo_round_trips_through_the_graph_byte_for_byte(twin, mf):
     normalized) values is the same bytes. The KiCad 5 board is refused by name, the rest land."""
     from metaforge.adapters import registry
     from metaforge.repo import Repo
-    from metaforge.thread.artifacts import _props_of
 
     shutil.copytree(DEMOS, twin / "demos", ignore=shutil.ignore_patterns("*.pdf", "*.wrl", "*.step", "*.stp"))
     commit_all(twin)
@@ -82,7 +81,7 @@ def test_every_demo_round_trips_through_the_graph_byte_for_byte(twin, mf):
     assert len(rows) == len(read)
     for rel, name in rows:
         entities = [e for (e,) in repo.index.conn.execute("SELECT entity FROM artifact_map WHERE path = ?", (rel,))]
-        props = {k: v for k, v in _props_of(repo, entities).items() if v is not None}
+        props = {k: v for k, v in repo.index.props_of(entities).items() if v is not None}
         path = twin / rel
         assert registry.get(name).project(path, rel, props) == path.read_bytes(), rel
     assert mf("project", "--json", cwd=twin).json["commit"] is None  # nothing changed: nothing written

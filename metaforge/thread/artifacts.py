@@ -90,10 +90,6 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _props_of(repo, ids: list[str]) -> dict[str, dict | None]:
-    return repo.index.props_of(ids)
-
-
 def _mapping_draft(rel: str, adapter, sha: str, how: str, mappings: list[dict]) -> ev.Draft:
     return ev.Draft(ev.ARTIFACT_MAPPED, f"Artifact:{rel}", 1,
                     {"path": rel, "adapter": adapter.name, "adapter_version": adapter.version, "sha256": sha,
@@ -191,7 +187,7 @@ def _changes_for(repo, parsed, file_wins: bool = False) -> tuple[list, list[ev.D
                     slot[key] = (value, writable)
             for rel, dst in p.links:
                 links.add((p.id, rel, dst))
-    current = _props_of(repo, sorted(values))
+    current = repo.index.props_of(sorted(values))
     changes = []
     after: dict[str, dict] = {}  # the graph's values once the batch lands
     for node_id in sorted(values):
@@ -283,7 +279,7 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
         if _sha(data) != sha:
             raise Refused(f"{rel} changed since it was last read into the graph (drift)",
                           f"read it in first (mf ingest {rel}) or put it back (git checkout -- {rel})")
-        props = {k: v for k, v in _props_of(repo, entities).items() if v is not None}
+        props = {k: v for k, v in repo.index.props_of(entities).items() if v is not None}
         new = ad.project(path, rel, props)
         if new == data:
             outcomes.append(FileOutcome(rel, name, "current", len(entities)))

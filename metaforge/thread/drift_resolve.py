@@ -165,14 +165,14 @@ def _write_over_edit(repo, fd: FileDrift, opened: dict | None, actor: str) -> No
     """The graph's values written into a file someone edited, keeping their other (cosmetic) edits;
     left uncommitted, like any edit in the working tree."""
     from metaforge.adapters import registry
-    from metaforge.thread.artifacts import _mapping_draft, _parse, _props_of, _write_atomic, mapping_entries
+    from metaforge.thread.artifacts import _mapping_draft, _parse, _write_atomic, mapping_entries
     from metaforge.thread.policy import Source
 
     rel, path = fd.path, repo.root / fd.path
     adapter = registry.get(fd.adapter)
     with repo.transaction(actor, Source.RECORD) as tx:
         entities = tx.index.entities_in(rel)
-        props = {k: v for k, v in _props_of(repo, entities).items() if v is not None}
+        props = {k: v for k, v in repo.index.props_of(entities).items() if v is not None}
         old = path.read_bytes()
         new = adapter.project(path, rel, props)
         _write_atomic(path, new)

@@ -165,7 +165,7 @@ def post_commit(repo) -> dict:
     from metaforge.adapters import registry
     from metaforge.repo import git
     from metaforge.thread import drift
-    from metaforge.thread.artifacts import _mapping_draft, _parse, _props_of, mapping_entries
+    from metaforge.thread.artifacts import _mapping_draft, _parse, mapping_entries
     from metaforge.thread.policy import Source
 
     commit = git(["rev-parse", "HEAD"], cwd=repo.root)
@@ -186,7 +186,7 @@ def post_commit(repo) -> dict:
             if path.exists() and drift.sha256(path.read_bytes()) != rows[rel][3]:
                 adapter = registry.get(rows[rel][1])
                 result = _parse(adapter, path, rel, repo.root)
-                maps = mapping_entries(repo, result, _props_of(repo, sorted({p.id for p in result.entities})))
+                maps = mapping_entries(repo, result, repo.index.props_of(sorted({p.id for p in result.entities})))
                 drafts.append(_mapping_draft(rel, adapter, drift.sha256(path.read_bytes()), "commit", maps))
         version = repo.index.position().seq
         drafts.append(ev.Draft(ev.STATE_LINKED, f"StateLink:{commit[:12]}", 1, {
