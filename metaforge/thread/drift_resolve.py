@@ -88,10 +88,9 @@ def _accept(repo, fd: FileDrift, opened: dict | None, actor: str | None, message
     else:
         out = ingest(repo, [repo.root / fd.path], actor=who, message=why, file_wins=True, also=[done],
                      source=Source.DRIFT_ACCEPT)
-    if out.get("proposal"):  # an approval rule covers it: the drift stays open until it is decided
-        return {"path": fd.path, "how": "accept-file", "resolved": False, "actor": who, "proposal": out["proposal"],
-                "changes": out["changes"], "warnings": out["warnings"], "version": None, "drift": fd.as_dict()}
-    return {"path": fd.path, "how": "accept-file", "resolved": True, "actor": who,
+    proposal = out.get("proposal")  # an approval rule covers it: the drift stays open until it is decided
+    return {"path": fd.path, "how": "accept-file", "resolved": proposal is None, "actor": who,
+            **({"proposal": proposal} if proposal else {}),
             "changes": out["changes"], "warnings": out["warnings"], "version": out.get("version"),
             "drift": fd.as_dict()}
 
@@ -109,10 +108,8 @@ def _accept_missing(repo, fd: FileDrift, who: str, why: str, done: ev.Draft) -> 
     with repo.transaction(who, Source.DRIFT_ACCEPT) as tx:
         result = tx.change([Change("remove", e) for e in sorted(live)], why, extra=[unmapped, done],
                            proposal_records=[unmapped])
-    if result.proposal:
-        return {"changes": len(result.drafts()), "warnings": result.warnings, "version": None,
-                "proposal": result.proposal}
-    return {"changes": len(result.drafts()), "warnings": result.warnings, "version": tx.last_seq}
+    return {"changes": len(result.drafts()), "warnings": result.warnings, "proposal": result.proposal,
+            "version": None if result.proposal else tx.last_seq}
 
 
 def _reproject(repo, fd: FileDrift, opened: dict | None, actor: str) -> dict:
