@@ -63,6 +63,10 @@ class Adapter:
     def parse(self, path: Path, rel: str) -> ParseResult:
         raise NotImplementedError
 
+    def companions(self, path: Path) -> list[Path]:
+        """Files read along with `path` when it is named alone: a root schematic's sheets."""
+        return []
+
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         """The file's new content: `entities` maps each entity id parsed from this file to the
         graph's current properties (only the owned ones are written). Unchanged → same bytes."""

@@ -16,7 +16,22 @@ AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="Only this 
 def register(app: typer.Typer, ingest_app: typer.Typer) -> None:
     if not any(c.name == "files" for c in ingest_app.registered_commands):  # a module-level group: once
         ingest_app.command("files")(ingest_files)
+        ingest_app.info.cls = _options_first(ingest_app.info.cls)
     app.command("project")(project)
+
+
+def _options_first(group):
+    """`mf ingest --keep-going hw` as well as `mf ingest hw --keep-going`: an option before the
+    paths belongs to `files` (the group has none of its own but --help)."""
+
+    class OptionsBeforePaths(group):
+        def parse_args(self, ctx, args):
+            if (args and args[0].startswith("-") and args[0] not in self.get_help_option_names(ctx)
+                    and not any(a in self.commands and a != "files" for a in args)):
+                args = ["files", *args]
+            return super().parse_args(ctx, args)
+
+    return OptionsBeforePaths
 
 
 def _broken_plugins() -> None:

@@ -56,7 +56,7 @@ def collect(repo, paths: list[Path], adapter_name: str | None = None) -> list[tu
     out: dict[str, tuple] = {}
     root = repo.root.resolve()
     for given in paths:
-        path = Path(given).resolve()
+        path = _real(Path(given), given)
         if not path.exists():
             raise BadInput(f"{given}: no such file or folder")
         try:
@@ -68,6 +68,8 @@ def collect(repo, paths: list[Path], adapter_name: str | None = None) -> list[tu
             for _ in [dirs.__setitem__(slice(None), sorted(x for x in dirs if x not in SKIP_DIRS))]
             for f in names)
         for f in files:
+            if f.is_symlink():
+                _real(f, f.relative_to(root).as_posix())  # a loop among the folder's links is named, not an internal error
             rel = f.relative_to(root).as_posix()
             adapter = chosen if chosen and chosen.owns(rel) else None if chosen else registry.for_file(rel)
             if adapter is None:
@@ -77,7 +79,33 @@ def collect(repo, paths: list[Path], adapter_name: str | None = None) -> list[tu
                                                             for a in registry.adapters().values()))
                 continue
             out[rel] = (f, rel, adapter)
+            if path.is_file():
+                _add_companions(adapter, f, root, out)
     return [out[k] for k in sorted(out)]
+
+
+def _real(path: Path, given) -> Path:
+    try:
+        return path.resolve(strict=path.is_symlink())
+    except RuntimeError:
+        raise BadInput(f"{given}: a symbolic link loop", "point the link at a real file or remove it") from None
+    except OSError as exc:
+        raise BadInput(f"{given}: {exc.strerror or exc}") from None
+
+
+def _add_companions(adapter, path: Path, root: Path, out: dict) -> None:
+    """A root schematic named alone brings its sheets (in sub-folders too): read apart, they
+    would name sheets the graph does not have."""
+    from metaforge.adapters import registry
+
+    for other in adapter.companions(path):
+        try:
+            rel = other.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue  # a sheet outside the repository: its root's links to it are refused when read
+        owner = registry.for_file(rel)
+        if owner is not None:
+            out.setdefault(rel, (other.resolve(), rel, owner))
 
 
 def _parse(adapter, path: Path, rel: str, root: Path):
@@ -119,7 +147,13 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
     repo.index.sync(repo.log, locked=False)
     waiting = repo.index.files_awaiting_approval()
     for i, (path, rel, ad) in enumerate(files):
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            if not keep_going:
+                raise BadInput(f"{rel}: cannot read the file: {exc.strerror or exc}") from None
+            outcomes.append(FileOutcome(rel, ad.name, "refused", error=f"cannot read the file: {exc.strerror or exc}"))
+            continue
         sha = _sha(data)
         last = repo.index.artifact(rel)
         if last and (last.sha256, last.adapter, last.adapter_version) == (sha, ad.name, ad.version) and not file_wins:

@@ -40,6 +40,19 @@ class SchematicAdapter(Adapter):
             extra["skipped"] = read.skipped
         return ParseResult(rel, [el.parsed() for el in read.elements], extra)
 
+    def companions(self, path: Path) -> list[Path]:
+        """The other sheets of the hierarchy `path` is the root of, wherever they live."""
+        from metaforge.adapters.base import AdapterError
+        from metaforge.adapters.kicad import hierarchy
+
+        try:
+            h = hierarchy.for_schematic(path, path.name)
+        except AdapterError:
+            return []  # reading the file itself says what is wrong
+        if h.root.path.resolve() != path.resolve():
+            return []
+        return sorted({u.file for u in h.uses if u.file.is_file() and u.file != path.resolve()})
+
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         from metaforge.adapters.kicad.schematic import read_sheet
         from metaforge.adapters.kicad.writer import project_doc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def load_schematic(path: Path, rel: str) -> Doc:
 def rel_of(other: Path, path: Path, rel: str) -> str:
     """The repository-relative name of `other`, knowing that `path` is `rel`."""
     base = rel[: len(rel) - len(path.name)] if rel.endswith(path.name) else ""
-    return base + Path(os.path.relpath(other, path.parent)).as_posix()
+    return posixpath.normpath(base + Path(os.path.relpath(other, path.parent)).as_posix())
 
 
 # ---- the KiCad project a file belongs to -------------------------------------------------------
@@ -147,9 +148,24 @@ def board_project(path: Path) -> Project:
     return Project(stem, root if root.exists() else None)
 
 
+_TOP_MARKERS = (".git", ".metaforge")
+_MAX_UP = 6
+
+
 def schematic_roots(path: Path) -> list[Path]:
-    """Root schematics that might include `path`: those of the folder's projects, else every other sheet."""
-    folder = path.parent
-    roots = [p.with_suffix(".kicad_sch") for p in sorted(folder.glob("*.kicad_pro"))]
-    roots = [r for r in roots if r.exists()] or sorted(folder.glob("*.kicad_sch"))
-    return [r for r in roots if r.resolve() != path.resolve()]
+    """Root schematics that might place `path`, nearest first: the projects of its folder, of each
+    folder above it up to the repository (sheets kept in `sheets/`), and of those folders'
+    sub-folders (a sheet shared by sibling projects); with no project anywhere, the other sheets
+    of its folder."""
+    me = path.resolve()
+    roots: list[Path] = []
+    folder = me.parent
+    for _ in range(_MAX_UP):
+        pros = sorted(folder.glob("*.kicad_pro")) + sorted(folder.glob("*/*.kicad_pro"))
+        roots += [r for r in (p.with_suffix(".kicad_sch") for p in pros) if r.exists() and r not in roots]
+        if any((folder / m).exists() for m in _TOP_MARKERS) or folder.parent == folder:
+            break
+        folder = folder.parent
+    if not roots:
+        roots = sorted(me.parent.glob("*.kicad_sch"))
+    return [r for r in roots if r.resolve() != me]

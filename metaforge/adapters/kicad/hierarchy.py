@@ -98,11 +98,11 @@ def for_schematic(path: Path, rel: str) -> Hierarchy:
     if path.with_suffix(".kicad_pro").exists():
         return build(path, rel, path.stem)
     for root in schematic_roots(path):
-        named = root.with_suffix(".kicad_pro").exists()
+        own = root.with_suffix(".kicad_pro").exists() and root.parent == path.resolve().parent
         try:
             found = build(root, rel_of(root, path, rel), root.stem)
         except AdapterError:
-            if named:
+            if own:
                 raise  # the project's own root is broken: its sheets' references cannot be known
             continue
         if found.uses_of(path):
