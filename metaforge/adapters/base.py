@@ -28,7 +28,7 @@ class AdapterError(BadInput):
     def __init__(self, rel: str, message: str, line: int | None = None, hint: str | None = None):
         where = f"{rel}:{line}" if line else rel
         super().__init__(f"{where}: {message}", hint)
-        self.rel, self.line = rel, line
+        self.rel, self.line, self.reason = rel, line, message
 
 
 @dataclass(slots=True)

@@ -30,29 +30,52 @@ class StepAdapter(Adapter):
 
     def parse(self, path: Path, rel: str, root: Path | None = None) -> ParseResult:
         """`root` is the repository holding `.metaforge/`; by default the nearest one above the
-        file. Outside any repository the tree is read but no GLB is written."""
-        step_read, step_glb = _ocp_modules(rel)
-        model = step_read.read(path, rel)
-        stem = id_segment(Path(rel).stem)
-        tree = _entity_tree(model.roots, stem)
-        entities = [parsed for parsed, _node in _flatten(tree)]
-        warnings = [f"{rel}: OCCT: {line}" for line in step_read.reader_complaints(model.log)[:5]]
-        manifest = None
-        root = root or find_root(path)
-        if root is None:
-            warnings.append(f"{rel}: not inside an mf repository, no GLB written")
-        else:
-            try:  # the GLB is a viewer's cache: without it the tree still counts
-                manifest = _artifacts(model, tree, path, rel, Path(root), step_glb)
-            except (AdapterError, OSError) as exc:
-                warnings.append(f"{rel}: no GLB written: {exc}")
-        extra: dict[str, Any] = {"manifest": manifest}
-        if warnings:
-            extra["warnings"] = warnings
-        return ParseResult(rel, entities, extra)
+        file. Outside any repository the tree is read but no GLB is written. The header is
+        checked here; OpenCascade reads the rest in a child process (`step_child`)."""
+        from metaforge.adapters import step_child
+
+        check_header(path, rel)
+        return step_child.parse(path, rel, root)
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         return path.read_bytes()
+
+
+def check_header(path: Path, rel: str) -> None:
+    """Refuse what is not a STEP text file before OpenCascade is imported (seconds) to say so."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as exc:
+        raise AdapterError(rel, f"cannot read: {exc.strerror or exc}") from None
+    if not head.strip():
+        raise AdapterError(rel, "empty file, not a STEP file")
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"ISO-10303-21"):
+        raise AdapterError(rel, "not a STEP file: it does not start with ISO-10303-21;",
+                           hint="STEP AP203/AP214/AP242 text files start so; a compressed .stpZ must be unpacked")
+
+
+def parse_here(path: Path, rel: str, root: Path | None = None) -> ParseResult:
+    """The parse itself, in this process (the child's side of `StepAdapter.parse`)."""
+    step_read, step_glb = _ocp_modules(rel)
+    model = step_read.read(path, rel)
+    stem = id_segment(Path(rel).stem)
+    tree = _entity_tree(model.roots, stem)
+    entities = [parsed for parsed, _node in _flatten(tree)]
+    warnings = [f"{rel}: OCCT: {line}" for line in step_read.reader_complaints(model.log)[:5]]
+    manifest = None
+    root = root or find_root(path)
+    if root is None:
+        warnings.append(f"{rel}: not inside an mf repository, no GLB written")
+    else:
+        try:  # the GLB is a viewer's cache: without it the tree still counts
+            manifest = _artifacts(model, tree, path, rel, Path(root), step_glb)
+        except (AdapterError, OSError) as exc:
+            warnings.append(f"{rel}: no GLB written: {exc}")
+    extra: dict[str, Any] = {"manifest": manifest}
+    if warnings:
+        extra["warnings"] = warnings
+    return ParseResult(rel, entities, extra)
 
 
 def _ocp_modules(rel: str):

@@ -30,6 +30,7 @@ from OCP.XCAFDoc import (XCAFDoc, XCAFDoc_ColorCurv, XCAFDoc_ColorGen, XCAFDoc_C
                          XCAFDoc_DocumentTool, XCAFDoc_Material, XCAFDoc_ShapeTool)
 
 from metaforge.adapters.base import AdapterError, id_segment
+from metaforge.adapters.step import check_header
 
 
 @dataclass
@@ -56,7 +57,7 @@ class StepModel:
 
 
 def read(path: Path, rel: str) -> StepModel:
-    _check_header(path, rel)
+    check_header(path, rel)
     doc = TDocStd_Document(TCollection_ExtendedString("MDTV-XCAF"))
     XCAFApp_Application.GetApplication_s().InitDocument(doc)
     reader = STEPCAFControl_Reader()
@@ -82,19 +83,6 @@ def read(path: Path, rel: str) -> StepModel:
     roots = [_node(free.Value(i), {}) for i in range(1, free.Length() + 1)]
     _unique_segments(roots)
     return StepModel(doc, roots, log)
-
-
-def _check_header(path: Path, rel: str) -> None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError as exc:
-        raise AdapterError(rel, f"cannot read: {exc.strerror or exc}") from None
-    if not head.strip():
-        raise AdapterError(rel, "empty file, not a STEP file")
-    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"ISO-10303-21"):
-        raise AdapterError(rel, "not a STEP file: it does not start with ISO-10303-21;",
-                           hint="STEP AP203/AP214/AP242 text files start so; a compressed .stpZ must be unpacked")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -191,8 +179,20 @@ def attributes(label: TDF_Label):
 def label_name(label: TDF_Label) -> str:
     for attr in attributes(label):
         if isinstance(attr, TDataStd_Name):
-            return attr.Get().ToExtString()
+            return utf8_name(attr.Get().ToExtString())
     return ""
+
+
+def utf8_name(name: str) -> str:
+    """A name as its author wrote it. ISO 10303-21 strings are ASCII with `\\X2\\` escapes, which
+    OCCT decodes; many exporters write raw UTF-8 instead, which OCCT takes byte by byte as
+    Latin-1 ("GehÃ¤use"). Such a name is decoded again; a real Latin-1 name is no valid UTF-8."""
+    if name.isascii() or max(name) > "\xff":
+        return name
+    try:
+        return name.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return name
 
 
 def set_label_name(label: TDF_Label, name: str) -> None:

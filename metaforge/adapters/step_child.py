@@ -1,0 +1,123 @@
+"""STEP files read in a child process: OpenCascade's reader can crash (a file truncated at an
+entity boundary makes it dereference a missing entity) or take for ever, and neither may take mf
+down with it. One child serves every STEP file of a command, so OCP is imported once; a child
+that dies or overruns its time is killed, its file refused in one line, and the next file gets
+a fresh child.
+
+The child is forked: it needs none of the parent's state but the code, and a fork starts in
+milliseconds where a fresh interpreter would import mf again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from pathlib import Path
+
+from metaforge.adapters.base import AdapterError
+
+TIME_LIMIT = 300.0        # seconds one file may take to read, once OCP is imported
+IMPORT_LIMIT = 120.0      # seconds the child may take to import OCP
+LIMIT_ENV = "MF_STEP_TIME_LIMIT"
+INSTALL_HINT = "install STEP support: pip install 'metaforge[step]'"
+
+
+def time_limit() -> float:
+    """The per-file limit; MF_STEP_TIME_LIMIT (seconds) overrides it for a huge assembly."""
+    raw = os.environ.get(LIMIT_ENV, "")
+    try:
+        return float(raw) if raw else TIME_LIMIT
+    except ValueError:
+        return TIME_LIMIT
+
+
+class _Child:
+    def __init__(self):
+        ctx = mp.get_context("fork")
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(theirs,), daemon=True, name="mf-step-reader")
+        self.process.start()
+        theirs.close()
+        self.ready = False
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+_child: _Child | None = None
+
+
+def parse(path: Path, rel: str, root: Path | None):
+    """The StepAdapter's ParseResult for `path`, read by the child."""
+    global _child
+    if _child is None or not _child.process.is_alive():
+        _child = _Child()
+    child = _child
+    try:
+        if not child.ready:
+            kind, body = _wait(child, rel, IMPORT_LIMIT, "importing OpenCascade")
+            if kind == "missing":
+                raise AdapterError(rel, "reading STEP files needs OpenCascade (the OCP package), which is not "
+                                   f"installed ({body} cannot be imported)", hint=INSTALL_HINT)
+            child.ready = True
+        child.conn.send((str(path), rel, str(root) if root else None))
+        kind, body = _wait(child, rel, time_limit(), "reading it")
+    except AdapterError:
+        child.stop()
+        _child = None
+        raise
+    if kind == "ok":
+        return body
+    if kind == "refused":
+        reason, line, hint = body
+        raise AdapterError(rel, reason, line, hint)
+    raise AdapterError(rel, f"reading it failed inside OpenCascade: {body}")
+
+
+def _wait(child: _Child, rel: str, limit: float, doing: str):
+    if not child.conn.poll(limit):
+        if child.process.is_alive():
+            raise AdapterError(rel, f"OpenCascade took more than {limit:g} s {doing}: refused "
+                               f"(a larger limit: {LIMIT_ENV}=SECONDS)")
+    try:
+        return child.conn.recv()
+    except (EOFError, OSError):
+        child.process.join(5)
+        raise AdapterError(rel, f"OpenCascade crashed {doing} ({_death(child.process.exitcode)}): the file is "
+                           "probably truncated or damaged; refused",
+                           hint="export it again from the CAD program") from None
+
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
+def _serve(conn) -> None:
+    """The child: import OCP once, then read one file per request until the parent hangs up."""
+    try:
+        from metaforge.adapters.step import parse_here
+        from metaforge.adapters import step_glb, step_read  # noqa: F401 — OCP, imported once
+    except ImportError as exc:
+        conn.send(("missing", exc.name or "OCP"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            path, rel, root = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send(("ok", parse_here(Path(path), rel, Path(root) if root else None)))
+        except AdapterError as exc:
+            conn.send(("refused", (exc.reason, exc.line, exc.hint)))
+        except Exception as exc:  # noqa: BLE001 — whatever OCP raises is told, never lost
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
