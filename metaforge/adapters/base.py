@@ -55,6 +55,7 @@ class Adapter:
     name: ClassVar[str]
     version: ClassVar[str]
     patterns: ClassVar[tuple[str, ...]]      # fnmatch patterns on the file name, e.g. ("*.kicad_sch",)
+    reports: ClassVar[bool] = False          # states values another file owns (`read_only_props`)
 
     def owns(self, rel: str) -> bool:
         name = rel.rsplit("/", 1)[-1].lower()

@@ -65,7 +65,11 @@ def check(
         emit_json(report.as_dict(ids))
     else:
         render_drift_report(report, ids)
-    if report.drifts:
+        from rich.markup import escape
+
+        for d in report.between_files:
+            say(f"[yellow]files disagree[/] {escape(d.line())}")
+    if not report.ok:
         raise typer.Exit(1)
 
 

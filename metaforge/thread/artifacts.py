@@ -313,14 +313,15 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
         if _sha(data) != sha:
             raise Refused(f"{rel} changed since it was last read into the graph (drift)",
                           f"read it in first (mf ingest {rel}) or put it back (git checkout -- {rel})")
-        props = {k: v for k, v in repo.index.props_of(entities).items() if v is not None}
+        props = changed_props(repo, entities, seq)
         new = ad.project(path, rel, props)
         if new == data:
             outcomes.append(FileOutcome(rel, name, "current", len(entities)))
             continue
         outcome = FileOutcome(rel, name, "projected", len(entities), sha256=_sha(new))
         outcomes.append(outcome)
-        writes.append((path, rel, ad, data, new, outcome, props))
+        graph = {k: v for k, v in repo.index.props_of(entities).items() if v is not None}
+        writes.append((path, rel, ad, data, new, outcome, graph))
     out = {"semantic_version": head_seq, "files": [o.as_dict() for o in outcomes], "commit": None}
     if dry_run or not writes:
         return out
@@ -353,6 +354,35 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
             "artifacts": rels}, message or f"projected semantic version {head_seq}"))
         tx.record(drafts)
     out["commit"] = commit
+    return out
+
+
+def changed_props(repo, entities: list[str], seq: int) -> dict[str, dict]:
+    """What projection writes into a file mapped at `seq`: for each of its live entities, only the
+    properties a command changed since (a `fields` entry only for the fields that changed). A value
+    the file holds differently from the graph without anyone changing it since (a board's value
+    that disagreed with its schematic when read in) is the file's: projection leaves it alone."""
+    from metaforge.thread.drift import _PastValues
+
+    nodes = repo.index.load_nodes(entities)
+    past = _PastValues(repo, seq)
+    out: dict[str, dict] = {}
+    for eid in entities:
+        node = nodes.get(eid)
+        if node is None or node.deleted:
+            continue
+        out[eid] = {}
+        if node.updated_seq <= seq:
+            continue
+        for key, value in node.props.items():
+            then = past.value(eid, key)
+            if key == "fields" and isinstance(value, dict):
+                before = then if isinstance(then, dict) else {}
+                moved = {k: v for k, v in value.items() if before.get(k) != v}
+                if moved:
+                    out[eid]["fields"] = moved
+            elif then != value:
+                out[eid][key] = value
     return out
 
 

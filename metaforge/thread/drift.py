@@ -105,16 +105,48 @@ class FileDrift:
 
 
 @dataclass
+class Disagreement:
+    """Two files that state one value differently (file ↔ file): a board's value or footprint
+    that is not its schematic's. The owner's value is the graph's; the other file only reports
+    its own, so no projection or ingest settles it silently: a person fixes one of the files."""
+
+    entity: str
+    key: str
+    path: str            # the file that reports a value it does not own
+    value: Any
+    owner: str | None    # the file that owns it (None: no other file maps the entity)
+    graph: Any
+
+    def as_dict(self) -> dict:
+        return {"entity": self.entity, "key": self.key, "direction": "files", "path": self.path,
+                "value": self.value, "owner": self.owner, "graph": self.graph}
+
+    def line(self) -> str:
+        owner = self.owner or "the graph"
+        return (f"{self.entity}.{self.key}: {show(self.graph)} in {owner}, {show(self.value)} in {self.path} "
+                f"(the files disagree; {owner} owns it: change one of them, in KiCad Tools → Update PCB "
+                f"from Schematic)")
+
+
+@dataclass
 class Report:
     checked: int = 0
     parsed: int = 0
     drifts: list[FileDrift] = field(default_factory=list)
     untracked: list[str] = field(default_factory=list)  # files an adapter reads that the graph does not map
+    # file ↔ file: kept apart from `drifts` (file ↔ graph), which hooks and the watcher act on; a
+    # standing disagreement between two committed files must not block every commit
+    between_files: list[Disagreement] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.drifts and not self.between_files
 
     def as_dict(self, open_ids: dict[str, int] | None = None) -> dict:
         ids = open_ids or {}
-        return {"ok": not self.drifts, "checked": self.checked, "parsed": self.parsed,
+        return {"ok": self.ok, "checked": self.checked, "parsed": self.parsed,
                 "drifts": [{"id": ids.get(d.fingerprint), **d.as_dict()} for d in self.drifts],
+                "between_files": [d.as_dict() for d in self.between_files],
                 "untracked": self.untracked}
 
 
@@ -197,7 +229,40 @@ def detect(repo, rels: list[str] | None = None, *, locked: bool = False, settle:
                 fd.proposal = waiting[fd.path][1]
             report.drifts.append(fd)
     hashes.save()
+    report.between_files = disagreements(repo, rows, report.drifts)
     return report
+
+
+def disagreements(repo, rows: list, drifts: list[FileDrift]) -> list[Disagreement]:
+    """The values files report differently from their owner (kept in each file's mapping), where
+    the graph still holds the owner's value and the file has not moved that value since (that
+    is file ↔ graph drift, in `drifts`)."""
+    from metaforge.adapters import registry
+
+    table = registry.adapters()
+    moved = {(d.path, i.entity, i.key) for d in drifts for i in d.items}
+    out: list[Disagreement] = []
+    for row in rows:
+        rel, name, seq = row[0], row[1], row[4]
+        adapter = table.get(name)
+        if adapter is None or not adapter.reports:
+            continue
+        ref = repo.index.event_refs(seq=seq)
+        payload = repo.log.lines_at(ref)[0]["payload"] if ref else {}
+        reports = {m["entity_id"]: m["reports"] for m in payload.get("mappings") or () if m.get("reports")}
+        if not reports:
+            continue
+        graph = repo.index.props_of(sorted(reports))
+        for eid in sorted(reports):
+            props = graph.get(eid)
+            if props is None:
+                continue
+            for key, value in normalized(repo, eid, reports[eid]).items():
+                if (rel, eid, key) in moved or props.get(key) is None or props.get(key) == value:
+                    continue
+                owner = next((p for p, _, _ in repo.index.mappings_of(eid) if p != rel), None)
+                out.append(Disagreement(eid, key, rel, reports[eid][key], owner, props.get(key)))
+    return out
 
 
 class ContentHashes:

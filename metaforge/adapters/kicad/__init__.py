@@ -14,12 +14,15 @@ from typing import Any
 
 from metaforge.adapters.base import Adapter, ParseResult
 
-# Properties a file states but projection never writes: the board cannot change a footprint
-# (that is KiCad's "Update PCB from Schematic"), nor a file a reference. When a schematic and
-# its board disagree on one (5 of the 13 readable demo boards have other footprint names than
-# their schematics), the writable owner should win in the graph, and the other is drift.
+# Properties a file states but does not own: the board cannot change a footprint (that is
+# KiCad's "Update PCB from Schematic"), nor a file a reference. One owner per value: the schematic
+# owns the symbols' fields (value too, when the board has a schematic), the board the placement.
+# Where a board disagrees with its schematic (5 of the 13 readable demo boards name other
+# footprints), the owner's value is the graph's and the board's is a disagreement between the
+# two files (`mf drift`), never a silent winner.
 SCHEMATIC_READ_ONLY = ("kind", "reference", "lib_id", "sheet_path")
 BOARD_READ_ONLY = ("kind", "reference", "footprint", "layer", "layers", "thickness", "net")
+BOARD_WITH_SCHEMATIC_READ_ONLY = BOARD_READ_ONLY + ("value",)
 
 
 class SchematicAdapter(Adapter):
@@ -67,13 +70,15 @@ class BoardAdapter(Adapter):
 
     name = "kicad_pcb"
     version = "1"
+    reports = True  # it states values its schematic owns
     patterns = ("*.kicad_pcb",)
 
     def parse(self, path: Path, rel: str) -> ParseResult:
         from metaforge.adapters.kicad.board import read_board
 
         read = read_board(path, rel)
-        extra = {"format_version": read.doc.version, "read_only_props": list(BOARD_READ_ONLY)}
+        owned_elsewhere = BOARD_WITH_SCHEMATIC_READ_ONLY if read.has_schematic else BOARD_READ_ONLY
+        extra = {"format_version": read.doc.version, "read_only_props": list(owned_elsewhere)}
         if read.skipped:
             extra["skipped"] = {"board_only": read.skipped}
         return ParseResult(rel, [el.parsed() for el in read.elements], extra)

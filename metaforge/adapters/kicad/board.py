@@ -21,6 +21,7 @@ class BoardRead:
     doc: Doc
     elements: list[Element]
     skipped: int = 0
+    has_schematic: bool = False   # the project's schematic owns the symbols' fields
 
 
 def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
@@ -49,7 +50,7 @@ def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
         el.links.extend(("CONNECTED_TO", nets.id_for(name, pad)) for name, pad in _pad_nets(fp))
     components = sorted(by_ref.values(), key=lambda e: e.line)
     board = _board_element(project.name, doc, path, components, nets.elements())
-    return BoardRead(doc, [board, *components, *nets.elements()], skipped)
+    return BoardRead(doc, [board, *components, *nets.elements()], skipped, project.root is not None)
 
 
 def _component(project: str, doc: Doc, fp: Node, reference: str) -> Element:

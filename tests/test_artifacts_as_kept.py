@@ -1,0 +1,250 @@
+"""Design files as KiCad users keep them (issue 19), each case on real files: KiCad 9 and 8.99
+files saved by KiCad (tests/data/kicad), Debian's KiCad 6 demos and the 3D models they ship.
+
+1. the schematic owns values: a board that disagrees is a file ↔ file disagreement, and
+   projection writes only what a command changed
+2. sheets in a sub-folder, from the folder or from the root schematic alone
+3. a truncated STEP file that crashes OpenCascade is one refused file, not a dead mf
+4. BOM quantity against references
+5. two BOMs of one board
+6. symlink loops, options before paths, a non-STEP .stp, UTF-8 names, one parse per command
+7. 3D models of footprints are artifacts of their components
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import mf_process
+
+DEMOS = Path("/usr/share/kicad/demos")
+DATA = Path(__file__).parent / "data"
+KICAD9 = DATA / "kicad" / "kicad9"
+SHARED = DATA / "kicad" / "kicad8.99_shared_sheets"
+CRYSTAL = DEMOS / "stickhub" / "3dmodels" / "Crystal_SMD_4P_2520.step"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _demos_installed():
+    if not DEMOS.is_dir():
+        pytest.fail("Debian's kicad-demos is not installed (apt-get install kicad-demos)")
+
+
+def git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def commit_all(path: Path, message: str = "files") -> None:
+    git("add", "-A", cwd=path)
+    git("commit", "-qm", message, "--no-verify", cwd=path)
+
+
+def props(mf, cwd, eid: str) -> dict:
+    r = mf("show", eid, "--json", cwd=cwd)
+    assert r.code == 0, r.err
+    return r.json["properties"]
+
+
+# ---- 1. one owner per value --------------------------------------------------------------------
+
+@pytest.fixture
+def kicad9(repo) -> Path:
+    """KiCad 9's test_pads_inside_pads demo whose board says P1 is "CH1" where its schematic says
+    "CONN_1" (as in the report: J6 "Out" in the schematic, "CH1" on the board)."""
+    hw = repo / "hw"
+    hw.mkdir()
+    for f in KICAD9.iterdir():
+        shutil.copy(f, hw / f.name)
+    (hw / "test_pads_inside_pads.kicad_pro").write_text("{}\n")
+    pcb = hw / "test_pads_inside_pads.kicad_pcb"
+    text = pcb.read_text()
+    at = text.index('(property "Reference" "P1"')
+    value = text.index('(property "Value" "CONN_1"', at)
+    pcb.write_text(text[:value] + '(property "Value" "CH1"' + text[value + len('(property "Value" "CONN_1"'):])
+    commit_all(repo)
+    return repo
+
+
+def test_the_schematic_owns_values_and_a_board_that_disagrees_is_drift_between_files(kicad9, mf):
+    repo = kicad9
+    assert mf("ingest", "hw", cwd=repo).code == 0
+    commit_all(repo, "in the twin")
+    p1 = "DesignElement:test_pads_inside_pads/P1"
+    assert props(mf, repo, p1)["value"] == "CONN_1"  # the schematic's, not the board's
+    r = mf("drift", "--json", cwd=repo)
+    assert r.code == 1, r.out
+    report = r.json
+    assert report["drifts"] == [] and not report["ok"]
+    assert report["between_files"] == [{
+        "entity": p1, "key": "value", "direction": "files", "path": "hw/test_pads_inside_pads.kicad_pcb",
+        "value": "CH1", "owner": "hw/test_pads_inside_pads.kicad_sch", "graph": "CONN_1"}]
+    text = mf("drift", cwd=repo).err
+    assert "CONN_1 in hw/test_pads_inside_pads.kicad_sch, CH1 in hw/test_pads_inside_pads.kicad_pcb" in text
+
+    # an unrelated change, projected: only that value is written, P1 stays as each file has it
+    sch, pcb = (repo / "hw" / f"test_pads_inside_pads.kicad_{s}" for s in ("sch", "pcb"))
+    before = sch.read_text(), pcb.read_text()
+    assert mf("mutate", "set", "DesignElement:test_pads_inside_pads/P2", "value=CONN_2", cwd=repo).code == 0
+    r = mf("project", cwd=repo)
+    assert r.code == 0, r.err
+    for path, old in zip((sch, pcb), before):
+        new = path.read_text()
+        assert new.count('"CONN_2"') == 1 and new.replace('"CONN_2"', '"CONN_1"', 1) == old
+    assert '(property "Value" "CH1"' in pcb.read_text()
+    assert props(mf, repo, p1)["value"] == "CONN_1"
+    assert len(mf("drift", "--json", cwd=repo).json["between_files"]) == 1  # still there, still named
+
+    # fixing the board (as KiCad's Update PCB from Schematic does) ends it
+    pcb.write_text(pcb.read_text().replace('(property "Value" "CH1"', '(property "Value" "CONN_1"'))
+    commit_all(repo, "board updated from the schematic")
+    assert mf("ingest", "hw", cwd=repo).code == 0
+    assert mf("drift", cwd=repo).code == 0
+
+
+# ---- 2. sheets in a sub-folder -----------------------------------------------------------------
+
+@pytest.fixture
+def subfolder(repo) -> Path:
+    """KiCad 8.99's shared-sheet project laid out as royalblue54L_feather is: the root beside its
+    .kicad_pro, the sheets in sheets/ (one of them placed twice)."""
+    hw = repo / "hw"
+    (hw / "sheets").mkdir(parents=True)
+    root = hw / "issue13212.kicad_sch"
+    root.write_text((SHARED / "issue13212.kicad_sch").read_text()
+                    .replace('"Sheetfile" "issue13212_sub', '"Sheetfile" "sheets/issue13212_sub'))
+    for f in SHARED.glob("issue13212_sub*"):
+        shutil.copy(f, hw / "sheets" / f.name)
+    (hw / "issue13212.kicad_pro").write_text("{}\n")
+    commit_all(repo)
+    return repo
+
+
+def _sheet_refs(mf, repo) -> dict[str, str]:
+    out = {}
+    for ref in ("R1", "R5", "R6", "R7", "R8"):
+        p = props(mf, repo, f"DesignElement:issue13212/{ref}")
+        out[ref] = p["sheet_path"]
+    return out
+
+
+WANT = {"R1": "/", "R5": "/issue13212_subsheet_1/", "R6": "/issue13212_subsheet_1/",
+        "R7": "/issue13212_subsheet_2_1/", "R8": "/issue13212_subsheet_2_2/"}
+
+
+@pytest.mark.parametrize("given", ["hw", "hw/issue13212.kicad_sch"])
+def test_sheets_in_a_sub_folder_belong_to_the_root_project(subfolder, mf, given):
+    r = mf("ingest", given, "--json", cwd=subfolder)
+    assert r.code == 0, r.err
+    assert sorted(f["path"] for f in r.json["files"]) == [
+        "hw/issue13212.kicad_sch", "hw/sheets/issue13212_subsheet_1.kicad_sch",
+        "hw/sheets/issue13212_subsheet_2.kicad_sch"]
+    assert _sheet_refs(mf, subfolder) == WANT
+    root = mf("show", "DesignElement:issue13212/sheet/issue13212", "--json", cwd=subfolder).json
+    assert root["properties"]["kind"] == "schematic"
+    commit_all(subfolder, "in the twin")
+    assert mf("drift", cwd=subfolder).code == 0
+
+
+def test_a_sub_folder_sheet_alone_still_finds_its_root(subfolder, mf):
+    from metaforge.adapters.kicad import SchematicAdapter
+
+    sheet = subfolder / "hw" / "sheets" / "issue13212_subsheet_2.kicad_sch"
+    result = SchematicAdapter().parse(sheet, "hw/sheets/issue13212_subsheet_2.kicad_sch")
+    assert result.extra["project"] == "issue13212"
+    refs = {e.props["reference"]: e.props["sheet_path"] for e in result.entities if e.props["kind"] == "component"}
+    assert refs == {"R7": "/issue13212_subsheet_2_1/", "R8": "/issue13212_subsheet_2_2/"}
+
+
+# ---- 3. a STEP file that crashes OpenCascade ---------------------------------------------------
+
+def truncated_step(path: Path, fraction: float = 0.9) -> Path:
+    """A vendor model cut at an entity boundary and closed again, as a failed download or copy
+    leaves it: OpenCascade 7.x dereferences a missing entity reading it (SIGSEGV)."""
+    data = CRYSTAL.read_bytes()
+    start = data.index(b"DATA;")
+    ends = [i + 1 for i in range(start, len(data) - 1) if data[i:i + 1] == b";" and data[i + 1:i + 2] in b"\r\n"]
+    path.write_bytes(data[:ends[int(len(ends) * fraction)]] + b"\nENDSEC;\nEND-ISO-10303-21;\n")
+    return path
+
+
+@pytest.fixture
+def crashing(repo) -> Path:
+    pytest.importorskip("OCP", reason="STEP support (cadquery-ocp) is needed to read STEP files")
+    (repo / "mech").mkdir()
+    truncated_step(repo / "mech" / "crystal_cut.step")
+    shutil.copy(DATA / "step" / "Battery_CR1225.step", repo / "mech" / "battery.step")
+    commit_all(repo)
+    return repo
+
+
+def test_a_step_file_that_crashes_opencascade_is_one_refused_file(crashing):
+    r = mf_process("ingest", "mech/crystal_cut.step", cwd=crashing)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "mech/crystal_cut.step: OpenCascade crashed reading it (SIGSEGV)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = mf_process("ingest", "--keep-going", "mech", "--json", cwd=crashing)
+    assert r.returncode == 1, r.stderr
+    files = {f["path"]: f for f in json.loads(r.stdout)["files"]}
+    assert files["mech/crystal_cut.step"]["status"] == "refused"
+    assert files["mech/battery.step"]["status"] == "read"  # the next file got a fresh reader
+    commit_all(crashing, "in the twin")
+    r = mf_process("drift", "--json", cwd=crashing)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_step_file_that_takes_too_long_is_refused(crashing):
+    shutil.copy(DEMOS / "stickhub" / "3dmodels" / "APHB1608.step", crashing / "mech" / "big.step")
+    r = mf_process("ingest", "mech/big.step", cwd=crashing, env={"MF_STEP_TIME_LIMIT": "0.05"})
+    assert r.returncode == 2, r.stderr
+    assert "OpenCascade took more than 0.05 s reading it: refused" in r.stderr
+
+
+# ---- 6. bad paths, options, names, parse counts ------------------------------------------------
+
+def test_a_symlink_loop_is_bad_input(subfolder, mf):
+    hw = subfolder / "hw"
+    (hw / "a.kicad_sch").symlink_to("b.kicad_sch")
+    (hw / "b.kicad_sch").symlink_to("a.kicad_sch")
+    for given in ("hw", "hw/a.kicad_sch"):
+        r = mf("ingest", given, cwd=subfolder)
+        assert r.code == 2 and "a symbolic link loop" in r.err, r.err
+
+
+def test_options_before_the_paths(subfolder, mf):
+    r = mf("ingest", "--keep-going", "--json", "hw", cwd=subfolder)
+    assert r.code == 0, r.err
+    assert len(r.json["files"]) == 3
+
+
+def test_a_file_that_is_no_step_is_refused_before_opencascade_is_imported(repo):
+    (repo / "mech").mkdir()
+    (repo / "mech" / "notes.stp").write_text("STP: standard temperature and pressure\n")
+    probe = ("import sys, pathlib\nfrom metaforge.adapters.step import StepAdapter\n"
+             "try:\n    StepAdapter().parse(pathlib.Path(sys.argv[1]), 'mech/notes.stp')\n"
+             "except Exception as e:\n    print(e)\nprint('OCP' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", probe, str(repo / "mech" / "notes.stp")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.stdout.splitlines() == ["mech/notes.stp: not a STEP file: it does not start with ISO-10303-21; "
+                                     "(STEP AP203/AP214/AP242 text files start so; a compressed .stpZ must be "
+                                     "unpacked)", "False"]
+
+
+def test_utf8_names_read_as_latin1_come_back_as_written(tmp_path):
+    pytest.importorskip("OCP", reason="STEP support (cadquery-ocp) is needed to read STEP files")
+    from metaforge.adapters.step import StepAdapter
+
+    (tmp_path / ".metaforge").mkdir()
+    data = (DATA / "step" / "Battery_CR1225.step").read_bytes()
+    old = b"PRODUCT('Battery_CR1225','Battery_CR1225'"
+    # UTF-8 bytes escaped one by one (\X2\00C300A4\X0\ is the UTF-8 of "ä"), as some exporters do
+    escaped = tmp_path / "escaped.step"
+    escaped.write_bytes(data.replace(old, b"PRODUCT('Geh\\X2\\00C300A4\\X0\\use','Geh\\X2\\00C300A4\\X0\\use'"))
+    result = StepAdapter().parse(escaped, "escaped.step", root=tmp_path)
+    assert result.entities[0].props["description"] == "Gehäuse"
