@@ -201,7 +201,6 @@ def test_projection_refuses_a_graph_whose_quantity_disagrees_with_its_references
     (b"Value,Footprint,Qty\n100n,0402,2\n", r"bad_bom.csv:1: no reference column"),
     (b"Reference,Value,Qty\nC1 C2,100n,two\n", r"bad_bom.csv:2: column 'Qty': quantity 'two' is not a whole number"),
     (b"Reference,Value,Qty\nC1 C2,100n,2.5\n", r"bad_bom.csv:2: column 'Qty': quantity '2.5' is not a whole number"),
-    (b"Ref;Value;Quantity\nC1;100n;1\nR1,R2;10k;3\n", r"bad_bom.csv:3: column 'Quantity': quantity 3 but 2 references"),
     (b"Reference,Value\nC1,100n\nC2 C1,1u\n", r"bad_bom.csv:3: reference C1 is also on line 2"),
     (b'Reference,Value\nC1,"100n\nR1,1k\n', r"bad_bom.csv:2: a quoted cell starting on line 2 is never closed"),
     (b"Reference,Value,DNP\nC1,100n,maybe\n", r"bad_bom.csv:2: column 'DNP': 'maybe' is not a DNP mark"),
@@ -265,3 +264,14 @@ def test_property_round_trip_and_single_cell_edit(tmp_path, rows, delimiter, quo
     assert again[first].get("value") == (new_value.strip() or None)
     for e in result.entities[1:]:
         assert again[e.id] == e.props
+
+
+def test_a_row_whose_quantity_is_not_its_references_is_read_and_named(tmp_path):
+    """A person's inconsistent edit is read (drift shows it as an item naming the row), never
+    taken into the graph (ingest refuses it) nor written (projection refuses to make one)."""
+    path = tmp_path / "bad_bom.csv"
+    path.write_bytes(b"Ref;Value;Quantity\nC1;100n;1\nR1,R2;10k;3\n")
+    result = bom.parse(path, path.name)
+    assert result.extra["inconsistent"] == {
+        "BOMItem:R1": {"line": 3, "message": "column 'Quantity': quantity 3 but 2 references (R1, R2)"}}
+    assert bom.project(path, path.name, unchanged(result)) == path.read_bytes()

@@ -248,3 +248,86 @@ def test_utf8_names_read_as_latin1_come_back_as_written(tmp_path):
     escaped.write_bytes(data.replace(old, b"PRODUCT('Geh\\X2\\00C300A4\\X0\\use','Geh\\X2\\00C300A4\\X0\\use'"))
     result = StepAdapter().parse(escaped, "escaped.step", root=tmp_path)
     assert result.entities[0].props["description"] == "Gehäuse"
+
+
+# ---- 4. BOM quantity against references ----------------------------------------------------------
+
+KICAD_BOM = "hw/pic_programmer/pic_programmer_bom.csv"
+
+
+@pytest.fixture
+def pic(repo) -> Path:
+    """Debian's pic_programmer demo with the BOM KiCad's bom_csv_grouped_by_value.py writes for it."""
+    shutil.copytree(DEMOS / "pic_programmer", repo / "hw" / "pic_programmer",
+                    ignore=shutil.ignore_patterns("*.pdf", "*.wrl", "*.step"))
+    shutil.copy(DATA / "bom" / "pic_programmer_bom.csv", repo / KICAD_BOM)
+    commit_all(repo)
+    return repo
+
+
+def test_a_quantity_that_disagrees_with_the_references_is_refused_with_both_numbers(pic, mf):
+    assert mf("ingest", "hw", cwd=pic).code == 0
+    commit_all(pic, "in the twin")
+    r = mf("mutate", "set", "BOMItem:C3", "quantity=2", cwd=pic)
+    assert r.code == 1 and "BOMItem:C3: quantity 2 but 1 references (C3)" in r.err, r.err
+    assert mf("mutate", "set", "BOMItem:C3", "value=470uF", cwd=pic).code == 0  # later projections still go
+    r = mf("project", cwd=pic)
+    assert r.code == 0, r.err
+    assert '"C3, ","1","470uF"' in (pic / KICAD_BOM).read_text()
+    assert mf("drift", cwd=pic).code == 0
+
+
+def test_a_persons_inconsistent_quantity_is_a_drift_item_naming_the_row(pic, mf):
+    assert mf("ingest", "hw", cwd=pic).code == 0
+    commit_all(pic, "in the twin")
+    bom = pic / KICAD_BOM
+    bom.write_text(bom.read_text().replace('"C1, C2, ","2"', '"C1, C2, ","3"'))
+    r = mf("drift", "--json", cwd=pic)
+    assert r.code == 1
+    (d,) = r.json["drifts"]
+    assert d["direction"] == "file" and d["path"] == KICAD_BOM
+    assert d["items"] == [{"kind": "changed", "entity": "BOMItem:C1", "direction": "file", "key": "quantity",
+                           "graph": 2, "file": 3,
+                           "note": "line 7: column 'Qnty': quantity 3 but 2 references (C1, C2)"}]
+    r = mf("ingest", KICAD_BOM, cwd=pic)
+    assert r.code == 2 and f"{KICAD_BOM}:7: column 'Qnty': quantity 3 but 2 references (C1, C2)" in r.err
+
+
+# ---- 5. two BOMs of one board --------------------------------------------------------------------
+
+JLC_BOM = "hw/pic_programmer/pic_programmer_jlcpcb_bom.csv"
+
+
+def jlcpcb_bom(repo: Path) -> bytes:
+    """The JLCPCB assembly BOM of the demo board (Comment, Designator, Footprint, LCSC Part #),
+    grouped by value from the board's own footprints, CRLF as JLCPCB's template is."""
+    from metaforge.adapters.kicad import BoardAdapter
+
+    board = BoardAdapter().parse(repo / "hw/pic_programmer/pic_programmer.kicad_pcb", "pic_programmer.kicad_pcb")
+    groups: dict[tuple, list[str]] = {}
+    for e in board.entities:
+        if e.props.get("kind") == "component":
+            groups.setdefault((e.props.get("value", ""), e.props["footprint"].split(":")[-1]), []).append(
+                e.props["reference"])
+    lines = ["Comment,Designator,Footprint,LCSC Part #"]
+    for (value, footprint), refs in sorted(groups.items()):
+        lines.append(f'{value},"{",".join(sorted(refs))}",{footprint},')
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def test_two_boms_of_one_board_keep_their_own_items(pic, mf):
+    (pic / JLC_BOM).write_bytes(jlcpcb_bom(pic))
+    commit_all(pic, "the JLCPCB BOM beside KiCad's")
+    r = mf("ingest", "hw", "--json", cwd=pic)
+    assert r.code == 0, r.err
+    commit_all(pic, "in the twin")
+    assert mf("drift", cwd=pic).code == 0
+    kicad = props(mf, pic, "BOMItem:pic_programmer_bom/C1")
+    jlc = props(mf, pic, "BOMItem:pic_programmer_jlcpcb_bom/C1")
+    assert kicad["footprint"].startswith("Capacitor_THT:") and ":" not in jlc["footprint"]
+    before = {p: (pic / p).read_bytes() for p in (KICAD_BOM, JLC_BOM)}
+    assert mf("mutate", "set", "BOMItem:pic_programmer_bom/C1", "value=1uF", cwd=pic).code == 0
+    r = mf("project", cwd=pic)
+    assert r.code == 0, r.err
+    assert (pic / JLC_BOM).read_bytes() == before[JLC_BOM]  # not one cell of the other BOM
+    assert (pic / KICAD_BOM).read_bytes() == before[KICAD_BOM].replace(b'"2","100nF"', b'"2","1uF"', 1)

@@ -259,9 +259,10 @@ def test_mf_log_and_json_of_drift_events(board, mf):
     json.dumps(event)
 
 
-def test_a_board_that_disagreed_when_read_in_is_not_news_until_it_changes_there(twin, mf):
+def test_a_board_that_disagreed_when_read_in_is_named_between_the_files_not_as_file_drift(twin, mf):
     """5 of the 13 readable demo boards name other footprints than their schematics: the board
-    only reports a footprint, so that disagreement is the baseline, not drift on every save."""
+    only reports a footprint, so the disagreement is one between the two files (file ↔ file, kept
+    apart from file ↔ graph drift, which hooks act on), not news on every save of the board."""
     import shutil
 
     from kicad_edits import DEMOS
@@ -275,9 +276,13 @@ def test_a_board_that_disagreed_when_read_in_is_not_news_until_it_changes_there(
     assert mf("ingest", "hw", cwd=twin).code == 0
     commit_all(twin, "in the twin")
     assert mf("show", C1, "--json", cwd=twin).json["properties"]["footprint"] == old  # the schematic's
+    code, report = drift(mf, twin)
+    assert code == 1 and report["drifts"] == []
+    assert {(d["entity"], d["key"], d["value"], d["owner"]) for d in report["between_files"]} == {
+        (c, "footprint", "Old_Lib:CP_Axial", SCH) for c in (C1, "DesignElement:pic_programmer/C2")}
     pcb.write_text(pcb.read_text() + "\n")  # a save of the board that changes nothing
     code, report = drift(mf, twin)
-    assert code == 0 and report["parsed"] == 1
+    assert report["drifts"] == [] and report["parsed"] == 1 and len(report["between_files"]) == 2
     pcb.write_text(pcb.read_text().replace('"Old_Lib:CP_Axial"', '"New_Lib:CP_Axial"'))  # a new footprint there
     d = only(drift(mf, twin)[1])  # C1 and C2 share that footprint
     assert {i["entity"] for i in d["items"]} == {C1, "DesignElement:pic_programmer/C2"}

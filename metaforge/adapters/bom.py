@@ -82,6 +82,9 @@ class Table:
     columns: dict[str, int]                  # prop → column
     rows: dict[int, Parsed] = field(default_factory=dict)   # record index → entity
     warnings: list[str] = field(default_factory=list)
+    scope: str = ""                          # "<bom stem>/" when the folder holds other BOMs
+    # entity id → (line, what is wrong): a row whose quantity is not its count of references
+    inconsistent: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def header_names(self) -> list[str]:
@@ -97,7 +100,7 @@ class Table:
         return bool(cells) and sum(c.quoted for c in cells) * 2 > len(cells)
 
 
-def read_table(data: bytes, rel: str) -> Table:
+def read_table(data: bytes, rel: str, scope: str = "") -> Table:
     text, encoding = decode(data)
     best: tuple[int, int, str] | None = None
     first_error: UnterminatedQuote | None = None
@@ -124,7 +127,8 @@ def read_table(data: bytes, rel: str) -> Table:
         records = split_records(text, delimiter)
     except UnterminatedQuote as exc:
         raise AdapterError(rel, str(exc), line=exc.line) from None
-    table = Table(rel, text, encoding, delimiter, records, index, _column_map([c.value for c in records[index].cells]))
+    table = Table(rel, text, encoding, delimiter, records, index, _column_map([c.value for c in records[index].cells]),
+                  scope=scope)
     _read_rows(table)
     return table
 
@@ -147,9 +151,12 @@ def _read_rows(table: Table) -> None:
             if ref in seen:
                 raise AdapterError(table.rel, f"reference {ref} is also on line {seen[ref]}", line=rec.line)
             seen[ref] = rec.line
-        _check_quantity(table, rec, props)
-        table.rows[i] = Parsed(id=f"BOMItem:{safe_name(refs[0])}", props=props, region=f"row:{refs[0]}",
-                               line=rec.line)
+        parsed = Parsed(id=f"BOMItem:{table.scope}{safe_name(refs[0])}", props=props, region=f"row:{refs[0]}",
+                        line=rec.line)
+        wrong = _quantity_mismatch(table, props)
+        if wrong:
+            table.inconsistent[parsed.id] = (rec.line, wrong)
+        table.rows[i] = parsed
     if not table.rows:
         raise AdapterError(table.rel, "no rows with references under the header", line=table.records[table.header].line)
 
@@ -167,13 +174,19 @@ def _row_props(table: Table, rec: Record) -> dict[str, Any]:
     return props
 
 
-def _check_quantity(table: Table, rec: Record, props: dict) -> None:
+def _quantity_mismatch(table: Table, props: dict) -> str | None:
+    """What is wrong with a row whose quantity is not its count of references, else None. Such a
+    row is read (drift names it as an item), but never taken into the graph nor written."""
     qty, refs = props.get("quantity"), props["references"]
-    if qty is None or qty == len(refs) or (qty == 0 and props.get("dnp")):
-        return
+    if quantity_agrees(qty, refs, props.get("dnp")):
+        return None
     name = table.header_names[table.columns["quantity"]]
-    raise AdapterError(table.rel, f"column '{name}': quantity {qty} but {len(refs)} references "
-                                  f"({', '.join(refs[:6])}{'...' if len(refs) > 6 else ''})", line=rec.line)
+    return f"column '{name}': quantity {qty} but {len(refs)} references ({', '.join(refs[:6])}{'...' if len(refs) > 6 else ''})"
+
+
+def quantity_agrees(qty, refs, dnp=False) -> bool:
+    """A BOM row's quantity follows from its references (a DNP row may say 0)."""
+    return qty is None or refs is None or qty == len(refs) or (qty == 0 and bool(dnp))
 
 
 # ---- cell values ---------------------------------------------------------------------------
@@ -279,27 +292,49 @@ class BomAdapter(Adapter):
     patterns = ("*bom*.csv", "*.bom.csv", "*bom*.tsv")
 
     def parse(self, path: Path, rel: str) -> ParseResult:
-        table = read_table(_read(path, rel), rel)
+        table = read_table(_read(path, rel), rel, bom_scope(path))
         extra = {"delimiter": table.delimiter, "encoding": table.encoding,
                  "header_line": table.records[table.header].line,
                  "columns": {p: table.header_names[c] for p, c in table.columns.items()}}
         if table.warnings:
             extra["warnings"] = table.warnings
+        if table.inconsistent:  # ingest refuses the file; drift shows each row as an item
+            extra["inconsistent"] = {eid: {"line": line, "message": why}
+                                     for eid, (line, why) in table.inconsistent.items()}
         return ParseResult(rel, list(table.rows.values()), extra)
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         """Rows of entities the graph no longer has are dropped, new ones appended; in the others
         only cells whose value differs from the graph's are rewritten. A prop missing from an
         entity's dict leaves its cell alone; a prop set to None empties it."""
-        table = read_table(_read(path, rel), rel)
+        scope = bom_scope(path)
+        table = read_table(_read(path, rel), rel, scope)
         text = render(table, entities)
         try:
             data = text.encode(table.encoding)
         except UnicodeEncodeError as exc:
             raise AdapterError(rel, f"the file is {table.encoding} and cannot hold {exc.object[exc.start:exc.end]!r}",
                                hint="save the BOM as UTF-8") from None
-        read_table(data, rel)  # never write a file this adapter would refuse to read
+        after = read_table(data, rel, scope)  # never write a file this adapter would refuse to read
+        if after.inconsistent and not table.inconsistent:
+            line, why = next(iter(after.inconsistent.values()))
+            raise AdapterError(rel, why, line=line)
         return data
+
+
+def bom_scope(path: Path) -> str:
+    """The id prefix of a BOM's items: none when it is the only BOM of its board's folder
+    (`BOMItem:C1`); "<file stem>/" when a folder holding a KiCad board or project holds several
+    (a KiCad export and a JLCPCB one of one board), so that each file has its own items and a
+    value changed in one is never written into the other."""
+    adapter = BomAdapter()
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.is_file()]
+    except OSError:
+        return ""
+    boms = [n for n in names if adapter.owns(n)]
+    board = any(n.endswith((".kicad_pcb", ".kicad_pro")) for n in names)
+    return f"{safe_name(path.stem)}/" if board and len(boms) > 1 else ""
 
 
 def _read(path: Path, rel: str) -> bytes:
@@ -335,6 +370,12 @@ def render(table: Table, entities: dict[str, dict[str, Any]]) -> str:
 def _render_row(table: Table, rec: Record, props: dict[str, Any]) -> str:
     text = table.text
     changes: dict[int, str] = {}
+    if "references" in props and "quantity" not in props and "quantity" in table.columns:
+        # the quantity follows from the references where the file has both
+        qty = cell_value("quantity", rec.cells[table.columns["quantity"]].value) \
+            if table.columns["quantity"] < len(rec.cells) else None
+        if qty is not None and not (qty == 0 and props.get("dnp", False)):
+            props = {**props, "quantity": len(props["references"] or [])}
     for prop, col in table.columns.items():
         if prop not in props or col >= len(rec.cells):
             continue

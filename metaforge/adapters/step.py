@@ -35,7 +35,7 @@ class StepAdapter(Adapter):
         from metaforge.adapters import step_child
 
         check_header(path, rel)
-        return step_child.parse(path, rel, root)
+        return step_child.parse(path, rel, root, parse_here, lambda: _ocp_modules(rel))
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         return path.read_bytes()

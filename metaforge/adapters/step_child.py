@@ -20,7 +20,6 @@ from metaforge.adapters.base import AdapterError
 TIME_LIMIT = 300.0        # seconds one file may take to read, once OCP is imported
 IMPORT_LIMIT = 120.0      # seconds the child may take to import OCP
 LIMIT_ENV = "MF_STEP_TIME_LIMIT"
-INSTALL_HINT = "install STEP support: pip install 'metaforge[step]'"
 
 
 def time_limit() -> float:
@@ -33,10 +32,10 @@ def time_limit() -> float:
 
 
 class _Child:
-    def __init__(self):
+    def __init__(self, reader, warm):
         ctx = mp.get_context("fork")
-        self.conn, theirs = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(theirs,), daemon=True, name="mf-step-reader")
+        self.pipe, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(theirs, reader, warm), daemon=True, name="mf-step-reader")
         self.process.start()
         theirs.close()
         self.ready = False
@@ -45,26 +44,27 @@ class _Child:
         if self.process.is_alive():
             self.process.kill()
         self.process.join()
-        self.conn.close()
+        self.pipe.close()
 
 
 _child: _Child | None = None
 
 
-def parse(path: Path, rel: str, root: Path | None):
-    """The StepAdapter's ParseResult for `path`, read by the child."""
+def parse(path: Path, rel: str, root: Path | None, reader, warm):
+    """`reader(path, rel, root)` run by the child (which ran `warm()` once first, to import OCP)."""
     global _child
     if _child is None or not _child.process.is_alive():
-        _child = _Child()
+        _child = _Child(reader, warm)
     child = _child
     try:
         if not child.ready:
             kind, body = _wait(child, rel, IMPORT_LIMIT, "importing OpenCascade")
-            if kind == "missing":
-                raise AdapterError(rel, "reading STEP files needs OpenCascade (the OCP package), which is not "
-                                   f"installed ({body} cannot be imported)", hint=INSTALL_HINT)
+            if kind == "refused":
+                raise AdapterError(rel, body[0], hint=body[2])
+            if kind != "ready":
+                raise AdapterError(rel, f"OpenCascade could not be loaded: {body}")
             child.ready = True
-        child.conn.send((str(path), rel, str(root) if root else None))
+        child.pipe.send((str(path), rel, str(root) if root else None))
         kind, body = _wait(child, rel, time_limit(), "reading it")
     except AdapterError:
         child.stop()
@@ -79,12 +79,12 @@ def parse(path: Path, rel: str, root: Path | None):
 
 
 def _wait(child: _Child, rel: str, limit: float, doing: str):
-    if not child.conn.poll(limit):
+    if not child.pipe.poll(limit):
         if child.process.is_alive():
             raise AdapterError(rel, f"OpenCascade took more than {limit:g} s {doing}: refused "
                                f"(a larger limit: {LIMIT_ENV}=SECONDS)")
     try:
-        return child.conn.recv()
+        return child.pipe.recv()
     except (EOFError, OSError):
         child.process.join(5)
         raise AdapterError(rel, f"OpenCascade crashed {doing} ({_death(child.process.exitcode)}): the file is "
@@ -101,23 +101,25 @@ def _death(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def _serve(conn) -> None:
+def _serve(pipe, reader, warm) -> None:
     """The child: import OCP once, then read one file per request until the parent hangs up."""
     try:
-        from metaforge.adapters.step import parse_here
-        from metaforge.adapters import step_glb, step_read  # noqa: F401 — OCP, imported once
-    except ImportError as exc:
-        conn.send(("missing", exc.name or "OCP"))
+        warm()
+    except AdapterError as exc:  # OCP is not installed
+        pipe.send(("refused", (exc.reason, exc.line, exc.hint)))
         return
-    conn.send(("ready", None))
+    except Exception as exc:  # noqa: BLE001 — told to the parent, which refuses the file with it
+        pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    pipe.send(("ready", None))
     while True:
         try:
-            path, rel, root = conn.recv()
+            path, rel, root = pipe.recv()
         except (EOFError, OSError):
             return
         try:
-            conn.send(("ok", parse_here(Path(path), rel, Path(root) if root else None)))
+            pipe.send(("ok", reader(Path(path), rel, Path(root) if root else None)))
         except AdapterError as exc:
-            conn.send(("refused", (exc.reason, exc.line, exc.hint)))
+            pipe.send(("refused", (exc.reason, exc.line, exc.hint)))
         except Exception as exc:  # noqa: BLE001 — whatever OCP raises is told, never lost
-            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+            pipe.send(("failed", f"{type(exc).__name__}: {exc}"))

@@ -30,7 +30,6 @@ from OCP.XCAFDoc import (XCAFDoc, XCAFDoc_ColorCurv, XCAFDoc_ColorGen, XCAFDoc_C
                          XCAFDoc_DocumentTool, XCAFDoc_Material, XCAFDoc_ShapeTool)
 
 from metaforge.adapters.base import AdapterError, id_segment
-from metaforge.adapters.step import check_header
 
 
 @dataclass
@@ -57,7 +56,6 @@ class StepModel:
 
 
 def read(path: Path, rel: str) -> StepModel:
-    check_header(path, rel)
     doc = TDocStd_Document(TCollection_ExtendedString("MDTV-XCAF"))
     XCAFApp_Application.GetApplication_s().InitDocument(doc)
     reader = STEPCAFControl_Reader()

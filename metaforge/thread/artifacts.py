@@ -163,6 +163,7 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         else:
             try:
                 result = _parse(ad, path, rel, repo.root)
+                _refuse_inconsistent(result)
             except AdapterError as exc:
                 if not keep_going:
                     raise
@@ -193,6 +194,16 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
         out["version"] = tx.last_seq
     out["result"] = result
     return out
+
+
+def _refuse_inconsistent(result) -> None:
+    """A file that contradicts itself (a BOM row whose quantity is not its count of references) is
+    not read into the graph; drift shows it as an item naming the row."""
+    from metaforge.adapters.base import AdapterError
+
+    for eid, wrong in (result.extra.get("inconsistent") or {}).items():
+        raise AdapterError(result.rel, f"{wrong['message']} ({eid})", wrong["line"],
+                           "make the quantity the number of references, or list the references")
 
 
 def _message(parsed) -> str:
@@ -362,10 +373,7 @@ def changed_props(repo, entities: list[str], seq: int) -> dict[str, dict]:
     properties a command changed since (a `fields` entry only for the fields that changed). A value
     the file holds differently from the graph without anyone changing it since (a board's value
     that disagreed with its schematic when read in) is the file's: projection leaves it alone."""
-    from metaforge.thread.drift import _PastValues
-
     nodes = repo.index.load_nodes(entities)
-    past = _PastValues(repo, seq)
     out: dict[str, dict] = {}
     for eid in entities:
         node = nodes.get(eid)
@@ -374,8 +382,9 @@ def changed_props(repo, entities: list[str], seq: int) -> dict[str, dict]:
         out[eid] = {}
         if node.updated_seq <= seq:
             continue
+        past = _props_at(repo, eid, seq)
         for key, value in node.props.items():
-            then = past.value(eid, key)
+            then = past.get(key)
             if key == "fields" and isinstance(value, dict):
                 before = then if isinstance(then, dict) else {}
                 moved = {k: v for k, v in value.items() if before.get(k) != v}
@@ -384,6 +393,17 @@ def changed_props(repo, entities: list[str], seq: int) -> dict[str, dict]:
             elif then != value:
                 out[eid][key] = value
     return out
+
+
+def _props_at(repo, entity: str, seq: int) -> dict:
+    """An entity's properties as they were at `seq`, folded from its own events."""
+    from metaforge.graph import GraphState
+
+    state = GraphState()
+    for e in repo.log.lines_at(repo.index.event_refs(entity=entity, upto=seq)):
+        state.apply(e)
+    node = state.nodes.get(entity)
+    return {} if node is None or node.deleted else node.props
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

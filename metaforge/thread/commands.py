@@ -91,6 +91,25 @@ class Result:
                 "unchanged": [o.change.describe() for o in self.outcomes if not o.drafts]}
 
 
+def _consistent(node_id: str, type_name: str, before: dict, props: dict) -> dict:
+    """A BOMItem's quantity follows from its references: references set alone bring the quantity
+    along (when the item has one); a quantity that disagrees with them is refused with both numbers."""
+    if type_name != "BOMItem":
+        return props
+    merged = {**before, **props}
+    refs, qty = merged.get("references"), merged.get("quantity")
+    if refs is None or qty is None:
+        return props
+    if "references" in props and "quantity" not in props and not (qty == 0 and merged.get("dnp")):
+        return {**props, "quantity": len(refs)}
+    if qty != len(refs) and not (qty == 0 and merged.get("dnp")):
+        shown = ", ".join(refs[:6]) + ("..." if len(refs) > 6 else "")
+        raise Refused(f"{node_id}: quantity {qty} but {len(refs)} references ({shown})",
+                      "a BOM item's quantity is its number of references: change the references "
+                      "(the quantity follows), or both together")
+    return props
+
+
 class _Planner:
     def __init__(self, state: GraphState, types: dict, head_seq: int, ts: str, actor: str):
         self.state, self.types, self.seq, self.ts, self.actor = state, types, head_seq, ts, actor
@@ -119,7 +138,7 @@ class _Planner:
 
     def _add(self, c: Change, out: list) -> None:
         type_name, _ = parse_id(c.id, self.types)
-        props = validate_properties(type_name, c.props, self.types)
+        props = _consistent(c.id, type_name, {}, validate_properties(type_name, c.props, self.types))
         old = self.state.get(c.id)
         if old is not None and not old.deleted:
             raise Refused(f"{c.id} already exists (version {old.version})", "use `mf mutate set` to change it")
@@ -132,7 +151,7 @@ class _Planner:
         node = self.existing(c.id, c)
         if not c.props:
             raise BadInput(f"set {c.id}: no key=value given")
-        props = validate_properties(node.type, c.props, self.types)
+        props = _consistent(c.id, node.type, node.props, validate_properties(node.type, c.props, self.types))
         changed = {k: v for k, v in props.items() if node.props.get(k) != v}
         if len(changed) == 1:
             (key, value), = changed.items()

@@ -41,6 +41,7 @@ class Item:
     graph: Any = None
     file: Any = None
     read_only: bool = False  # a value this file only reports: projection cannot write it here
+    note: str | None = None  # what is wrong in the file there: "line 3: quantity 3 but 2 references (C1, C2)"
 
     def as_dict(self) -> dict:
         out = {"kind": self.kind, "entity": self.entity, "direction": self.direction}
@@ -50,6 +51,8 @@ class Item:
             out["file"] = self.file
         if self.read_only:
             out["read_only"] = True
+        if self.note:
+            out["note"] = self.note
         return out
 
     def line(self, rel: str) -> str:
@@ -61,6 +64,8 @@ class Item:
                     else f"{self.entity} removed from the graph, still in {rel}")
         name, g, f = f"{self.entity}.{self.key}", show(self.graph), show(self.file)
         note = " (the file only reports it: fix it where it is owned)" if self.read_only else ""
+        if self.note:
+            note += f" ({self.note})"
         if self.direction == "file":
             return f"{name}: {g} → {f} in {rel}{note}"
         if self.direction == "graph":
@@ -345,6 +350,7 @@ def check_file(repo, row: tuple, moved_seq: int, hashes: ContentHashes | None = 
     except AdapterError as exc:
         return FileDrift(direction="unreadable", sha256=sha, error=exc.message, **base), 1
     items = compare(repo, result, rel, seq, file_changed=sha != mapped_sha)
+    _note_inconsistent(items, result)
     if not items:
         return None, 1
     directions = {i.direction for i in items}
@@ -352,9 +358,19 @@ def check_file(repo, row: tuple, moved_seq: int, hashes: ContentHashes | None = 
     return FileDrift(direction=direction, items=items, sha256=sha, entities=len(result.entities), **base), 1
 
 
+def _note_inconsistent(items: list[Item], result) -> None:
+    """A row that contradicts itself (a BOM's quantity against its references) is named on its item."""
+    bad = result.extra.get("inconsistent") or {}
+    for item in items:
+        wrong = bad.get(item.entity)
+        if wrong and item.key in (None, "quantity", "references"):
+            item.note = f"line {wrong['line']}: {wrong['message']}"
+
+
 def compare(repo, result, rel: str, seq: int, *, file_changed: bool) -> list[Item]:
     """The drift items between a parsed file and the graph (the file was mapped at `seq`)."""
     read_only = set(result.extra.get("read_only_props") or ())
+    follows = set(result.extra.get("follows_props") or ())  # not owned, but projection writes them
     mapped = set(repo.index.entities_in(rel))
     in_file: dict[str, dict] = {}
     for p in result.entities:  # one id read twice (units of a symbol): the first value of each key
@@ -386,7 +402,8 @@ def compare(repo, result, rel: str, seq: int, *, file_changed: bool) -> list[Ite
             direction = "both" if graph_moved and file_moved else "graph" if graph_moved else \
                 "file" if file_moved else None
             if direction:  # neither moved: a disagreement already there when the file was mapped
-                items.append(Item("changed", node_id, direction, key, now, value, key in read_only))
+                items.append(Item("changed", node_id, direction, key, now, value,
+                                  key in read_only and key not in follows))
     for node_id in sorted(mapped - set(in_file)):
         node = nodes.get(node_id)
         if node is not None and not node.deleted:

@@ -79,6 +79,8 @@ class BoardAdapter(Adapter):
         read = read_board(path, rel)
         owned_elsewhere = BOARD_WITH_SCHEMATIC_READ_ONLY if read.has_schematic else BOARD_READ_ONLY
         extra = {"format_version": read.doc.version, "read_only_props": list(owned_elsewhere)}
+        if read.has_schematic:  # a value a command changes is written here too (KiCad: Update PCB)
+            extra["follows_props"] = ["value"]
         if read.skipped:
             extra["skipped"] = {"board_only": read.skipped}
         return ParseResult(rel, [el.parsed() for el in read.elements], extra)
