@@ -331,3 +331,28 @@ def test_two_boms_of_one_board_keep_their_own_items(pic, mf):
     assert r.code == 0, r.err
     assert (pic / JLC_BOM).read_bytes() == before[JLC_BOM]  # not one cell of the other BOM
     assert (pic / KICAD_BOM).read_bytes() == before[KICAD_BOM].replace(b'"2","100nF"', b'"2","1uF"', 1)
+
+
+# ---- 7. a footprint's 3D model is an artifact of its component -----------------------------------
+
+def test_vendor_3d_models_are_artifacts_of_their_components_not_product_parts(repo, mf):
+    pytest.importorskip("OCP", reason="STEP support (cadquery-ocp) is needed to read STEP files")
+    from step_models import rover
+
+    shutil.copytree(DEMOS / "stickhub", repo / "hw")
+    (repo / "mech").mkdir()
+    rover(repo / "mech" / "enclosure.step")  # the product's own mechanical design
+    commit_all(repo)
+    r = mf("ingest", ".", "--json", cwd=repo)
+    assert r.code == 0, r.err
+    ids = {n["id"] for n in mf("query", "--json", cwd=repo).json}
+    models = {i for i in ids if i.startswith("Artifact:3d/")}
+    assert models == {f"Artifact:3d/hw/3dmodels/{n}" for n in (
+        "APHB1608.step", "Crystal_SMD_4P_2520.step", "JST_SH_SM04B-SRSS-TB.STEP",
+        "TDFN-8_1.5x2mm_Fused-Lead_MO-252-W2015D.step")}
+    assert not {i for i in ids if "APHB1608" in i or "Crystal_SMD" in i} - models  # no DesignElement of them
+    crystal = mf("show", "Artifact:3d/hw/3dmodels/Crystal_SMD_4P_2520.step", "--json", cwd=repo).json
+    assert crystal["properties"]["kind"] == "3d-model"
+    assert crystal["in"] == [{"rel": "DESCRIBED_BY", "id": "DesignElement:StickHub/Y1"}]
+    enclosure = mf("show", "DesignElement:enclosure", "--json", cwd=repo).json
+    assert enclosure["properties"]["kind"] == "assembly"  # an enclosure stays a product element

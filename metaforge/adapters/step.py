@@ -5,7 +5,14 @@ four times is four elements (`M3_screw`, `M3_screw#2`...). The GLB for viewers a
 manifest (mesh name → entity id, the component tree) go to `.metaforge/artifacts/`, a derived
 cache git ignores. The graph does not own geometry: projection gives the file back unchanged.
 
-OpenCascade (OCP) is an optional extra, imported only when a STEP file is read.
+A footprint's 3D model is not an element of the product: a STEP file that a KiCad board's
+footprint uses (`(model "${KIPRJMOD}/3dmodels/X.step")`, or a copy of a library model of that
+name), or that sits in a 3D-model library folder (`*.3dshapes`, `3dmodels`, `packages3d`...),
+is one `Artifact:3d/<path>` of kind "3d-model", DESCRIBED_BY-linked from the components that
+use it. Any other STEP file (an enclosure, an assembly) is the product's own tree.
+
+OpenCascade (OCP) is an optional extra, imported in a child process (`step_child`) only when a
+STEP file is read; the header is checked before.
 """
 
 from __future__ import annotations
@@ -23,9 +30,13 @@ ARTIFACTS = Path(".metaforge") / "artifacts"
 INSTALL_HINT = "install STEP support: pip install 'metaforge[step]'"
 
 
+MODEL_FOLDERS = {"3dmodels", "3d_models", "3d-models", "3dshapes", "3d_shapes", "packages3d", "models3d", "3d"}
+_BOARD_SEARCH_UP = 4  # folders above a model where the board using it may be
+
+
 class StepAdapter(Adapter):
     name = "step"
-    version = "1"
+    version = "2"  # 2: footprints' 3D models are artifacts, not product elements
     patterns = ("*.step", "*.stp")
 
     def parse(self, path: Path, rel: str, root: Path | None = None) -> ParseResult:
@@ -35,7 +46,11 @@ class StepAdapter(Adapter):
         from metaforge.adapters import step_child
 
         check_header(path, rel)
-        return step_child.parse(path, rel, root, parse_here, lambda: _ocp_modules(rel))
+        users = model_users(path, rel, root)
+        result = step_child.parse(path, rel, root, parse_here, lambda: _ocp_modules(rel))
+        if users is not None:
+            result = _as_model(result, rel, users)
+        return result
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
         return path.read_bytes()
@@ -53,6 +68,44 @@ def check_header(path: Path, rel: str) -> None:
     if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"ISO-10303-21"):
         raise AdapterError(rel, "not a STEP file: it does not start with ISO-10303-21;",
                            hint="STEP AP203/AP214/AP242 text files start so; a compressed .stpZ must be unpacked")
+
+
+def model_users(path: Path, rel: str, root: Path | None) -> list[str] | None:
+    """The components whose footprints use this file as their 3D model ([] for a file in a model
+    library folder that no board here uses), or None: the file is a part of the product."""
+    top = Path(root).resolve() if root else find_root(path)
+    me, name = str(path.resolve()), path.name.lower()
+    users: list[str] = []
+    folder = path.resolve().parent
+    for _ in range(_BOARD_SEARCH_UP):
+        for board in sorted(folder.glob("*.kicad_pcb")):
+            from metaforge.adapters.kicad.board import component_models
+
+            try:
+                models = component_models(board)
+            except OSError:
+                continue
+            users += models.get(me) or models.get(name) or []
+        if top is None or folder == top or folder.parent == folder:
+            break
+        folder = folder.parent
+    in_library = any(part.lower() in MODEL_FOLDERS or part.lower().endswith(".3dshapes")
+                     for part in Path(rel).parts[:-1])
+    return sorted(set(users)) if users or in_library else None
+
+
+def model_id(rel: str) -> str:
+    return f"Artifact:3d/{safe_name(rel)}"
+
+
+def _as_model(result: ParseResult, rel: str, users: list[str]) -> ParseResult:
+    """A footprint's 3D model: one Artifact (the GLB stays, for the board's 3D view)."""
+    top = result.entities[0].props if result.entities else {}
+    props = {"path": rel, "format": "step", "adapter": StepAdapter.name, "kind": "3d-model"}
+    if top.get("description"):
+        props["description"] = top["description"]
+    extra = dict(result.extra, component_model=True, described=[(u, "DESCRIBED_BY") for u in users])
+    return ParseResult(rel, [Parsed(model_id(rel), props, "file", 1)], extra)
 
 
 def parse_here(path: Path, rel: str, root: Path | None = None) -> ParseResult:

@@ -22,6 +22,7 @@ class BoardRead:
     elements: list[Element]
     skipped: int = 0
     has_schematic: bool = False   # the project's schematic owns the symbols' fields
+    models: dict[str, list[str]] = None  # 3D model path as the footprint writes it → component ids
 
 
 def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
@@ -35,6 +36,7 @@ def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
             pass  # an unreadable schematic is refused when it is read; the board's own references stand
     nets = _Nets(project.name, doc)
     by_ref: dict[str, Element] = {}
+    models: dict[str, list[str]] = {}
     skipped = 0
     for fp in doc.root.all("footprint"):
         reference = by_path.get(fp.value("path", "")) or _text_of(fp, "reference")[0]
@@ -48,9 +50,12 @@ def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
         if node is not None:
             el.add_source("value", Slot(node, 2), value)
         el.links.extend(("CONNECTED_TO", nets.id_for(name, pad)) for name, pad in _pad_nets(fp))
+        for model in fp.all("model"):
+            if model.text(1):
+                models.setdefault(model.text(1), []).append(el.id)
     components = sorted(by_ref.values(), key=lambda e: e.line)
     board = _board_element(project.name, doc, path, components, nets.elements())
-    return BoardRead(doc, [board, *components, *nets.elements()], skipped, project.root is not None)
+    return BoardRead(doc, [board, *components, *nets.elements()], skipped, project.root is not None, models)
 
 
 def _component(project: str, doc: Doc, fp: Node, reference: str) -> Element:
@@ -132,3 +137,42 @@ def _copper_layers(doc: Doc) -> int:
         return 0
     return sum(1 for item in layers[1:] if type(item) is Node and len(item) > 2
                and item.text(1, "").endswith(".Cu") and item.text(2, "") in _COPPER_TYPES)
+
+
+# ---- the 3D models footprints use ----------------------------------------------------------------
+
+_MODEL_VARS = ("${KIPRJMOD}", "$(KIPRJMOD)")
+_models_cache: dict[tuple, dict[str, list[str]]] = {}
+
+
+def component_models(board: Path) -> dict[str, list[str]]:
+    """The 3D models a board's footprints use: the model's resolved path (inside the project:
+    `${KIPRJMOD}/3dmodels/X.step`, or relative) and its lower-case file name (a library model,
+    `${KICAD9_3DMODEL_DIR}/...`, of which the project may keep a copy) → component ids.
+    Kept per board file and content, so a command reading many models reads the board once."""
+    st = board.stat()
+    key = (str(board.resolve()), st.st_size, st.st_mtime_ns)
+    found = _models_cache.get(key)
+    if found is None:
+        found = {}
+        try:
+            read = read_board(board, board.name)
+        except AdapterError:
+            read = None
+        for written, ids in (read.models if read else {}).items():
+            for name in _model_keys(board.parent, written):
+                found.setdefault(name, []).extend(ids)
+        _models_cache.clear()
+        _models_cache[key] = found
+    return found
+
+
+def _model_keys(folder: Path, written: str) -> list[str]:
+    text = written
+    for var in _MODEL_VARS:
+        text = text.replace(var, str(folder))
+    keys = [written.replace("\\", "/").rsplit("/", 1)[-1].lower()]
+    if "$" not in text:
+        target = Path(text) if Path(text).is_absolute() else folder / text
+        keys.append(str(target.resolve()))
+    return keys
