@@ -356,3 +356,31 @@ def test_vendor_3d_models_are_artifacts_of_their_components_not_product_parts(re
     assert crystal["in"] == [{"rel": "DESCRIBED_BY", "id": "DesignElement:StickHub/Y1"}]
     enclosure = mf("show", "DesignElement:enclosure", "--json", cwd=repo).json
     assert enclosure["properties"]["kind"] == "assembly"  # an enclosure stays a product element
+
+
+def test_project_parses_the_board_once(pic, mf, monkeypatch):
+    from metaforge.adapters.kicad import board as board_module
+
+    assert mf("ingest", "hw", cwd=pic).code == 0
+    commit_all(pic, "in the twin")
+    reads: list[str] = []
+    real = board_module.read_doc
+    monkeypatch.setattr(board_module, "read_doc", lambda path, rel, head, data=None: (
+        reads.append(rel), real(path, rel, head, data))[1])
+    assert mf("mutate", "set", "DesignElement:pic_programmer/C1", "value=47uF", cwd=pic).code == 0
+    r = mf("project", "--json", cwd=pic)
+    assert r.code == 0, r.err
+    assert {f["path"] for f in r.json["files"] if f["status"] == "projected"} >= {
+        "hw/pic_programmer/pic_programmer.kicad_pcb"}
+    assert reads == ["hw/pic_programmer/pic_programmer.kicad_pcb"]
+    monkeypatch.undo()
+    assert mf("drift", cwd=pic).code == 0
+    # the mappings kept from that one read are what a fresh read of the written file gives
+    from metaforge.adapters.kicad import BoardAdapter
+
+    rel = "hw/pic_programmer/pic_programmer.kicad_pcb"
+    fresh = {e.id: (e.region, e.line) for e in BoardAdapter().parse(pic / rel, rel).entities}
+    for eid in ("DesignElement:pic_programmer/C1", "DesignElement:pic_programmer/U1"):
+        mapped = [(a["region"], a["line"]) for a in mf("show", eid, "--json", cwd=pic).json["artifacts"]
+                  if a["path"] == rel]
+        assert mapped == [fresh[eid]]

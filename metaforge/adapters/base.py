@@ -73,6 +73,12 @@ class Adapter:
         graph's current properties (only the owned ones are written). Unchanged → same bytes."""
         raise NotImplementedError
 
+    def project_read(self, path: Path, rel: str,
+                     entities: dict[str, dict[str, Any]]) -> tuple[bytes, ParseResult | None]:
+        """`project`, and the parse of the new content when the adapter knows it without parsing
+        again (None: the caller parses the written file)."""
+        return self.project(path, rel, entities), None
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-+/#@]")
 

@@ -337,14 +337,14 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
             raise Refused(f"{rel} changed since it was last read into the graph (drift)",
                           f"read it in first (mf ingest {rel}) or put it back (git checkout -- {rel})")
         props = changed_props(repo, entities, seq)
-        new = ad.project(path, rel, props)
+        new, reread = ad.project_read(path, rel, props)  # one parse of the file per command
         if new == data:
             outcomes.append(FileOutcome(rel, name, "current", len(entities)))
             continue
         outcome = FileOutcome(rel, name, "projected", len(entities), sha256=_sha(new))
         outcomes.append(outcome)
         graph = {k: v for k, v in repo.index.props_of(entities).items() if v is not None}
-        writes.append((path, rel, ad, data, new, outcome, graph))
+        writes.append((path, rel, ad, data, new, outcome, (graph, reread)))
     out = {"semantic_version": head_seq, "files": [o.as_dict() for o in outcomes], "commit": None}
     if dry_run or not writes:
         return out
@@ -357,8 +357,8 @@ def project(repo, paths: list[Path] | None = None, *, actor: str, adapter: str |
         try:
             for path, rel, ad, _, new, outcome, _ in writes:
                 _write_atomic(path, new)
-            for path, rel, ad, _, new, outcome, props in writes:  # where each entity now is, read back
-                outcome.mappings = mapping_entries(repo, _parse(ad, path, rel, repo.root), props)
+            for path, rel, ad, _, new, outcome, (props, reread) in writes:  # where each entity now is
+                outcome.mappings = mapping_entries(repo, reread or _parse(ad, path, rel, repo.root), props)
             git(["add", "--", *rels], cwd=repo.root)
             git(["commit", "-q", "-m", message or f"mf project: semantic version {head_seq}",
                  "-m", "Files written from the twin by mf project:\n" + "\n".join(f"  {r}" for r in rels),

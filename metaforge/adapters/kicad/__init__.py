@@ -36,7 +36,10 @@ class SchematicAdapter(Adapter):
     def parse(self, path: Path, rel: str) -> ParseResult:
         from metaforge.adapters.kicad.schematic import read_sheet
 
-        read = read_sheet(path, rel)
+        return self._result(read_sheet(path, rel), rel)
+
+    @staticmethod
+    def _result(read, rel: str) -> ParseResult:
         extra = {"project": read.hierarchy.project, "format_version": read.doc.version,
                  "read_only_props": list(SCHEMATIC_READ_ONLY)}
         if read.skipped:
@@ -57,11 +60,15 @@ class SchematicAdapter(Adapter):
         return sorted({u.file for u in h.uses if u.file.is_file() and u.file != path.resolve()})
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
+        return self.project_read(path, rel, entities)[0]
+
+    def project_read(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]):
         from metaforge.adapters.kicad.schematic import read_sheet
-        from metaforge.adapters.kicad.writer import project_doc
+        from metaforge.adapters.kicad.writer import project_and_read
 
         read = read_sheet(path, rel)
-        return project_doc(read.doc, read.elements, entities)
+        data, same_lines = project_and_read(read.doc, read.elements, entities)
+        return data, (self._result(read, rel) if same_lines else None)
 
 
 class BoardAdapter(Adapter):
@@ -76,7 +83,10 @@ class BoardAdapter(Adapter):
     def parse(self, path: Path, rel: str) -> ParseResult:
         from metaforge.adapters.kicad.board import read_board
 
-        read = read_board(path, rel)
+        return self._result(read_board(path, rel), rel)
+
+    @staticmethod
+    def _result(read, rel: str) -> ParseResult:
         owned_elsewhere = BOARD_WITH_SCHEMATIC_READ_ONLY if read.has_schematic else BOARD_READ_ONLY
         extra = {"format_version": read.doc.version, "read_only_props": list(owned_elsewhere)}
         if read.has_schematic:  # a value a command changes is written here too (KiCad: Update PCB)
@@ -86,8 +96,12 @@ class BoardAdapter(Adapter):
         return ParseResult(rel, [el.parsed() for el in read.elements], extra)
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:
+        return self.project_read(path, rel, entities)[0]
+
+    def project_read(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]):
         from metaforge.adapters.kicad.board import read_board
-        from metaforge.adapters.kicad.writer import project_doc
+        from metaforge.adapters.kicad.writer import project_and_read
 
         read = read_board(path, rel)
-        return project_doc(read.doc, read.elements, entities)
+        data, same_lines = project_and_read(read.doc, read.elements, entities)
+        return data, (self._result(read, rel) if same_lines else None)

@@ -20,8 +20,17 @@ _HIDDEN = re.compile(r"\(hide yes\)|\shide[\s)]")  # KiCad 8+ `(hide yes)`, KiCa
 
 def project_doc(doc: Doc, elements: list[Element], entities: dict[str, dict[str, Any]]) -> bytes:
     """The file's new bytes; the very same bytes when no owned value changed."""
+    return project_and_read(doc, elements, entities)[0]
+
+
+def project_and_read(doc: Doc, elements: list[Element],
+                     entities: dict[str, dict[str, Any]]) -> tuple[bytes, bool]:
+    """The file's new bytes, and whether `elements` now describe them too: values replaced in
+    place move no line, so the read made before writing stands, with the new values, for the
+    mappings (a 67 MB board is not parsed a second time). A property added shifts lines: False."""
     wanted: dict[tuple, tuple[Slot, str, str]] = {}     # slot key → (slot, text, entity id)
     additions: dict[int, tuple] = {}                    # block start → (block, [(field, text)])
+    written: list[tuple[Element, str, str]] = []
     for el in elements:
         graph = entities.get(el.id)
         if not graph:
@@ -31,6 +40,7 @@ def project_doc(doc: Doc, elements: list[Element], entities: dict[str, dict[str,
             if slots:
                 for slot in slots:
                     _want(wanted, slot, text, el, key, doc)
+                written.append((el, key, text))
             elif key not in el.values:
                 for block in el.blocks:
                     additions.setdefault(block.start, (block, []))[1].append((_field_name(key), text))
@@ -38,8 +48,12 @@ def project_doc(doc: Doc, elements: list[Element], entities: dict[str, dict[str,
     edits = [_replace(doc, slot, text) for slot, text, _ in wanted.values() if _current(doc, slot) != text]
     edits += [_insert(doc, block, fields) for block, fields in additions.values()]
     if not edits:
-        return doc.data
-    return doc.encode(sexpr.apply_edits(doc.text, edits))
+        return doc.data, True
+    kept = {s.key for s, _, _ in wanted.values()}
+    for el, key, text in written:  # a sharer's slot left alone (KiCad 6) keeps its value
+        if all(s.key in kept for s in el.sources.get(key, ())):
+            el.values[key] = text
+    return doc.encode(sexpr.apply_edits(doc.text, edits)), not additions
 
 
 def _changes(el: Element, graph: dict[str, Any]):
