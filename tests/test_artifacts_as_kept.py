@@ -197,6 +197,15 @@ def test_a_step_file_that_crashes_opencascade_is_one_refused_file(crashing):
     commit_all(crashing, "in the twin")
     r = mf_process("drift", "--json", cwd=crashing)
     assert r.returncode == 0, r.stderr
+    # a mapped model saved truncated: drift and the pre-commit check name it, and live
+    truncated_step(crashing / "mech" / "battery.step")
+    r = mf_process("drift", "--json", cwd=crashing)
+    assert r.returncode == 1, r.stderr
+    (d,) = json.loads(r.stdout)["drifts"]
+    assert d["direction"] == "unreadable" and "OpenCascade crashed reading it (SIGSEGV)" in d["error"]
+    git("add", "mech/battery.step", cwd=crashing)
+    r = mf_process("drift", "--staged", cwd=crashing)
+    assert r.returncode == 1 and "mech/battery.step cannot be read" in r.stderr + r.stdout, r.stderr
 
 
 def test_a_step_file_that_takes_too_long_is_refused(crashing):

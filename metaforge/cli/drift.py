@@ -69,6 +69,8 @@ def check(
 
         for d in report.between_files:
             say(f"[yellow]files disagree[/] {escape(d.line())}")
+        if report.between_files:
+            say(f"{len(report.between_files)} values differ between files that state them")
     if not report.ok:
         raise typer.Exit(1)
 

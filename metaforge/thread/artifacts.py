@@ -48,8 +48,10 @@ class FileOutcome:
         return out
 
 
-def collect(repo, paths: list[Path], adapter_name: str | None = None) -> list[tuple[Path, str, Any]]:
-    """(absolute path, repository-relative posix path, adapter) of every file an adapter owns."""
+def collect(repo, paths: list[Path], adapter_name: str | None = None,
+            companions: bool = False) -> list[tuple[Path, str, Any]]:
+    """(absolute path, repository-relative posix path, adapter) of every file an adapter owns;
+    with `companions`, a file named alone brings the files read with it (a root's sheets)."""
     from metaforge.adapters import registry
 
     chosen = registry.get(adapter_name) if adapter_name else None
@@ -79,7 +81,7 @@ def collect(repo, paths: list[Path], adapter_name: str | None = None) -> list[tu
                                                             for a in registry.adapters().values()))
                 continue
             out[rel] = (f, rel, adapter)
-            if path.is_file():
+            if companions and path.is_file():
                 _add_companions(adapter, f, root, out)
     return [out[k] for k in sorted(out)]
 
@@ -139,7 +141,7 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
     from metaforge.thread.policy import REFUSE, Source
 
     source = source or Source.INGEST
-    files = collect(repo, paths, adapter)
+    files = collect(repo, paths, adapter, companions=not file_wins)  # accepting a file reads that file only
     if not files:
         raise BadInput("no file here that an adapter reads", "KiCad .kicad_sch/.kicad_pcb, BOM *bom*.csv, STEP .step/.stp")
     outcomes: list[FileOutcome] = []
