@@ -393,3 +393,19 @@ def test_project_parses_the_board_once(pic, mf, monkeypatch):
         mapped = [(a["region"], a["line"]) for a in mf("show", eid, "--json", cwd=pic).json["artifacts"]
                   if a["path"] == rel]
         assert mapped == [fresh[eid]]
+
+
+def test_a_sheet_kept_beside_the_project_folder_finds_its_root(repo, mf):
+    """A sheet shared from a sibling folder (`../common/...`), as a board family keeps it."""
+    proj, common = repo / "hw" / "proj", repo / "hw" / "common"
+    proj.mkdir(parents=True)
+    common.mkdir()
+    (proj / "issue13212.kicad_sch").write_text((SHARED / "issue13212.kicad_sch").read_text()
+                                               .replace('"Sheetfile" "issue13212_sub', '"Sheetfile" "../common/issue13212_sub'))
+    (proj / "issue13212.kicad_pro").write_text("{}\n")
+    for f in SHARED.glob("issue13212_sub*"):
+        shutil.copy(f, common / f.name)
+    commit_all(repo)
+    r = mf("ingest", "hw", cwd=repo)
+    assert r.code == 0, r.err
+    assert _sheet_refs(mf, repo) == WANT
