@@ -88,7 +88,7 @@ def bench_big_board(work: Path, saves: int = 3) -> tuple[float, list[float]]:
     git("commit", "-qm", "twin", cwd=repo)
     times = []
     for i in range(saves):
-        run(["mutate", "set", "DesignElement:video/C1", f"value={100 + i}nF", "-m", "bench"], repo)
+        run(["mutate", "set", "DesignElement:video/C1", f"value={331 + i}nF", "-m", "bench"], repo)
         times.append(run(["project"], repo))
         git("add", "-A", cwd=repo)
         git("commit", "-qm", "twin", cwd=repo)

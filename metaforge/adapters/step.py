@@ -73,14 +73,14 @@ def check_header(path: Path, rel: str) -> None:
 def model_users(path: Path, rel: str, root: Path | None) -> list[str] | None:
     """The components whose footprints use this file as their 3D model ([] for a file in a model
     library folder that no board here uses), or None: the file is a part of the product."""
+    from metaforge.adapters.kicad.board import component_models
+
     top = Path(root).resolve() if root else find_root(path)
     me, name = str(path.resolve()), path.name.lower()
     users: list[str] = []
     folder = path.resolve().parent
     for _ in range(_BOARD_SEARCH_UP):
         for board in sorted(folder.glob("*.kicad_pcb")):
-            from metaforge.adapters.kicad.board import component_models
-
             try:
                 models = component_models(board)
             except OSError:

@@ -70,7 +70,8 @@ def check(
         for d in report.between_files:
             say(f"[yellow]files disagree[/] {escape(d.line())}")
         if report.between_files:
-            say(f"{len(report.between_files)} values differ between files that state them")
+            say(f"{len(report.between_files)} values differ between two files; the first named owns each (its "
+                "value is the graph's): change one of them (KiCad: Tools → Update PCB from Schematic)")
     if not report.ok:
         raise typer.Exit(1)
 

@@ -127,10 +127,7 @@ class Disagreement:
                 "value": self.value, "owner": self.owner, "graph": self.graph}
 
     def line(self) -> str:
-        owner = self.owner or "the graph"
-        return (f"{self.entity}.{self.key}: {show(self.graph)} in {owner}, {show(self.value)} in {self.path} "
-                f"(the files disagree; {owner} owns it: change one of them, in KiCad Tools → Update PCB "
-                f"from Schematic)")
+        return f"{self.entity}.{self.key}: {show(self.graph)} in {self.owner or 'the graph'}, {show(self.value)} in {self.path}"
 
 
 @dataclass

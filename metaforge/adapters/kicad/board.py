@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from metaforge.adapters.base import AdapterError, safe_name
@@ -22,7 +22,7 @@ class BoardRead:
     elements: list[Element]
     skipped: int = 0
     has_schematic: bool = False   # the project's schematic owns the symbols' fields
-    models: dict[str, list[str]] = None  # 3D model path as the footprint writes it → component ids
+    models: dict[str, list[str]] = field(default_factory=dict)  # 3D model path as written → component ids
 
 
 def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
