@@ -101,6 +101,12 @@ def test_the_schematic_owns_values_and_a_board_that_disagrees_is_drift_between_f
     assert props(mf, repo, p1)["value"] == "CONN_1"
     assert len(mf("drift", "--json", cwd=repo).json["between_files"]) == 1  # still there, still named
 
+    # the disagreement the committed files already have does not block the next commit of the board
+    assert mf("hooks", "install", cwd=repo).code == 0
+    pcb.write_text(pcb.read_text() + "\n")  # a save of the board that changes nothing
+    git("add", "-A", cwd=repo)
+    r = subprocess.run(["git", "commit", "-qm", "board saved"], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
     # fixing the board (as KiCad's Update PCB from Schematic does) ends it
     pcb.write_text(pcb.read_text().replace('(property "Value" "CH1"', '(property "Value" "CONN_1"'))
     commit_all(repo, "board updated from the schematic")
