@@ -162,7 +162,8 @@ def component_models(board: Path) -> dict[str, list[str]]:
         for written, ids in (read.models if read else {}).items():
             for name in _model_keys(board.parent, written):
                 found.setdefault(name, []).extend(ids)
-        _models_cache.clear()
+        if len(_models_cache) >= 16:
+            _models_cache.clear()
         _models_cache[key] = found
     return found
 
