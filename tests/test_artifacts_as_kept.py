@@ -340,6 +340,10 @@ def test_two_boms_of_one_board_keep_their_own_items(pic, mf):
     kicad = props(mf, pic, "BOMItem:pic_programmer_bom/C1")
     jlc = props(mf, pic, "BOMItem:pic_programmer_jlcpcb_bom/C1")
     assert kicad["footprint"].startswith("Capacitor_THT:") and ":" not in jlc["footprint"]
+    # the one declared link between them: the board's component, by reference
+    c1 = mf("show", "DesignElement:pic_programmer/C1", "--json", cwd=pic).json
+    assert {e["id"] for e in c1["out"] if e["rel"] == "USES_COMPONENT"} == {
+        "BOMItem:pic_programmer_bom/C1", "BOMItem:pic_programmer_jlcpcb_bom/C1"}
     before = {p: (pic / p).read_bytes() for p in (KICAD_BOM, JLC_BOM)}
     assert mf("mutate", "set", "BOMItem:pic_programmer_bom/C1", "value=1uF", cwd=pic).code == 0
     r = mf("project", cwd=pic)

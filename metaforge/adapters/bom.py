@@ -298,6 +298,10 @@ class BomAdapter(Adapter):
                  "columns": {p: table.header_names[c] for p, c in table.columns.items()}}
         if table.warnings:
             extra["warnings"] = table.warnings
+        project = board_of(path)
+        if project:  # the declared link between a row and the board: the components it lists
+            extra["links_in"] = [(f"DesignElement:{safe_name(project)}/{safe_name(ref)}", "USES_COMPONENT", p.id)
+                                 for p in table.rows.values() for ref in p.props.get("references") or ()]
         if table.inconsistent:  # ingest refuses the file; drift shows each row as an item
             extra["inconsistent"] = {eid: {"line": line, "message": why}
                                      for eid, (line, why) in table.inconsistent.items()}
@@ -320,6 +324,15 @@ class BomAdapter(Adapter):
             line, why = next(iter(after.inconsistent.values()))
             raise AdapterError(rel, why, line=line)
         return data
+
+
+def board_of(path: Path) -> str | None:
+    """The KiCad project a BOM beside it lists: the one `.kicad_pro` of the folder, else its one board."""
+    for pattern in ("*.kicad_pro", "*.kicad_pcb"):
+        found = sorted(path.parent.glob(pattern))
+        if len(found) == 1:
+            return found[0].stem
+    return None
 
 
 def bom_scope(path: Path) -> str:

@@ -104,7 +104,7 @@ def _as_model(result: ParseResult, rel: str, users: list[str]) -> ParseResult:
     props = {"path": rel, "format": "step", "adapter": StepAdapter.name, "kind": "3d-model"}
     if top.get("description"):
         props["description"] = top["description"]
-    extra = dict(result.extra, component_model=True, described=[(u, "DESCRIBED_BY") for u in users])
+    extra = dict(result.extra, component_model=True, links_in=[(u, "DESCRIBED_BY", model_id(rel)) for u in users])
     return ParseResult(rel, [Parsed(model_id(rel), props, "file", 1)], extra)
 
 

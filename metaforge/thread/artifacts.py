@@ -235,7 +235,7 @@ def _changes_for(repo, parsed, file_wins: bool = False) -> tuple[list, list[ev.D
             for rel, dst in p.links:
                 links.add((p.id, rel, dst))
     current = repo.index.props_of(sorted(values))
-    links |= _described(repo, parsed, seen)
+    links |= _links_in(repo, parsed, seen)
     changes = []
     after: dict[str, dict] = {}  # the graph's values once the batch lands
     for node_id in sorted(values):
@@ -267,12 +267,11 @@ def _changes_for(repo, parsed, file_wins: bool = False) -> tuple[list, list[ev.D
     return changes, drafts
 
 
-def _described(repo, parsed, seen: set[str]) -> set[tuple[str, str, str]]:
+def _links_in(repo, parsed, seen: set[str]) -> set[tuple[str, str, str]]:
     """Links a file asks for from entities other files hold (a component DESCRIBED_BY its 3D
-    model): made where that entity is in the batch or the graph, left out where it is not (the
-    board was not read in)."""
-    wanted = {(src, rel, result.entities[0].id) for _, _, result in parsed if result.entities
-              for src, rel in result.extra.get("described") or ()}
+    model, USES_COMPONENT its BOM rows): made where that entity is in the batch or the graph,
+    left out where it is not (the board was not read in)."""
+    wanted = {tuple(link) for _, _, result in parsed for link in result.extra.get("links_in") or ()}
     elsewhere = sorted({src for src, _, _ in wanted} - seen)
     known = {k for k, v in repo.index.props_of(elsewhere).items() if v is not None} if elsewhere else set()
     return {w for w in wanted if w[0] in seen or w[0] in known}
