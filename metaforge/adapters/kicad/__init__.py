@@ -81,9 +81,9 @@ class BoardAdapter(Adapter):
     patterns = ("*.kicad_pcb",)
 
     def parse(self, path: Path, rel: str) -> ParseResult:
-        from metaforge.adapters.kicad.board import read_board
+        from metaforge.adapters.kicad.board import read_board_shared
 
-        return self._result(read_board(path, rel), rel)
+        return self._result(read_board_shared(path, rel), rel)
 
     @staticmethod
     def _result(read, rel: str) -> ParseResult:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from metaforge.adapters.base import AdapterError, safe_name
 from metaforge.adapters.kicad import hierarchy
-from metaforge.adapters.kicad.files import Doc, board_project, read_doc, rel_of
+from metaforge.adapters.kicad.files import Doc, board_project, read_bytes, read_doc, rel_of
 from metaforge.adapters.kicad.model import Element, Slot
 from metaforge.adapters.kicad.schematic import element_id
 from metaforge.adapters.kicad.symbols import references_by_path
@@ -23,6 +23,33 @@ class BoardRead:
     skipped: int = 0
     has_schematic: bool = False   # the project's schematic owns the symbols' fields
     models: dict[str, list[str]] = field(default_factory=dict)  # 3D model path as written → component ids
+
+
+_last: list[tuple[tuple, bytes, BoardRead]] = []
+
+
+def read_board_shared(path: Path, rel: str) -> BoardRead:
+    """`read_board` for readers that leave what they get unchanged (parsing, the 3D-model map):
+    within one command a board is read once, however many of them ask, while its bytes and its
+    schematics (which give its references; a long-running `mf drift watch` sees them change) stay."""
+    data = read_bytes(path, rel)
+    key = (str(path.resolve()), _sheets_state(path.parent))
+    if _last and _last[0][0] == key and _last[0][1] == data:
+        return _last[0][2]
+    read = read_board(path, rel, data)
+    _last[:] = [(key, data, read)]
+    return read
+
+
+def _sheets_state(folder: Path) -> tuple:
+    out = []
+    for sheet in sorted([*folder.glob("*.kicad_sch"), *folder.glob("*/*.kicad_sch")]):
+        try:
+            st = sheet.stat()
+        except OSError:
+            continue
+        out.append((sheet.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def read_board(path: Path, rel: str, data: bytes | None = None) -> BoardRead:
@@ -156,7 +183,7 @@ def component_models(board: Path) -> dict[str, list[str]]:
     if found is None:
         found = {}
         try:
-            read = read_board(board, board.name)
+            read = read_board_shared(board, board.name)
         except AdapterError:
             read = None
         for written, ids in (read.models if read else {}).items():

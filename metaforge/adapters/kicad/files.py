@@ -58,7 +58,7 @@ class Doc:
 def read_doc(path: Path, rel: str, head: str, data: bytes | None = None) -> Doc:
     """Parse a `.kicad_sch` (head 'kicad_sch') or `.kicad_pcb` file; AdapterError on what we cannot read."""
     if data is None:
-        data = _read_bytes(path, rel)
+        data = read_bytes(path, rel)
     bom = codecs.BOM_UTF8 if data.startswith(codecs.BOM_UTF8) else b""
     try:
         text = data[len(bom):].decode("utf-8")
@@ -78,7 +78,7 @@ def read_doc(path: Path, rel: str, head: str, data: bytes | None = None) -> Doc:
     return doc
 
 
-def _read_bytes(path: Path, rel: str) -> bytes:
+def read_bytes(path: Path, rel: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -115,7 +115,7 @@ _cache: dict[Path, Doc] = {}
 
 def load_schematic(path: Path, rel: str) -> Doc:
     """A schematic's Doc, reusing the last one read for this path if its bytes are unchanged."""
-    data = _read_bytes(path, rel)
+    data = read_bytes(path, rel)
     key = path.resolve()
     doc = _cache.get(key)
     if doc is None or doc.data != data:
@@ -155,8 +155,8 @@ _MAX_UP = 6
 def schematic_roots(path: Path) -> list[Path]:
     """Root schematics that might place `path`, nearest first: the projects of its folder, of each
     folder above it up to the repository (sheets kept in `sheets/`), and of those folders'
-    sub-folders (a sheet shared by sibling projects); with no project anywhere, the other sheets
-    of its folder."""
+    sub-folders (a sheet shared by sibling projects); when its own folder has no project, the
+    other sheets of its folder last."""
     me = path.resolve()
     roots: list[Path] = []
     folder = me.parent
@@ -166,6 +166,6 @@ def schematic_roots(path: Path) -> list[Path]:
         if any((folder / m).exists() for m in _TOP_MARKERS) or folder.parent == folder:
             break
         folder = folder.parent
-    if not roots:
-        roots = sorted(me.parent.glob("*.kicad_sch"))
+    if not any(r.parent == me.parent for r in roots):  # no project of its own folder: its sheets too
+        roots += [r for r in sorted(me.parent.glob("*.kicad_sch")) if r not in roots]
     return [r for r in roots if r.resolve() != me]
