@@ -354,16 +354,23 @@ def test_two_boms_of_one_board_keep_their_own_items(pic, mf):
 
 # ---- 7. a footprint's 3D model is an artifact of its component -----------------------------------
 
-def test_vendor_3d_models_are_artifacts_of_their_components_not_product_parts(repo, mf):
+def test_vendor_3d_models_are_artifacts_of_their_components_not_product_parts(repo, mf, monkeypatch):
     pytest.importorskip("OCP", reason="STEP support (cadquery-ocp) is needed to read STEP files")
     from step_models import rover
+
+    from metaforge.adapters.kicad import board as board_module
 
     shutil.copytree(DEMOS / "stickhub", repo / "hw")
     (repo / "mech").mkdir()
     rover(repo / "mech" / "enclosure.step")  # the product's own mechanical design
     commit_all(repo)
+    reads: list[str] = []
+    real = board_module.read_doc
+    monkeypatch.setattr(board_module, "read_doc", lambda path, rel, head, data=None: (
+        reads.append(path.name), real(path, rel, head, data))[1])
     r = mf("ingest", ".", "--json", cwd=repo)
     assert r.code == 0, r.err
+    assert reads == ["StickHub.kicad_pcb"]  # read once, for the board and for the models' users
     ids = {n["id"] for n in mf("query", "--json", cwd=repo).json}
     models = {i for i in ids if i.startswith("Artifact:3d/")}
     assert models == {f"Artifact:3d/hw/3dmodels/{n}" for n in (
