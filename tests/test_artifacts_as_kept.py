@@ -290,6 +290,11 @@ def test_a_quantity_that_disagrees_with_the_references_is_refused_with_both_numb
     assert r.code == 0, r.err
     assert '"C3, ","1","470uF"' in (pic / KICAD_BOM).read_text()
     assert mf("drift", cwd=pic).code == 0
+    # the references alone: the quantity follows, in the graph and in the file
+    assert mf("mutate", "set", "BOMItem:C3", 'references:=["C3", "C9"]', cwd=pic).code == 0
+    assert props(mf, pic, "BOMItem:C3")["quantity"] == 2
+    assert mf("project", cwd=pic).code == 0
+    assert '"C3, C9, ","2","470uF"' in (pic / KICAD_BOM).read_text()
 
 
 def test_a_persons_inconsistent_quantity_is_a_drift_item_naming_the_row(pic, mf):
