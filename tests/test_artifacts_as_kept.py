@@ -431,3 +431,13 @@ def test_a_sheet_kept_beside_the_project_folder_finds_its_root(repo, mf):
     r = mf("ingest", "hw", cwd=repo)
     assert r.code == 0, r.err
     assert _sheet_refs(mf, repo) == WANT
+
+
+def test_models_read_before_their_board_are_linked_when_the_board_comes(repo, mf):
+    pytest.importorskip("OCP", reason="STEP support (cadquery-ocp) is needed to read STEP files")
+    shutil.copytree(DEMOS / "stickhub", repo / "hw")
+    commit_all(repo)
+    assert mf("ingest", "hw/3dmodels", cwd=repo).code == 0  # no component in the graph yet: no link
+    assert mf("ingest", "hw", cwd=repo).code == 0
+    y1 = mf("show", "DesignElement:StickHub/Y1", "--json", cwd=repo).json
+    assert {"rel": "DESCRIBED_BY", "id": "Artifact:3d/hw/3dmodels/Crystal_SMD_4P_2520.step"} in y1["out"]

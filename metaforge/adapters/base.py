@@ -95,3 +95,8 @@ def id_segment(name: str) -> str:
     """A name as one segment of an id path: accents folded ("Gehäuse" → "Gehause"), no "/"."""
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return safe_name((folded if folded.strip() else name).replace("/", "_"))
+
+
+def model_artifact_id(rel: str) -> str:
+    """The Artifact a footprint's 3D model file is (`Artifact:3d/hw/3dmodels/X.step`)."""
+    return f"Artifact:3d/{safe_name(rel)}"

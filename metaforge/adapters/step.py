@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from metaforge.adapters.base import Adapter, AdapterError, Parsed, ParseResult, id_segment, safe_name
+from metaforge.adapters.base import (Adapter, AdapterError, Parsed, ParseResult, id_segment, model_artifact_id,
+                                     safe_name)
 
 ARTIFACTS = Path(".metaforge") / "artifacts"
 INSTALL_HINT = "install STEP support: pip install 'metaforge[step]'"
@@ -85,7 +86,7 @@ def model_users(path: Path, rel: str, root: Path | None) -> list[str] | None:
                 models = component_models(board)
             except OSError:
                 continue
-            users += models.get(me) or models.get(name) or []
+            users += models.get(me) or models.get(name) or models.get("stem:" + path.stem.lower()) or []
         if top is None or folder == top or folder.parent == folder:
             break
         folder = folder.parent
@@ -94,8 +95,7 @@ def model_users(path: Path, rel: str, root: Path | None) -> list[str] | None:
     return sorted(set(users)) if users or in_library else None
 
 
-def model_id(rel: str) -> str:
-    return f"Artifact:3d/{safe_name(rel)}"
+model_id = model_artifact_id
 
 
 def _as_model(result: ParseResult, rel: str, users: list[str]) -> ParseResult:

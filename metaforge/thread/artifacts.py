@@ -272,9 +272,10 @@ def _links_in(repo, parsed, seen: set[str]) -> set[tuple[str, str, str]]:
     model, USES_COMPONENT its BOM rows): made where that entity is in the batch or the graph,
     left out where it is not (the board was not read in)."""
     wanted = {tuple(link) for _, _, result in parsed for link in result.extra.get("links_in") or ()}
-    elsewhere = sorted({src for src, _, _ in wanted} - seen)
+    elsewhere = sorted({end for src, _, dst in wanted for end in (src, dst)} - seen)
     known = {k for k, v in repo.index.props_of(elsewhere).items() if v is not None} if elsewhere else set()
-    return {w for w in wanted if w[0] in seen or w[0] in known}
+    have = seen | known
+    return {w for w in wanted if w[0] in have and w[2] in have}
 
 
 def mapping_entries(repo, result, graph: dict[str, dict | None]) -> list[dict]:

@@ -87,12 +87,17 @@ class BoardAdapter(Adapter):
 
     @staticmethod
     def _result(read, rel: str) -> ParseResult:
+        from metaforge.adapters.kicad.board import model_links
+
         owned_elsewhere = BOARD_WITH_SCHEMATIC_READ_ONLY if read.has_schematic else BOARD_READ_ONLY
         extra = {"format_version": read.doc.version, "read_only_props": list(owned_elsewhere)}
         if read.has_schematic:  # a value a command changes is written here too (KiCad: Update PCB)
             extra["follows_props"] = ["value"]
         if read.skipped:
             extra["skipped"] = {"board_only": read.skipped}
+        links = model_links(read.doc.path, rel, read.models)
+        if links:
+            extra["links_in"] = links
         return ParseResult(rel, [el.parsed() for el in read.elements], extra)
 
     def project(self, path: Path, rel: str, entities: dict[str, dict[str, Any]]) -> bytes:

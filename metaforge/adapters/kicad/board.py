@@ -174,8 +174,8 @@ _models_cache: dict[tuple, dict[str, list[str]]] = {}
 
 def component_models(board: Path) -> dict[str, list[str]]:
     """The 3D models a board's footprints use: the model's resolved path (inside the project:
-    `${KIPRJMOD}/3dmodels/X.step`, or relative) and its lower-case file name (a library model,
-    `${KICAD9_3DMODEL_DIR}/...`, of which the project may keep a copy) → component ids.
+    `${KIPRJMOD}/3dmodels/X.step`, or relative), its lower-case file name and its stem (a library
+    model, `${KICAD9_3DMODEL_DIR}/.../X.wrl`, of which the project may keep X.step) → component ids.
     Kept per board file and content, so a command reading many models reads the board once."""
     st = board.stat()
     key = (str(board.resolve()), st.st_size, st.st_mtime_ns)
@@ -199,8 +199,35 @@ def _model_keys(folder: Path, written: str) -> list[str]:
     text = written
     for var in _MODEL_VARS:
         text = text.replace(var, str(folder))
-    keys = [written.replace("\\", "/").rsplit("/", 1)[-1].lower()]
+    name = written.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    keys = [name, "stem:" + name.rsplit(".", 1)[0]]  # KiCad's STEP export takes X.step for X.wrl
     if "$" not in text:
         target = Path(text) if Path(text).is_absolute() else folder / text
         keys.append(str(target.resolve()))
     return keys
+
+
+_STEP_SUFFIXES = (".step", ".stp", ".STEP", ".STP")
+
+
+def model_links(path: Path, rel: str, models: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """(component, DESCRIBED_BY, model Artifact) for each model file of the project a footprint
+    uses (X.step beside an X.wrl counts): linked when that Artifact is in the graph."""
+    from metaforge.adapters.base import model_artifact_id
+
+    out = []
+    for written, ids in models.items():
+        text = written
+        for var in _MODEL_VARS:
+            text = text.replace(var, str(path.parent))
+        if "$" in text:
+            continue  # a library folder outside the project
+        target = Path(text) if Path(text).is_absolute() else path.parent / text
+        found = next((c for c in [target, *(target.with_suffix(s) for s in _STEP_SUFFIXES)]
+                      if c.suffix in _STEP_SUFFIXES and c.is_file()), None)
+        if found is None:
+            continue
+        model_rel = rel_of(found.resolve(), path.resolve(), rel)
+        if not model_rel.startswith("../"):
+            out += [(cid, "DESCRIBED_BY", model_artifact_id(model_rel)) for cid in ids]
+    return out
