@@ -64,7 +64,10 @@ def parse(path: Path, rel: str, root: Path | None, reader, warm):
             if kind != "ready":
                 raise AdapterError(rel, f"OpenCascade could not be loaded: {body}")
             child.ready = True
-        child.pipe.send((str(path), rel, str(root) if root else None))
+        try:
+            child.pipe.send((str(path), rel, str(root) if root else None))
+        except OSError:  # it died since (killed from outside): said as when it dies reading
+            pass
         kind, body = _wait(child, rel, time_limit(), "reading it")
     except AdapterError:
         child.stop()
