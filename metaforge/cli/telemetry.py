@@ -8,7 +8,8 @@ import typer
 from typer.core import TyperGroup
 
 from metaforge.cli.context import context
-from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, parse_pairs, progress_bar, say
+from metaforge.cli.output import (ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, parse_pairs,
+                                   progress_bar, say, warn)
 
 device_app = typer.Typer(help="The device registry: built units, INSTANCE_OF their twin model.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -184,7 +185,13 @@ def ingest_telemetry(
             f"{out['metrics']} metrics in {out['seconds']} s ({rate:,.0f}/s); {out['rejected']} rejected "
             f"(`mf telemetry dead-letters`)")
         if out["no_reading"]:
-            say(f"  {out['no_reading']} NaN values (no reading) not stored")
+            say(f"  {out['no_reading']} non-finite values (NaN, inf: no reading) not stored, counted")
+        for change in out["state_changes"]:
+            say(f"  {change['device']}: {change['from']} → {change['to']} at {change['at']}")
+    for line in out["unreadable"]:
+        say(f"[red]✗[/] {line}")
+    if out["unreadable"]:
+        raise typer.Exit(2)
     if out["rejected"]:
         raise typer.Exit(1)
 
@@ -236,6 +243,7 @@ def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n")] = 50, json
     ts = store(context().repo)
     try:
         rows = ts.dead_letters(limit)
+        gaps = ts.no_readings()
     finally:
         ts.close()
     if json_out:
@@ -243,6 +251,9 @@ def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n")] = 50, json
         return
     for r in rows:
         console().print(f"#{r['id']} {r['source']}: {r['reason']}", soft_wrap=True, markup=False)
+    if gaps:
+        say(f"no reading (non-finite values left out): " + ", ".join(
+            f"{g['device']} {g['metric']} {g['values']}" for g in gaps[:20]) + (" …" if len(gaps) > 20 else ""))
 
 
 @ingest_app.command("mqtt")
@@ -251,7 +262,7 @@ def ingest_mqtt(
     topic: Annotated[str, typer.Option("--topic", help="Topic filter; devices/<id>/... names the device.")] = "devices/+/telemetry",
     qos: Annotated[int, typer.Option("--qos")] = 1,
     group: Annotated[Optional[str], typer.Option("--group", help="Share the fleet with other workers ($share/GROUP/...).")] = None,
-    client_id: Annotated[Optional[str], typer.Option("--client-id", help="Fixed id of the persistent session.")] = None,
+    client_id: Annotated[Optional[str], typer.Option("--client-id", help="Fixed id of the persistent session (default: this worker's own, mf-HOST-REPO-GROUP-SLOT, the same after a restart).")] = None,
     username: Annotated[Optional[str], typer.Option("--username")] = None,
     password: Annotated[Optional[str], typer.Option("--password", envvar="MF_MQTT_PASSWORD")] = None,
     ca: Annotated[Optional[str], typer.Option("--ca", help="CA certificate file (turns TLS on).")] = None,
@@ -264,7 +275,8 @@ def ingest_mqtt(
 
     from metaforge.sync.mqtt import MqttIngest
 
-    worker = MqttIngest(context().repo, broker, topic, qos, group, client_id, username, password, ca)
+    worker = MqttIngest(context().repo, broker, topic, qos, group, client_id, username, password, ca,
+                        on_warning=warn)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())
     say(f"ingesting {topic} from {broker} as {worker.client_id}" + (f" in group {group}" if group else ""))
@@ -273,7 +285,8 @@ def ingest_mqtt(
         emit_json(stats)
     else:
         say(f"[green]✓[/] {stats['messages']} messages, {stats['samples']} samples ({stats['new']} new), "
-            f"{stats['rejected']} rejected, {len(stats['state_changes'])} state changes")
+            f"{stats['rejected']} rejected, {stats['no_reading']} no reading, {len(stats['state_changes'])} "
+            f"state changes" + (f", {stats['broker_dropped']} dropped by the broker" if stats["broker_dropped"] else ""))
 
 
 @telemetry_app.command("prune")

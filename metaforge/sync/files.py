@@ -241,9 +241,11 @@ def parse_line(line: str, device: str | None, reject: Reject, precision: str, wh
             reject(f"{where}: {key} is not a number: {value!r}", line)
 
 
-def read_ulog(path: Path, device: str | None, reject: Reject, skipped: list | None = None) -> Iterator[Run]:
+def read_ulog(path: Path, device: str | None, reject: Reject) -> Iterator[Run]:
     """A PX4 flight log: every numeric field of every topic, as `topic.field` (a second instance of a
-    topic is `topic_1.field`). Boot time is mapped to UTC by the GPS clock when the log has it."""
+    topic is `topic_1.field`), one run per field with every sample pyulog reads, repeated times
+    included (the store tells them apart by their order; NaN, PX4's "no reading", is left out
+    there and counted). Boot time is mapped to UTC by the GPS clock when the log has it."""
     import numpy as np
     from pyulog import ULog
 
@@ -257,14 +259,7 @@ def read_ulog(path: Path, device: str | None, reject: Reject, skipped: list | No
         for field, values in data.data.items():
             if field == "timestamp" or field.startswith("_padding") or values.dtype.kind not in "iufb":
                 continue
-            values = values.astype(np.float64)
-            missing = np.isnan(values)
-            if missing.any():  # PX4 writes NaN for "no reading": not a sample, but counted in the output
-                if skipped is not None:
-                    skipped.append(int(missing.sum()))
-                yield device, f"{prefix}.{field}", stamps[~missing], values[~missing]
-            else:
-                yield device, f"{prefix}.{field}", stamps, values
+            yield device, f"{prefix}.{field}", stamps, values.astype(np.float64)
 
 
 def _utc_offset(log, path: Path) -> int:
