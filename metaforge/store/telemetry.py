@@ -36,7 +36,12 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS no_reading (device INTEGER NOT NULL, metric INTEGER NOT NULL, n INTEGER NOT NULL,
        PRIMARY KEY (device, metric)) WITHOUT ROWID""",
 ]
-_EMPTY = (None, None)
+_MERGE_MINUTE = """INSERT INTO rollup_1m VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+   ON CONFLICT (device, metric, minute) DO UPDATE SET
+     n = n + excluded.n, total = total + excluded.total,
+     lo = min(lo, excluded.lo), hi = max(hi, excluded.hi),
+     last = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last ELSE last END,
+     last_ts = max(last_ts, excluded.last_ts)"""
 
 
 def sequence(ts):
@@ -146,9 +151,22 @@ class TelemetryStore:
 
         series: dict[tuple[int, int], list] = {}
         dropped: dict[tuple[int, int], int] = {}
+        singles: dict[tuple[int, int], tuple[list, list]] = {}  # one-sample runs (an MQTT message each)
         for run in runs:
             d, m, ts, vals = run[:4]
             if len(ts) == 0:
+                continue
+            if len(ts) == 1 and (len(run) < 5 or run[4] is None):  # seq 0: no numpy for one sample
+                key = (self.device_id(d), self.metric_id(m))
+                value = float(vals[0])
+                if value - value == 0:  # finite: NaN and ±inf give NaN
+                    one = singles.get(key)
+                    if one is None:
+                        one = singles[key] = ([], [])
+                    one[0].append(int(ts[0]))
+                    one[1].append(value)
+                else:
+                    dropped[key] = dropped.get(key, 0) + 1
                 continue
             ts = np.asarray(ts, dtype=np.int64)
             vals = np.asarray(vals, dtype=np.float64)
@@ -166,6 +184,9 @@ class TelemetryStore:
                 if not len(ts):
                     continue
             series.setdefault(key, []).append((ts, seq, vals))
+        for key, (ts, vals) in singles.items():
+            series.setdefault(key, []).append((np.array(ts, dtype=np.int64), np.zeros(len(ts), dtype=np.int64),
+                                               np.array(vals, dtype=np.float64)))
         keyed = [(di, mi, *self._one_series(parts)) for (di, mi), parts in sorted(series.items())]
         if not keyed and not dropped:
             return 0
@@ -233,6 +254,9 @@ class TelemetryStore:
         import numpy as np
 
         sizes = [len(r[2]) for r in keyed]
+        if sum(sizes) <= 64:  # a few samples (an MQTT flush): plain Python beats a dozen numpy calls
+            self.conn.executemany(_MERGE_MINUTE, self._small_minutes(keyed))
+            return
         devices = np.repeat(np.array([r[0] for r in keyed], dtype=np.int64), sizes)
         metrics = np.repeat(np.array([r[1] for r in keyed], dtype=np.int64), sizes)
         ts = np.concatenate([r[2] for r in keyed])
@@ -242,16 +266,26 @@ class TelemetryStore:
         starts = np.concatenate(([0], np.flatnonzero(change) + 1))
         ends = np.append(starts[1:], len(ts)) - 1
         self.conn.executemany(
-            """INSERT INTO rollup_1m VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (device, metric, minute) DO UPDATE SET
-                 n = n + excluded.n, total = total + excluded.total,
-                 lo = min(lo, excluded.lo), hi = max(hi, excluded.hi),
-                 last = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last ELSE last END,
-                 last_ts = max(last_ts, excluded.last_ts)""",
+            _MERGE_MINUTE,
             zip(devices[starts].tolist(), metrics[starts].tolist(), minutes[starts].tolist(),
                 np.diff(np.append(starts, len(ts))).tolist(), np.add.reduceat(vals, starts).tolist(),
                 np.minimum.reduceat(vals, starts).tolist(), np.maximum.reduceat(vals, starts).tolist(),
                 ts[ends].tolist(), vals[ends].tolist()))
+
+    @staticmethod
+    def _small_minutes(keyed: list) -> list:
+        out: dict[tuple, list] = {}
+        for di, mi, ts, _, vals in keyed:
+            for t, v in zip(ts.tolist(), vals.tolist()):
+                key = (di, mi, t // MINUTE_US)
+                r = out.get(key)
+                if r is None:
+                    out[key] = [*key, 1, v, v, v, t, v]
+                else:
+                    r[3] += 1
+                    r[4] += v
+                    r[5], r[6], r[7], r[8] = min(r[5], v), max(r[6], v), t, v
+        return list(out.values())
 
     def prune(self, device: str, before_us: int, chunk: int = 50_000) -> int:
         """Drop a device's samples (and their minutes) older than the minute `before_us` falls in;
