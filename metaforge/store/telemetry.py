@@ -183,10 +183,11 @@ class TelemetryStore:
                 ts, vals, seq = ts[finite], vals[finite], seq[finite]
                 if not len(ts):
                     continue
+            if key in singles:  # the one-sample runs before this one, in their place: of a key sent twice,
+                self._add_singles(series, key, singles.pop(key))  # the first copy stays
             series.setdefault(key, []).append((ts, seq, vals))
-        for key, (ts, vals) in singles.items():
-            series.setdefault(key, []).append((np.array(ts, dtype=np.int64), np.zeros(len(ts), dtype=np.int64),
-                                               np.array(vals, dtype=np.float64)))
+        for key, one in singles.items():
+            self._add_singles(series, key, one)
         keyed = [(di, mi, *self._one_series(parts)) for (di, mi), parts in sorted(series.items())]
         if not keyed and not dropped:
             return 0
@@ -208,6 +209,13 @@ class TelemetryStore:
             raise
         self.no_reading += sum(dropped.values())
         return sum(len(r[2]) for r in keyed)
+
+    @staticmethod
+    def _add_singles(series: dict, key: tuple, one: tuple) -> None:
+        import numpy as np
+
+        series.setdefault(key, []).append((np.array(one[0], dtype=np.int64), np.zeros(len(one[0]), dtype=np.int64),
+                                           np.array(one[1], dtype=np.float64)))
 
     @staticmethod
     def _one_series(parts: list):
