@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -416,6 +417,11 @@ class MqttIngest:
         props.SessionExpiryInterval = 7 * 24 * 3600  # the broker keeps our QoS 1 messages while we are away
         store = open_store(self.repo)
         live = LiveTwin(self.repo) if live_twin else None
+        # The network thread and this one share the GIL. At Python's default switch interval (5 ms)
+        # a message that wakes this thread waits for it while paho reads the next ones, and the
+        # broker sends no more than its inflight window (20) until acks come: hand over sooner.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.0005))
         if live is not None:
             self.stats.state_changes = live.changes  # the same list: visible while it runs
         try:
@@ -451,6 +457,7 @@ class MqttIngest:
             client.disconnect()
             client.loop_stop()
             store.close()
+            sys.setswitchinterval(switch)
             if self._pruning is not None:
                 self._pruning.join()
         return self.stats
