@@ -480,3 +480,18 @@ def test_what_the_broker_drops_is_said_and_recorded(fleet, tmp_path, settings):
         assert stats["broker_dropped"] == 400, stats
         assert "warning:" in err and "dropped 400 message(s)" in err
         assert len(broker_letters) == 1 and "max_queued_messages" in broker_letters[0]["reason"]
+
+
+def test_retention_runs_beside_the_ingest_loop(fleet, broker, mf):
+    """Samples past the device's retention are pruned by the worker's own thread, at its start,
+    while it goes on storing."""
+    now = int(time.time())
+    (fleet / "old.csv").write_text("ts,vbat\n" + "".join(f"{now - d * 86400},{11 + d / 100}\n" for d in (1, 100, 400)))
+    assert mf("ingest", "telemetry", "old.csv", "--device", DEV, cwd=fleet).code == 0
+    worker, thread = start_worker(fleet, broker.url)
+    pub = publisher(broker.url)
+    pub.publish(f"devices/{DEV}/telemetry", json.dumps({"metrics": {"vbat": 11.9}}), qos=1).wait_for_publish(5)
+    assert wait_for(lambda: worker.pruned.get(DEV) == 2 and worker.stats.new == 1)
+    worker.stop()
+    thread.join(10)
+    assert stored(fleet) == 2  # a day old and the new one: 100 and 400 days are past 90

@@ -365,3 +365,23 @@ def test_a_store_of_schema_1_is_migrated_once_keeping_its_samples(tmp_path):
     assert s.query("D", "v", 0, 120_000_000, 60_000_000, "count") == [(60_000_000, 4)]
     s.close()
     assert TelemetryStore(path).query("D", "v", None, None, None, "mean")[-1] == (60000020, 3.0)
+
+
+def test_retention_deletes_by_key_range_in_short_transactions_and_keeps_rollups_true(tmp_path):
+    from metaforge.store.telemetry import MINUTE_US, TelemetryStore
+
+    s = TelemetryStore(tmp_path / "t.db")
+    t0 = 28_333_334 * MINUTE_US
+    for metric in ("a", "b", "c"):
+        s.write_runs([("D", metric, [t0 + i * 1_000_000 for i in range(600)], [float(i) for i in range(600)])])
+    s.write_runs([("E", "a", [t0], [1.0])])  # another device: untouched
+    cut = t0 + 4 * MINUTE_US + 30_000_000  # inside minute 4: the cut goes back to its start
+    assert s.prune("D", cut, chunk=7) == 3 * 240
+    for metric in ("a", "b", "c"):
+        raw = s.query("D", metric, None, None, None, "mean")
+        assert raw[0] == (t0 + 4 * MINUTE_US, 240.0) and len(raw) == 360
+        assert s.query("D", metric, t0, t0 + 10 * MINUTE_US, MINUTE_US, "count") == [
+            (t0 + m * MINUTE_US, 60) for m in range(4, 10)]
+    assert s.prune("D", cut) == 0  # nothing that old any more: one seek per metric
+    assert s.query("E", "a", None, None, None, "mean") == [(t0, 1.0)]
+    s.close()
