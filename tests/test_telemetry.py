@@ -385,3 +385,27 @@ def test_retention_deletes_by_key_range_in_short_transactions_and_keeps_rollups_
     assert s.prune("D", cut) == 0  # nothing that old any more: one seek per metric
     assert s.query("E", "a", None, None, None, "mean") == [(t0, 1.0)]
     s.close()
+
+
+def test_limit_steps_equal_the_sample_by_sample_walk():
+    """The vectorized walk of a limit with hysteresis gives exactly the changes a walk over every
+    sample gives, for any signal, starting level and window."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from metaforge.sync.live import Limit
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.floats(-20, 120), max_size=300), st.integers(0, 2), st.integers(1, 64),
+           st.sampled_from([(None, 50.0), (0.0, None), (0.0, 50.0)]))
+    def check(values, start, window, bounds):
+        limit = Limit("t", bounds[0], bounds[1], warn_margin=10, hysteresis=2)
+        expected, level = [], start
+        for i, v in enumerate(values):
+            new = limit.level(v, level)
+            if new != level:
+                expected.append((i, new))
+                level = new
+        assert limit.steps(values, start, window) == expected
+
+    check()

@@ -49,22 +49,23 @@ class Limit:
                 level = max(level, 1)
         return level
 
-    def steps(self, values, current: int) -> list[tuple[int, int]]:
-        """(index, new level) of each change of level along `values`, starting at `current`. The
-        samples that keep the current level are found at once (numpy); Python walks only from the
-        first one that does not."""
+    def steps(self, values, current: int, window: int = 4096) -> list[tuple[int, int]]:
+        """(index, new level) of each change of level along `values`, starting at `current`. Runs
+        of samples that keep the level are skipped a window at a time (numpy); each change costs
+        at most one window, so a long file that crosses its limit often stays fast."""
         import numpy as np
 
         values = np.asarray(values, dtype=np.float64)
-        keep = self._keeps(values, current)
-        if keep.all():
-            return []
-        out, level = [], current
-        for i in range(int(np.argmin(keep)), len(values)):
-            new = self.level(float(values[i]), level)
-            if new != level:
-                out.append((i, new))
-                level = new
+        out, level, i = [], current, 0
+        while i < len(values):
+            keep = self._keeps(values[i:i + window], level)
+            if keep.all():
+                i += window
+                continue
+            i += int(np.argmin(keep))
+            level = self.level(float(values[i]), level)
+            out.append((i, level))
+            i += 1
         return out
 
     def _keeps(self, values, current: int):
@@ -207,13 +208,14 @@ class LiveTwin:
         if health == state.health:
             return
         before, state.health = state.health, health
-        from datetime import datetime, timezone
+        from datetime import datetime, timedelta, timezone
 
         from metaforge import events as ev
         from metaforge.thread.commands import Change
         from metaforge.thread.policy import Source
 
-        at = datetime.fromtimestamp((at_us / 1e6) if at_us is not None else now, timezone.utc)
+        at = datetime.fromtimestamp(now, timezone.utc) if at_us is None else \
+            datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=at_us)  # exact to the µs
         at_iso = at.isoformat(timespec="microseconds").replace("+00:00", "Z")
         node = f"DeviceInstance:{device}"
         payload = {"from": before, "to": health, "metrics": {m: LEVELS[v] for m, v in state.levels.items() if v},
