@@ -495,3 +495,35 @@ def test_retention_runs_beside_the_ingest_loop(fleet, broker, mf):
     worker.stop()
     thread.join(10)
     assert stored(fleet) == 2  # a day old and the new one: 100 and 400 days are past 90
+
+
+def test_a_redelivered_message_without_ts_is_stored_once(fleet):
+    """A sample sent without `ts` is stamped on arrival; the broker's redelivery of that message
+    (DUP set, as after a reconnect) keeps the first stamp, so it is not a second sample. The same
+    payload sent again as a new message (no DUP) is a new sample."""
+    from paho.mqtt.client import MQTTMessage
+
+    from metaforge.repo import Repo
+    from metaforge.sync.ingest import store
+    from metaforge.sync.mqtt import MqttIngest
+
+    worker = MqttIngest(Repo.find(fleet), "mqtt://127.0.0.1:1", client_id="mf-dup-test")
+
+    def message(dup: bool):
+        msg = MQTTMessage(mid=7, topic=f"devices/{DEV}/telemetry".encode())
+        msg.payload, msg.qos, msg.dup = b'{"metrics": {"vbat": 11.9}}', 0, dup
+        return msg
+
+    s = store(Repo.find(fleet))
+    try:
+        worker._on_message(None, None, message(False))
+        time.sleep(0.002)
+        worker._on_message(None, None, message(True))  # the broker sends it again
+        worker._flush(None, s, None)
+        assert worker.stats.new == 1 and worker.stats.samples == 2
+        time.sleep(0.002)
+        worker._on_message(None, None, message(False))  # the device sends the same reading again
+        worker._flush(None, s, None)
+        assert worker.stats.new == 2
+    finally:
+        s.close()

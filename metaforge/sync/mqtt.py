@@ -36,6 +36,7 @@ from metaforge.store.sqlite import OperationalError
 from metaforge.sync.files import FUTURE_US, Columns, parse_line, to_us
 
 _DEVICE_IN_TOPIC = re.compile(r"^devices/([^/]+)/")
+ARRIVALS = 100_000
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # Mosquitto: messages it dropped (queue limits)
 
 
@@ -255,6 +256,7 @@ class MqttIngest:
         self._arrived = threading.Event()
         self.known: dict[str, bool] = {}
         self.latencies: list[float] | None = None
+        self._arrivals: dict[int, int] = {}
         self._dropped_seen: int | None = None  # the broker's dropped-message counter, last read
         self._pruning: threading.Thread | None = None
         self.pruned: dict[str, int] = {}
@@ -278,10 +280,25 @@ class MqttIngest:
     def _on_message(self, client, userdata, msg):
         # only queue it: parsing here would hold the GIL against the writer, whose SQLite inserts
         # give it up and take it back once per row
+        received = self._arrival(msg)
         with self._lock:
-            self._pending.append((msg.topic, msg.payload, int(time.time() * 1e6), msg.mid, msg.qos,
-                                  self._connection))
+            self._pending.append((msg.topic, msg.payload, received, msg.mid, msg.qos, self._connection))
         self._arrived.set()  # the broker lets only ~20 messages wait for an ack: store them now
+
+    def _arrival(self, msg) -> int:
+        """When a message arrived (µs): the time of a sample sent without `ts`. A redelivery (DUP)
+        of a message seen lately keeps its first arrival, so its samples get the same keys and
+        are stored once; the last ARRIVALS messages are remembered."""
+        now = int(time.time() * 1e6)
+        key = hash((msg.topic, msg.payload))
+        if msg.dup:
+            first = self._arrivals.get(key)
+            if first is not None:
+                return first
+        self._arrivals[key] = now
+        if len(self._arrivals) > ARRIVALS:
+            del self._arrivals[next(iter(self._arrivals))]  # the oldest (dicts keep insertion order)
+        return now
 
     # ---- the writer (this thread) -----------------------------------------------------------------
 
