@@ -409,3 +409,29 @@ def test_limit_steps_equal_the_sample_by_sample_walk():
         assert limit.steps(values, start, window) == expected
 
     check()
+
+
+def test_a_flight_log_goes_through_the_anomaly_detector(fleet, mf):
+    """A PX4 log's battery sagging under a limit (its own median voltage, so the flight crosses it):
+    critical at the time of the first stored sample under it."""
+    import statistics
+    from datetime import datetime
+
+    first = mf("ingest", "telemetry", str(ULOG), "--device", DEV, "--json", cwd=fleet).json
+    assert first["state_changes"] == [{"device": DEV, "from": "unknown", "to": "nominal",
+                                       "at": first["state_changes"][0]["at"]}]
+    rows = mf("telemetry", "query", DEV, "battery_status.voltage_v", "--json", cwd=fleet).json
+    limit = statistics.median(r["value"] for r in rows)
+    cfg = fleet / ".metaforge" / "config.toml"
+    cfg.write_text(cfg.read_text() + f'\n[[telemetry.limits]]\nmetric = "battery_status.voltage_v"\nmin = {limit}\n')
+    again = fleet / "again.ulg"  # the same flight as a new device: its samples are new
+    again.write_bytes(ULOG.read_bytes())
+    assert mf("device", "register", "FC-2", "--model", "DroneFlightController-v2.1", cwd=fleet).code == 0
+    r = mf("ingest", "telemetry", str(again), "--device", "FC-2", "--json", cwd=fleet)
+    assert r.code == 0, r.err
+    critical = [c for c in r.json["state_changes"] if c["to"] == "critical"]
+    low = next(x for x in mf("telemetry", "query", "FC-2", "battery_status.voltage_v", "--json", cwd=fleet).json
+               if x["value"] < limit)
+    when = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert critical and abs(when(critical[0]["at"]) - when(low["ts"])).total_seconds() < 2e-6, (critical, low)
+    assert critical[0]["metric"] == "battery_status.voltage_v" and critical[0]["value"] < limit
