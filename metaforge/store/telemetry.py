@@ -147,47 +147,7 @@ class TelemetryStore:
         column of a file): samples of one time inside it are distinct (their `seq` is their order
         there, unless the run brings its own), while the same key in two runs is one sample sent
         twice. Readers of files hand whole columns, so no Python code runs per sample."""
-        import numpy as np
-
-        series: dict[tuple[int, int], list] = {}
-        dropped: dict[tuple[int, int], int] = {}
-        singles: dict[tuple[int, int], tuple[list, list]] = {}  # one-sample runs (an MQTT message each)
-        for run in runs:
-            d, m, ts, vals = run[:4]
-            if len(ts) == 0:
-                continue
-            if len(ts) == 1 and (len(run) < 5 or run[4] is None):  # seq 0: no numpy for one sample
-                key = (self.device_id(d), self.metric_id(m))
-                value = float(vals[0])
-                if value - value == 0:  # finite: NaN and ±inf give NaN
-                    one = singles.get(key)
-                    if one is None:
-                        one = singles[key] = ([], [])
-                    one[0].append(int(ts[0]))
-                    one[1].append(value)
-                else:
-                    dropped[key] = dropped.get(key, 0) + 1
-                continue
-            ts = np.asarray(ts, dtype=np.int64)
-            vals = np.asarray(vals, dtype=np.float64)
-            if len(run) > 4 and run[4] is not None:
-                seq = np.asarray(run[4], dtype=np.int64)
-            else:
-                order, seq = sequence(ts)
-                if order is not None:
-                    ts, vals = ts[order], vals[order]
-            key = (self.device_id(d), self.metric_id(m))
-            finite = np.isfinite(vals)
-            if not finite.all():  # no reading: left out, counted
-                dropped[key] = dropped.get(key, 0) + int(len(vals) - finite.sum())
-                ts, vals, seq = ts[finite], vals[finite], seq[finite]
-                if not len(ts):
-                    continue
-            if key in singles:  # the one-sample runs before this one, in their place: of a key sent twice,
-                self._add_singles(series, key, singles.pop(key))  # the first copy stays
-            series.setdefault(key, []).append((ts, seq, vals))
-        for key, one in singles.items():
-            self._add_singles(series, key, one)
+        series, dropped = self._series_of(runs)
         keyed = [(di, mi, *self._one_series(parts)) for (di, mi), parts in sorted(series.items())]
         if not keyed and not dropped:
             return 0
@@ -208,6 +168,58 @@ class TelemetryStore:
             raise
         self.no_reading += sum(dropped.values())
         return sum(len(r[2]) for r in keyed)
+
+    def _series_of(self, runs: Iterable[tuple]) -> tuple[dict, dict]:
+        """Runs gathered per series as (ts, seq, values) parts in arrival order, non-finite values
+        taken out and counted: ({(device id, metric id): [parts]}, {(device id, metric id): n})."""
+        series: dict[tuple[int, int], list] = {}
+        dropped: dict[tuple[int, int], int] = {}
+        singles: dict[tuple[int, int], tuple[list, list]] = {}  # one-sample runs (an MQTT message each)
+        for run in runs:
+            d, m, ts, vals = run[:4]
+            if len(ts) == 0:
+                continue
+            key = (self.device_id(d), self.metric_id(m))
+            if len(ts) == 1 and (len(run) < 5 or run[4] is None):  # seq 0: no numpy for one sample
+                value = float(vals[0])
+                if value - value == 0:  # finite: NaN and ±inf give NaN
+                    one = singles.setdefault(key, ([], []))
+                    one[0].append(int(ts[0]))
+                    one[1].append(value)
+                else:
+                    dropped[key] = dropped.get(key, 0) + 1
+                continue
+            part, gone = self._part(run)
+            if gone:
+                dropped[key] = dropped.get(key, 0) + gone
+            if part is None:
+                continue
+            if key in singles:  # the one-sample runs before this one, in their place: of a key sent twice,
+                self._add_singles(series, key, singles.pop(key))  # the first copy stays
+            series.setdefault(key, []).append(part)
+        for key, one in singles.items():
+            self._add_singles(series, key, one)
+        return series, dropped
+
+    @staticmethod
+    def _part(run: tuple):
+        """A run as (ts, seq, values) sorted by time, its non-finite values out: (part or None, how many out)."""
+        import numpy as np
+
+        ts = np.asarray(run[2], dtype=np.int64)
+        vals = np.asarray(run[3], dtype=np.float64)
+        if len(run) > 4 and run[4] is not None:
+            seq = np.asarray(run[4], dtype=np.int64)
+        else:
+            order, seq = sequence(ts)
+            if order is not None:
+                ts, vals = ts[order], vals[order]
+        finite = np.isfinite(vals)
+        if finite.all():
+            return (ts, seq, vals), 0
+        gone = int(len(vals) - finite.sum())
+        ts, vals, seq = ts[finite], vals[finite], seq[finite]
+        return ((ts, seq, vals) if len(ts) else None), gone
 
     def _insert(self, di: int, mi: int, ts, seq, vals) -> None:
         """One series' rows, ROWS_PER_INSERT to a statement: a multi-row INSERT binds the same values
