@@ -272,13 +272,15 @@ def test_non_finite_values_and_unreadable_files_never_crash_file_ingest(fleet, m
     (fleet / "nan.csv").write_text(f"ts,v,w\n{now - 3},1.0,nan\n{now - 2},inf,2.0\n{now - 1},-inf,NaN\n"
                                    f"{now - 1},4.0,5.0\n")  # a repeated time: both rows kept
     (fleet / "nan.lp").write_text(f"env,device={DEV} x=nan {(now - 3) * 10 ** 9}\n"
-                                  f"env,device={DEV} x=1.5,y=inf {(now - 2) * 10 ** 9}\n")
+                                  f"env,device={DEV} x=1.5,y=inf {(now - 2) * 10 ** 9}\n"
+                                  f"env,device={DEV} x=2.5 -99999999999999999999999999\n")  # no time at all
     (fleet / "not-a-log.ulg").write_text("this is not ULog\n")
     (fleet / "empty.csv").write_text("")
     r = mf("ingest", "telemetry", "nan.csv", "nan.lp", "not-a-log.ulg", "empty.csv", "--device", DEV, "--json",
            cwd=fleet)
     assert r.code == 2, r.err  # unreadable files named, exit 2: the others are stored all the same
     out = r.json
+    assert out["rejected"] == 1  # the line with no usable time
     assert out["new"] == 5 and out["no_reading"] == 6, out  # v 1, 4; w 2, 5; env.x 1.5: the rest not finite
     assert any("not-a-log.ulg" in u and "ULog" in u for u in out["unreadable"]), out["unreadable"]
     assert any("empty.csv" in u and "no ts/time/timestamp column" in u for u in out["unreadable"])
@@ -286,6 +288,9 @@ def test_non_finite_values_and_unreadable_files_never_crash_file_ingest(fleet, m
     assert [x["value"] for x in rows] == [1.0, 4.0]
     reasons = [d["reason"] for d in mf("telemetry", "dead-letters", "--json", cwd=fleet).json]
     assert any("not-a-log.ulg: unreadable" in x for x in reasons)
+    assert "nan.lp:3: timestamp out of range" in reasons
+    said = mf("telemetry", "dead-letters", cwd=fleet).err
+    assert f"{DEV} v 2" in said and f"{DEV} env.y 1" in said  # the no-reading counts
 
 
 def test_file_ingest_goes_through_the_anomaly_detector(fleet, mf):

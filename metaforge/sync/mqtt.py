@@ -33,7 +33,7 @@ import orjson
 
 from metaforge.errors import BadInput
 from metaforge.store.sqlite import OperationalError
-from metaforge.sync.files import FUTURE_US, Columns, parse_line, to_us
+from metaforge.sync.files import FUTURE_US, PAST_US, Columns, parse_line, to_us
 
 _DEVICE_IN_TOPIC = re.compile(r"^devices/([^/]+)/")
 ARRIVALS = 100_000
@@ -147,6 +147,9 @@ def _stamp(value, now_us: int, rejects: list) -> int | None:
         return None
     if ts > now_us + FUTURE_US:
         rejects.append(f"timestamp in the future: {value!r}")
+        return None
+    if ts < PAST_US:
+        rejects.append(f"timestamp out of range: {value!r}")
         return None
     return ts
 
