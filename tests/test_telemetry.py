@@ -440,3 +440,20 @@ def test_a_flight_log_goes_through_the_anomaly_detector(fleet, mf):
     when = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))
     assert critical and abs(when(critical[0]["at"]) - when(low["ts"])).total_seconds() < 2e-6, (critical, low)
     assert critical[0]["metric"] == "battery_status.voltage_v" and critical[0]["value"] < limit
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["read-here", "read-in-a-second-process"])
+def test_repeated_times_across_the_chunks_of_a_file_are_all_kept_once(fleet, mf, monkeypatch, elsewhere):
+    """A logger that writes three rows per time stamp: the file is read in chunks of 1,000 rows, so
+    triples straddle chunks; every row is a sample, and ingesting the file again adds none."""
+    monkeypatch.setattr("metaforge.sync.files.CHUNK_SAMPLES", 1_000)
+    if elsewhere:
+        monkeypatch.setattr("metaforge.sync.ingest.PARALLEL_BYTES", 0)
+    base = 1_700_000_400
+    (fleet / "triples.csv").write_text("ts,v\n" + "".join(f"{base + i // 3},{i}\n" for i in range(3_000)))
+    first = mf("ingest", "telemetry", "triples.csv", "--device", DEV, "--json", cwd=fleet).json
+    assert first["new"] == 3_000 and first["rejected"] == 0
+    again = mf("ingest", "telemetry", "triples.csv", "--device", DEV, "--json", cwd=fleet).json
+    assert again["new"] == 0 and again["duplicates"] == 3_000
+    rows = mf("telemetry", "query", DEV, "v", "--json", cwd=fleet).json
+    assert [r["value"] for r in rows] == [float(i) for i in range(3_000)]  # in file order within a time
