@@ -273,13 +273,14 @@ def ingest_mqtt(
     """Take telemetry from an MQTT 5 broker until Ctrl-C (which flushes what it holds first)."""
     import signal
 
-    from metaforge.sync.mqtt import MqttIngest
+    from metaforge.sync.mqtt import MqttIngest, hand_over_sooner
 
     worker = MqttIngest(context().repo, broker, topic, qos, group, client_id, username, password, ca,
                         on_warning=warn)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())
     say(f"ingesting {topic} from {broker} as {worker.client_id}" + (f" in group {group}" if group else ""))
+    hand_over_sooner()
     stats = worker.run(max_messages=max_messages, duration=duration).as_dict()
     if json_out:
         emit_json(stats)

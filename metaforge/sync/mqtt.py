@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -229,6 +228,19 @@ def worker_client_id(repo, group: str | None) -> tuple[str, object]:
             continue
         return f"mf-{host}-{where}-{name}-{slot}", lock
     raise BadInput(f"no free worker slot for group {name}")
+
+
+SWITCH_INTERVAL = 0.0005
+
+
+def hand_over_sooner() -> None:
+    """For a process that ingests: paho's network thread and the writer share the GIL, and at
+    Python's default switch interval (5 ms) a message that wakes the writer waits while paho reads
+    the next ones; the broker sends no more than its inflight window (20) until acks come. The
+    process's owner (the `mf ingest mqtt` command) calls this; the library leaves the setting alone."""
+    import sys
+
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
 
 
 class MqttIngest:
@@ -437,11 +449,6 @@ class MqttIngest:
         props.SessionExpiryInterval = 7 * 24 * 3600  # the broker keeps our QoS 1 messages while we are away
         store = open_store(self.repo)
         live = LiveTwin(self.repo) if live_twin else None
-        # The network thread and this one share the GIL. At Python's default switch interval (5 ms)
-        # a message that wakes this thread waits for it while paho reads the next ones, and the
-        # broker sends no more than its inflight window (20) until acks come: hand over sooner.
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, 0.0005))
         if live is not None:
             self.stats.state_changes = live.changes  # the same list: visible while it runs
         try:
@@ -477,7 +484,6 @@ class MqttIngest:
             client.disconnect()
             client.loop_stop()
             store.close()
-            sys.setswitchinterval(switch)
             if self._pruning is not None:
                 self._pruning.join()
         return self.stats
