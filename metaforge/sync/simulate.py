@@ -417,8 +417,14 @@ def run(repo, ids: list[str], *, broker: str, rate_hz: float, duration: float | 
         raise BadInput("--batch must be zero (one message per sample) or more seconds")
     names, twin, unknown = plan(repo, ids, count, model)
     fleet = VirtualFleet(repo, names, twin, rate_hz, [parse_fault(f) for f in faults], seed)
-    with Publisher(broker, qos) as publisher:
+    publisher = Publisher(broker, qos).__enter__()
+    try:
         if started:
             started(names, twin, unknown)
-        return simulate_devices(fleet, publisher, duration=duration, batch_s=batch_s, speed=speed, stop=stop,
-                                progress=progress)
+        stats = simulate_devices(fleet, publisher, duration=duration, batch_s=batch_s, speed=speed, stop=stop,
+                                 progress=progress)
+    finally:
+        draining = time.monotonic()
+        publisher.__exit__(None, None, None)  # what is queued goes out (at QoS 1: acknowledged) first
+    stats.seconds += time.monotonic() - draining
+    return stats
