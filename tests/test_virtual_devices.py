@@ -130,6 +130,21 @@ def test_dropout_fault_goes_stale(twin, broker):
     assert [c["to"] for c in got["state_changes"] if c["device"] == DEV] == ["nominal", "stale"]
 
 
+def test_bundled_messages_reach_the_ingest_device_by_device(twin, broker):
+    for i in (1, 2, 3):
+        assert _mf("device", "register", f"SIM-{i:05d}", "--model", "DroneFlightController-v2.1", cwd=twin).returncode == 0
+    ingest = _ingest(twin, broker, 5)
+    sim = _mf("device", "simulate", "SIM", "--count", "3", "--bundle", "2", "--broker", broker, "--rate", "2Hz",
+              "--duration", "4s", "--speed", "4", "--json", cwd=twin)
+    assert sim.returncode == 0, sim.stderr
+    assert json.loads(sim.stdout)["messages"] == 8  # 4 batches × (2 devices + 1 device)
+    got = _finish(ingest)
+    assert got["messages"] == 8 and got["samples"] == 3 * 8 * 10 and got["rejected"] == 0
+    for i in (1, 2, 3):
+        rows = json.loads(_mf("telemetry", "query", f"SIM-{i:05d}", "board_temp_c", "--json", cwd=twin).stdout)
+        assert len(rows) == 8
+
+
 # ---- the fleet's telemetry itself ------------------------------------------------------------------
 
 def _collect(url: str, topic: str = "devices/+/telemetry"):

@@ -164,6 +164,7 @@ def device_simulate(
     model: Annotated[Optional[str], typer.Option("--model", help="Their TwinModel, when the devices are not registered.")] = None,
     batch: Annotated[float, typer.Option("--batch", help="Seconds of samples per message (0: one message per sample).")] = 1.0,
     speed: Annotated[float, typer.Option("--speed", help="Run the models this many times faster than real time.")] = 1.0,
+    bundle: Annotated[int, typer.Option("--bundle", help="Devices per message (a fleet of thousands at QoS 1 needs ~100).")] = 1,
     qos: Annotated[int, typer.Option("--qos")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the devices' spread and sensor noise.")] = 0,
     json_out: JsonOpt = False,
@@ -187,7 +188,7 @@ def device_simulate(
 
     stats = run(context().repo, ids, broker=broker, rate_hz=parse_rate(rate),
                 duration=parse_duration(duration) if duration else None, faults=fault or [], count=count,
-                model=model, batch_s=batch, speed=speed, qos=qos, seed=seed, stop=lambda: bool(stopping),
+                model=model, batch_s=batch, speed=speed, bundle=bundle, qos=qos, seed=seed, stop=lambda: bool(stopping),
                 started=started).as_dict()
     if json_out:
         emit_json(stats)
