@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the drone flight controller's design files into `files/`: the KiCad 9 project of the
-board `twin.yaml` describes (a root schematic and four sheets in `hw/sheets/`, a placed 6-layer
+board `twin.yaml` describes (a root schematic and four sheets in `kicad/sheets/`, a placed 6-layer
 36 × 36 mm board, the BOM as `kicad-cli sch export bom` writes it) and the enclosure STEP.
 
     python templates/drone-flight-controller/generate.py        # (re)writes the files
@@ -794,15 +794,15 @@ def files() -> dict[str, bytes]:
     sheet_paths = {"": ""} | {name: "/" + uid("sheet", name) for name, _ in SHEETS}
     out: dict[str, bytes] = {}
     root_parts = [p for p in all_parts if p.sheet == ""]
-    out[f"hw/{PROJECT}.kicad_sch"] = schematic("DroneFlightController-v2.1", root_uuid, root_parts, "/" + root_uuid,
+    out[f"kicad/{PROJECT}.kicad_sch"] = schematic("DroneFlightController-v2.1", root_uuid, root_parts, "/" + root_uuid,
                                               sheets=SHEETS).encode()
     for name, file in SHEETS:
         members = [p for p in all_parts if p.sheet == name]
-        out[f"hw/{file}"] = schematic(f"DroneFlightController-v2.1: {name}", uid("file", name), members,
+        out[f"kicad/{file}"] = schematic(f"DroneFlightController-v2.1: {name}", uid("file", name), members,
                                       f"/{root_uuid}{sheet_paths[name]}").encode()
-    out[f"hw/{PROJECT}.kicad_pcb"] = board(all_parts, sheet_paths).encode()
-    out[f"hw/{PROJECT}.kicad_pro"] = project_file(root_uuid).encode()
-    out[f"hw/{PROJECT}-bom.csv"] = bom(all_parts).encode()
+    out[f"kicad/{PROJECT}.kicad_pcb"] = board(all_parts, sheet_paths).encode()
+    out[f"kicad/{PROJECT}.kicad_pro"] = project_file(root_uuid).encode()
+    out[f"kicad/{PROJECT}-bom.csv"] = bom(all_parts).encode()
     return out
 
 
