@@ -215,6 +215,29 @@ def test_the_root_schematic_reads_as_the_hierarchy_of_the_board():
     assert len(components) == 36 and "DesignElement:flight-controller/U1" in components
 
 
+def test_with_the_sheets_beside_the_root_the_whole_project_ingests_and_agrees(twin, mf):
+    """Only the sub-folder waits for issue 19: the same files, the sheets moved beside the root
+    (the one change: the root's Sheetfile paths), go through `mf ingest .`, `mf drift` and
+    `mf project` byte for byte."""
+    kicad = twin / "kicad"
+    for sheet in SHEETS:
+        (kicad / sheet).rename(kicad / Path(sheet).name)
+    (kicad / "sheets").rmdir()
+    root = kicad / "flight-controller.kicad_sch"
+    root.write_text(root.read_text().replace('"sheets/', '"'))
+    r = mf("ingest", ".", "--json", cwd=twin)
+    assert r.code == 0, r.err
+    assert len(r.json["files"]) == 8 and {f["status"] for f in r.json["files"]} == {"read"}
+    assert mf("drift", cwd=twin).code == 0
+    u1 = mf("show", "DesignElement:flight-controller/U1", "--json", cwd=twin).json
+    assert json.dumps(u1).count("STM32F405RGT6") >= 2  # value and MPN, from the sheet
+    subprocess.run(["git", "add", "-A"], cwd=twin, check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-qm", "files"], cwd=twin, check=True, capture_output=True)
+    files = {p: p.read_bytes() for p in kicad.iterdir()}
+    assert mf("project", cwd=twin).code == 0
+    assert {p: p.read_bytes() for p in kicad.iterdir()} == files
+
+
 @pytest.mark.xfail(strict=True, reason="needs issue 19 sub-folder sheets: `mf ingest .` reads kicad/sheets/*.kicad_sch "
                                        "as projects of their own and refuses the root's links to them")
 def test_init_ingest_drift_on_the_template_exits_0(tmp_path):
