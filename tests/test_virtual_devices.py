@@ -227,3 +227,11 @@ def test_bad_options_are_exit_2(twin, broker):
     port = _free_port()
     r = _mf("device", "simulate", DEV, "--broker", f"mqtt://127.0.0.1:{port}", "--duration", "1s", cwd=twin)
     assert r.returncode == 2 and "cannot reach the MQTT broker" in r.stderr
+
+
+def test_the_command_has_help_and_is_in_the_readme(mf):
+    r = mf("device", "simulate", "--help")
+    assert r.code == 0 and "Usage: mf device simulate" in r.out
+    for option in ("--broker", "--rate", "--duration", "--fault", "--count", "--bundle", "--speed", "--json"):
+        assert option in r.out
+    assert "mf device simulate" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
