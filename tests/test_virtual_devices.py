@@ -208,6 +208,30 @@ def test_the_models_drive_the_values_and_the_noise_is_the_sensors(twin):
     assert len(windows) == 1 and np.array_equal(again.values["mcu_temp_c"], windows[0].values["mcu_temp_c"])
 
 
+def test_windows_carry_the_models_state_across_their_edges(twin):
+    """A sag on one device cuts the run into windows (a parameter changes); on either side of the
+    cut the other devices go on where they were: charge, temperatures, the throttle's state."""
+    from metaforge.sync.simulate import VirtualFleet, parse_fault
+
+    repo = Repo(twin)
+    try:
+        fleet = VirtualFleet(repo, ["A", "B", "C"], TWIN, 1.0,
+                             [parse_fault("overheat@5s:A"), parse_fault("sag@40s:B")], seed=3)
+        cuts = list(fleet.cuts(80))
+        windows = [fleet.window(t0, t1) for t0, t1 in cuts]
+    finally:
+        repo.close()
+    assert cuts == [(0.0, 40.0), (40.0, 80.0)]
+    values = {m: np.concatenate([w.values[m] for w in windows]) for m in windows[0].values}
+    soc, board = values["battery_status.remaining"][:, 2], values["board_temp_c"][:, 2]
+    assert abs(soc[40] - soc[39]) < 0.005 and abs(board[40] - board[39]) < 0.6  # C: no jump at the cut
+    current = values["battery_status.current_a"][:, 0]
+    assert current[:5].mean() > 9 and abs(current[30:40]).mean() < 0.3  # A overheated: the firmware shut down
+    assert abs(current[40:]).max() < 1.0  # and it stays down after the cut: the state machine carried over
+    volts = values["battery_status.voltage_v"][:, 1]
+    assert volts[41:50].mean() < volts[30:39].mean() - 1.0  # B sags from 40 s on
+
+
 def test_faults_are_parsed_or_refused():
     from metaforge.errors import BadInput
     from metaforge.sync.simulate import parse_fault

@@ -123,8 +123,10 @@ class VirtualFleet:
         return min(MAX_WINDOW_S, steps / self.rate)
 
     def cuts(self, duration: float | None):
-        """(t0, t1) windows of simulated time, cut at fault edges, each a whole number of samples."""
-        edges = sorted({round(e * self.rate) for f in self.faults for e in (f.start, f.end) if e is not None})
+        """(t0, t1) windows of simulated time, each a whole number of samples, cut where a fault
+        changes a model parameter (`sag`): the others are inputs that vary within a window."""
+        edges = sorted({round(e * self.rate) for f in self.faults if f.name == "sag"
+                        for e in (f.start, f.end) if e is not None})
         step = max(1, round(self.window_s * self.rate))
         end = None if duration is None else round(duration * self.rate)
         k = 0
@@ -135,6 +137,7 @@ class VirtualFleet:
             k = nxt
 
     def _mask(self, name: str, t0: float, t1: float):
+        """Devices a fault holds for the whole of [t0, t1)."""
         import numpy as np
 
         mask = np.zeros(len(self.devices), dtype=bool)
@@ -145,6 +148,21 @@ class VirtualFleet:
                 else:
                     mask[self.index[f.device]] = True
         return mask
+
+    def _active(self, name: str, times):
+        """(len(times), n) bool: where a fault holds, sample by sample."""
+        import numpy as np
+
+        out = np.zeros((len(times), len(self.devices)), dtype=bool)
+        for f in self.faults:
+            if f.name != name:
+                continue
+            when = (times >= f.start - 1e-9) & ((times < f.end - 1e-9) if f.end is not None else True)
+            if f.device is None:
+                out |= when[:, None]
+            else:
+                out[:, self.index[f.device]] |= when
+        return out
 
     def window(self, t0: float, t1: float) -> Window:
         import numpy as np
@@ -157,10 +175,10 @@ class VirtualFleet:
         gust = 1.0 + 0.15 * np.sin(2 * np.pi * (t0 + grid)[:, None] / self.gust_period + self.gust_phase)
         inputs: dict[str, Any] = {"ambient_temp_c": self.ambient,
                                   "load_current_a": Series(grid, self.hover * gust)}
-        overheat = self._mask("overheat", t0, t1)
+        overheat = self._active("overheat", t0 + grid)
         if overheat.any() and "mcu_power_w" in {p.name for p in self.composed.scenario}:
             base = next(p for p in self.composed.scenario if p.name == "mcu_power_w").default or 0.3
-            inputs["mcu_power_w"] = np.where(overheat, OVERHEAT_W, base)
+            inputs["mcu_power_w"] = Series(grid, np.where(overheat, OVERHEAT_W, base))
         parameters: dict[str, dict] = {}
         sag = self._mask("sag", t0, t1)
         if sag.any() and "battery" in self.composed.members:
@@ -170,14 +188,19 @@ class VirtualFleet:
         out = simulate(self.composed, sc, self.catalog.limit)
         count = round(length * self.rate)
         self._carry(out.curves)
-        return Window(t0 + out.t[:count], self._metrics(out.curves, count), self._silent(t0, t1, count))
+        t = t0 + out.t[:count]
+        return Window(t, self._metrics(out.curves, count), self._active("dropout", t))
 
     def _carry(self, curves: dict) -> None:
-        """The states the next window starts from: those an output shows (a thermal node's
-        temperature, a state an output names as it is). Others restart from the model's start
-        value at each window (the battery's polarization settles within a minute)."""
+        """The states the next window starts from: those a curve shows (a state machine's state,
+        a latched event, a thermal node's temperature, a state an output names as it is). The
+        others restart from the model's start value at each window (the battery's polarization,
+        which settles within a minute)."""
         for alias, loaded in self.composed.members.items():
             d = loaded.definition
+            for state in _state_names(d):
+                if f"{alias}.{state}" in curves:
+                    self.initial[f"{alias}.{state}"] = curves[f"{alias}.{state}"][-1]
             if d.model_type == "thermal-rc":
                 for node in d.parameters["nodes"]:
                     curve = curves.get(f"{alias}.{node}_temperature")
@@ -206,10 +229,14 @@ class VirtualFleet:
         out["imu.gyro_y"] = self.gyro_bias[1] + turbulence * rng.standard_normal(shape)
         return out
 
-    def _silent(self, t0: float, t1: float, count: int):
-        import numpy as np
 
-        return np.broadcast_to(self._mask("dropout", t0, t1), (count, len(self.devices)))
+
+def _state_names(d) -> list[str]:
+    if d.model_type == "differential-equation":
+        return list(d.states) + list(getattr(d, "events", None) or {})
+    if d.model_type == "state-machine":
+        return ["state"]
+    return []
 
 
 # ---- publishing -----------------------------------------------------------------------------------
