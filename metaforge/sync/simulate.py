@@ -44,7 +44,7 @@ FAULTS = {
 }
 OVERHEAT_W = 6.0
 SAG_FACTOR = 8.0
-WINDOW_SAMPLES = 2_000_000   # samples (devices × steps) simulated at once: ~25 curves of 8 bytes each
+WINDOW_SAMPLES = 600_000     # samples (devices × steps) simulated at once: ~25 curves of 8 bytes each
 MAX_WINDOW_S = 600.0
 
 
@@ -271,7 +271,8 @@ def broker_address(broker: str) -> tuple[str, int, bool]:
     return url.hostname or "127.0.0.1", url.port or (8883 if tls else 1883), tls
 
 
-def encode(devices: list[str], ts: list[float], values: dict[str, Any], silent, bundle: int = 1) -> list[tuple[str, bytes]]:
+def encode(devices: list[str], ts: list[float], values: dict[str, Any], silent,
+           bundle: int = 1) -> list[tuple[str, bytes]]:
     """(topic, payload) per device for a batch of samples (rows of `values`), silent ones left out;
     with `bundle` > 1, one message carries that many devices (a list of samples, each naming its
     device), on the topic of the first: a paho client sends only ~6,000 QoS 1 messages a second."""
@@ -363,40 +364,41 @@ def simulate_devices(fleet: VirtualFleet, publisher: Publisher, *, duration: flo
     """Publish the fleet's telemetry: each device one message per `batch_s` of simulated time,
     each batch at its time (`speed` times faster than real time: timestamps are real time)."""
     stats = Stats(devices=len(fleet.devices), faults=[f.__dict__ for f in fleet.faults])
-    per_batch = max(1, round(batch_s * fleet.rate))
     started_wall, started = time.time(), time.monotonic()
-    for t0, t1 in fleet.cuts(duration):
+    for window, rows in _batches(fleet, duration, max(1, round(batch_s * fleet.rate)), stats):
+        wait = started + float(window.t[rows.stop - 1]) / speed - time.monotonic()
+        if wait > 0:
+            if _sleep(wait, stop):
+                break
+        else:
+            stats.max_lag_s = max(stats.max_lag_s, -wait)
         if stop():
             break
+        ts = [round(started_wall + float(x) / speed, 6) for x in window.t[rows]]
+        t = time.perf_counter()
+        silent = window.silent[rows]
+        messages = encode(fleet.devices, ts, {m: v[rows] for m, v in window.values.items()}, silent, bundle)
+        stats.encode_seconds += time.perf_counter() - t
+        t = time.perf_counter()
+        publisher.publish(messages)
+        stats.publish_seconds += time.perf_counter() - t
+        stats.messages += len(messages)
+        stats.samples += int((~silent).sum()) * len(window.values)
+        stats.simulated_s = float(window.t[rows.stop - 1]) + 1.0 / fleet.rate
+        if progress:
+            progress(stats)
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+def _batches(fleet: VirtualFleet, duration: float | None, per_batch: int, stats: Stats):
+    """(window, rows of one batch), window after window, each window simulated when it is reached."""
+    for t0, t1 in fleet.cuts(duration):
         t = time.perf_counter()
         window = fleet.window(t0, t1)
         stats.model_seconds += time.perf_counter() - t
         for lo in range(0, len(window.t), per_batch):
-            hi = min(lo + per_batch, len(window.t))
-            due = float(window.t[hi - 1]) / speed
-            wait = started + due - time.monotonic()
-            if wait > 0:
-                if _sleep(wait, stop):
-                    break
-            else:
-                stats.max_lag_s = max(stats.max_lag_s, -wait)
-            ts = [round(started_wall + float(x) / speed, 6) for x in window.t[lo:hi]]
-            t = time.perf_counter()
-            messages = encode(fleet.devices, ts, {m: v[lo:hi] for m, v in window.values.items()}, window.silent[lo:hi], bundle)
-            stats.encode_seconds += time.perf_counter() - t
-            t = time.perf_counter()
-            publisher.publish(messages)
-            stats.publish_seconds += time.perf_counter() - t
-            stats.messages += len(messages)
-            stats.samples += int((~window.silent[lo:hi]).sum()) * len(window.values)
-            stats.simulated_s = float(window.t[hi - 1]) + 1.0 / fleet.rate
-            if progress:
-                progress(stats)
-        else:
-            continue
-        break
-    stats.seconds = time.monotonic() - started
-    return stats
+            yield window, slice(lo, min(lo + per_batch, len(window.t)))
 
 
 def _sleep(seconds: float, stop: Callable[[], bool]) -> bool:

@@ -618,11 +618,11 @@ def board(all_parts: list[Part], sheet_paths: dict[str, str]) -> str:
     w.open('layer "F.SilkS"').item('type "Top Silk Screen"').close()
     w.open('layer "F.Paste"').item('type "Top Solder Paste"').close()
     w.open('layer "F.Mask"').item('type "Top Solder Mask"').item("thickness 0.01").close()
-    cores = ["core", "prepreg", "core", "prepreg", "core"]
+    cores = ["core", "prepreg", "core", "prepreg", "core"]  # 6 × 35 µm copper, 2 masks, 5 × 0.274 mm: 1.6 mm
     for i, name in enumerate(COPPER):
         w.open(f"layer {q(name)}").item('type "copper"').item("thickness 0.035").close()
         if i < len(cores):
-            w.open(f"layer {q(f'dielectric {i + 1}')}").item(f"type {q(cores[i])}").item("thickness 0.2948")
+            w.open(f"layer {q(f'dielectric {i + 1}')}").item(f"type {q(cores[i])}").item("thickness 0.274")
             w.item('material "FR4"').item("epsilon_r 4.5").item("loss_tangent 0.02").close()
     w.open('layer "B.Mask"').item('type "Bottom Solder Mask"').item("thickness 0.01").close()
     w.open('layer "B.Paste"').item('type "Bottom Solder Paste"').close()
