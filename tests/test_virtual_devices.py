@@ -259,3 +259,23 @@ def test_the_command_has_help_and_is_in_the_readme(mf):
     for option in ("--broker", "--rate", "--duration", "--fault", "--count", "--bundle", "--speed", "--json"):
         assert option in r.out
     assert "mf device simulate" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_the_command_passes_what_it_parsed_to_one_library_call(twin, mf, monkeypatch):
+    """Thin: the options, parsed (10Hz → 10.0, 1m → 60.0), go to `simulate.run` and nowhere else."""
+    from metaforge.sync import simulate
+
+    seen = []
+
+    def run(repo, ids, **kw):
+        seen.append((ids, {k: v for k, v in kw.items() if k not in ("stop", "started", "progress")}))
+        return simulate.Stats(devices=1)
+
+    monkeypatch.setattr(simulate, "run", run)
+    r = mf("device", "simulate", DEV, "--rate", "10Hz", "--duration", "1m", "--fault", "overheat@30s",
+           "--fault", "dropout@40s-50s", "--speed", "5", "--bundle", "3", "--qos", "0", "--seed", "9", "--json", cwd=twin)
+    assert r.code == 0, r.err
+    assert seen == [([DEV], {"broker": "mqtt://127.0.0.1:1883", "rate_hz": 10.0, "duration": 60.0,
+                             "faults": ["overheat@30s", "dropout@40s-50s"], "count": None, "model": None,
+                             "batch_s": 1.0, "speed": 5.0, "bundle": 3, "qos": 0, "seed": 9})]
+    assert r.json["devices"] == 1

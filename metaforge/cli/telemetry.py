@@ -193,7 +193,8 @@ def device_simulate(
     if json_out:
         emit_json(stats)
     else:
-        say(f"[green]✓[/] {stats['devices']} devices, {stats['messages']} messages, {stats['samples']} samples "
+        say(f"[green]✓[/] {stats['devices']} device{'s' * (stats['devices'] != 1)}, {stats['messages']} messages, "
+            f"{stats['samples']} samples "
             f"over {stats['simulated_s']:g} s simulated in {stats['seconds']:g} s"
             + (f" (at worst {stats['max_lag_s']:g} s behind)" if stats["max_lag_s"] > 0.5 else ""))
 
