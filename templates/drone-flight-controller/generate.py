@@ -113,7 +113,7 @@ def parts() -> list[Part]:
     baro = [("1", "VDDIO", "power_in"), ("2", "SCK", "input"), ("3", "VSS", "power_in"), ("4", "SDI", "bidirectional"),
             ("5", "SDO", "output"), ("6", "CSB", "input"), ("7", "INT", "output"), ("8", "VSS", "power_in"),
             ("9", "VSS", "power_in"), ("10", "VDD", "power_in")]
-    p.append(Part("U3", "Sensors", "BMP388", "Package_LGA:Bosch_LGA-10_2x2mm_P0.5mm_LayoutBorder3x2y", "BMP388",
+    p.append(Part("U3", "Sensors", "BMP388", "Package_LGA:Bosch_LGA-10_2x2mm_P0.275x0.250mm", "BMP388",
                   "Bosch Sensortec", "barometric pressure sensor for altitude hold", baro,
                   {"1": "+3V3", "2": "BARO_SCL", "3": "GND", "4": "BARO_SDA", "5": "GND", "6": "+3V3", "8": "GND",
                    "9": "GND", "10": "+3V3"}, (9.5, -9.0, 0.0), "lga10"))
@@ -474,8 +474,11 @@ def package(name: str) -> tuple[list[tuple], tuple[float, float], tuple[float, f
         return [("1", -1.4, 0, 1.25, 2.65), ("2", 1.4, 0, 1.25, 2.65)], (2.28, 1.6), (1.6, 1.25), "smd"
     if name == "lga14":   # 3 × 2.5 mm: 4 pads down each long side, 3 across each short one
         return perimeter((4, 3, 4, 3), 0.5, 1.2, 1.05, 0.6, 0.3), (2.0, 1.75), (1.5, 1.25), "smd"
-    if name == "lga10":   # 2 × 2 mm: 3 and 2
-        return perimeter((3, 2, 3, 2), 0.5, 0.8, 0.8, 0.5, 0.3), (1.5, 1.5), (1.0, 1.0), "smd"
+    if name == "lga10":   # BMP388, 2 × 2 mm: pads as KiCad's Bosch_LGA-10 footprint places them
+        at = [(0.25, -0.7625), (-0.25, -0.7625), (-0.7625, -0.5), (-0.7625, 0), (-0.7625, 0.5), (-0.25, 0.7625),
+              (0.25, 0.7625), (0.7625, 0.5), (0.7625, 0), (0.7625, -0.5)]
+        return [(str(i + 1), x, y, 0.25 if abs(x) < 0.5 else 0.275, 0.275 if abs(x) < 0.5 else 0.25)
+                for i, (x, y) in enumerate(at)], (1.2, 1.2), (1.0, 1.0), "smd"
     if name == "soic8":
         return dual(8, 1.27, 3.6, 1.5, 0.6), (4.65, 3.0), (2.6, 2.6), "smd"
     if name == "sot23-5":
