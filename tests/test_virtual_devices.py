@@ -62,14 +62,11 @@ def _ingest(cwd: Path, url: str, seconds: float) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "metaforge", "ingest", "mqtt", "--broker", url,
                              "--duration", str(seconds), "--json", "--client-id", f"ingest-{os.getpid()}"],
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_subscribed(url)
+    # its first line comes once it has started (imports, repository open): then it connects and
+    # subscribes to the local broker in its first loop, within milliseconds
+    assert "ingesting" in proc.stderr.readline()
+    time.sleep(0.7)
     return proc
-
-
-def _wait_subscribed(url: str) -> None:
-    """A retained probe comes back to a fresh subscriber; the ingest's subscription is in place
-    once a message to its topic filter is delivered to a second subscriber after it connected."""
-    time.sleep(1.5)  # the worker connects and subscribes in its first loop (20 ms batches)
 
 
 def _finish(proc: subprocess.Popen) -> dict:
