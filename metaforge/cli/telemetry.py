@@ -173,7 +173,7 @@ def device_simulate(
     import signal
 
     from metaforge.sim.scenario import parse_duration, parse_rate
-    from metaforge.sync.simulate import run
+    from metaforge.sync.simulate import MAX_QOS1_MESSAGES, run
 
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,6 +185,10 @@ def device_simulate(
         if unknown:
             warn(f"{len(unknown)} of them are not registered ({unknown[0]}…): mf ingest mqtt keeps only "
                  f"registered devices' samples")
+        per_second = len(names) / bundle * speed / max(batch, 1 / parse_rate(rate))
+        if qos > 0 and per_second > MAX_QOS1_MESSAGES:
+            warn(f"{per_second:,.0f} QoS {qos} messages a second: one paho client sends about 6,000; "
+                 f"it will fall behind (--bundle 100 or --qos 0)")
 
     stats = run(context().repo, ids, broker=broker, rate_hz=parse_rate(rate),
                 duration=parse_duration(duration) if duration else None, faults=fault or [], count=count,
