@@ -56,6 +56,18 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def safetensors_rows(path: Path, name: str) -> np.ndarray:
+    """One float32 tensor of a safetensors file, memory-mapped: reading rows of it reads only
+    those rows from the disk (the word-embedding table is 47 MB; a question needs a dozen rows)."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        info = json.loads(f.read(size))[name]
+    if info["dtype"] != "F32":
+        raise ValueError(f"{path.name}: {name} is {info['dtype']}, not F32")
+    start, _ = info["data_offsets"]
+    return np.memmap(path, dtype="<f4", mode="r", offset=8 + size + start, shape=tuple(info["shape"]))
+
+
 def _gelu(x: np.ndarray) -> np.ndarray:
     """Exact GELU, x * Φ(x), with erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): NumPy has
     no erf and scipy costs 0.24 s to import. In place, in float32: this is the hot loop."""
@@ -102,6 +114,13 @@ def _load_weights(directory: Path) -> dict[str, np.ndarray]:
     return {k.removeprefix("bert."): v for k, v in read_safetensors(directory / "model.safetensors").items()}
 
 
+def _word_table_name(path: Path) -> str:
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        names = json.loads(f.read(size))
+    return next(n for n in names if n.endswith("embeddings.word_embeddings.weight"))
+
+
 def _layers(weights: dict) -> int:
     return sum(1 for k in weights if k.endswith("attention.self.query.weight"))
 
@@ -110,13 +129,16 @@ class Embedder:
     """Runs the model with ONNX Runtime (4x faster here) when it is installed, else in NumPy."""
 
     def __init__(self, directory: Path | None = None, backend: str = "auto"):
-        from tokenizers import Tokenizer
+        from metaforge.knowledge.wordpiece import WordPiece
 
         directory = directory or model_dir()
-        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        self.tokenizer.no_padding()
+        self.tokenizer = WordPiece(directory / "tokenizer.json", MAX_TOKENS)
         self.session = None
+        weights_file = directory / "model.safetensors"
+        prefix = _word_table_name(weights_file).removesuffix("word_embeddings.weight")
+        self.words = safetensors_rows(weights_file, prefix + "word_embeddings.weight")
+        self.positions = np.array(safetensors_rows(weights_file, prefix + "position_embeddings.weight"))
+        self.type0 = np.array(safetensors_rows(weights_file, prefix + "token_type_embeddings.weight")[0])
         if backend in ("auto", "onnx"):
             try:
                 from metaforge.knowledge.onnx_model import session
@@ -137,29 +159,32 @@ class Embedder:
         """L2-normalized float32 embeddings, one row per text."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
+        encodings = [self.tokenizer.encode(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))  # little padding per batch
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         start = 0
         while start < len(order):
             # a token budget per batch: long texts in small batches keep the attention arrays in cache
-            width = len(encodings[order[min(start + batch, len(order)) - 1]].ids)
+            width = len(encodings[order[min(start + batch, len(order)) - 1]])
             size = max(1, min(batch, tokens_per_batch // max(width, 1)))
             idx = order[start:start + size]
             start += size
-            width = max(len(encodings[i].ids) for i in idx)
+            width = max(len(encodings[i]) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.float32)
             for row, i in enumerate(idx):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
+                n = len(encodings[i])
+                ids[row, :n] = encodings[i]
                 mask[row, :n] = 1.0
             out[idx] = self._forward(ids, mask)
         return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.session is not None:
-            return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            tokens = np.asarray(self.words[ids], dtype=np.float32)  # the rows this batch needs, from disk
+            tokens += self.positions[:ids.shape[1]]
+            tokens += self.type0
+            return self.session.run(None, {"tokens": tokens, "attention_mask": mask})[0]
         return self._forward_numpy(ids, mask)
 
     def _forward_numpy(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
