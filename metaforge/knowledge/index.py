@@ -68,11 +68,27 @@ def _apply(store, want: dict[str, Chunk], have: dict[str, str], stale: list[str]
     return {"embedded": len(todo), "removed": len(stale)}
 
 
-def _done(repo, store, out: dict) -> dict:
+def _done(repo, store, out: dict, docs: str) -> dict:
     pos = repo.index.position()
     store.set_meta("indexed_seq", str(pos.seq))
     store.set_meta("indexed_hash", pos.hash)
+    store.set_meta("docs", docs)
     return {**out, "chunks": store.count()}
+
+
+def _docs_signature(paths: list) -> str:
+    """What the text files look like on disk (names, sizes, modification times): when it has not
+    changed, no document is read again."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
 
 
 def reconcile(repo, progress=None) -> dict:
@@ -83,8 +99,9 @@ def reconcile(repo, progress=None) -> dict:
 def _reconcile(repo, progress=None) -> dict:
     store = open_store(repo)
     try:
+        docs = _docs_signature(doc_files(repo.root))
         want, have = expected_chunks(repo), store.digests()
-        return _done(repo, store, _apply(store, want, have, sorted(k for k in have if k not in want), progress))
+        return _done(repo, store, _apply(store, want, have, sorted(k for k in have if k not in want), progress), docs)
     finally:
         store.close()
 
@@ -96,6 +113,10 @@ def update(repo, progress=None) -> dict:
         try:
             pos = repo.index.position()
             seen = int(store.meta("indexed_seq", "0"))
+            docs = doc_files(repo.root)
+            signature = _docs_signature(docs)
+            if seen == pos.seq and store.meta("indexed_hash") == pos.hash and store.meta("docs") == signature:
+                return {"embedded": 0, "removed": 0, "chunks": store.count()}  # nothing new: nothing read
             if seen > pos.seq or (store.meta("indexed_hash") and not _same_history(repo, seen, store)):
                 replaced = True  # the log is another one now (a checkout, a reset): recompute it all
             else:
@@ -110,12 +131,13 @@ def update(repo, progress=None) -> dict:
                         if isinstance(e.get("payload"), dict) and e["payload"].get("to"):
                             touched.add(e["payload"]["to"])
                     want.update(_entities(repo, touched))
-                for path in doc_files(repo.root):
+                for path in docs:
                     want.update({c.key: c for c in doc_chunks(repo.root, path)})
-                have = store.digests()
+                have = store.digests(prefix="doc:")
+                have.update(store.digests_of(list(want) + [f"entity:{i}" for i in touched]))
                 stale = [f"entity:{i}" for i in touched if f"entity:{i}" not in want and f"entity:{i}" in have]
                 stale += [k for k in have if k.startswith("doc:") and k not in want]
-                return _done(repo, store, _apply(store, want, have, stale, progress))
+                return _done(repo, store, _apply(store, want, have, stale, progress), signature)
         finally:
             store.close()
     if replaced:
@@ -200,9 +222,9 @@ def search(repo, question: str, k: int = 10, family: str | None = None, mode: st
         pool = max(50, k * 5)
         ranks: dict[int, float] = {}
         if mode in ("hybrid", "vector"):
-            from metaforge.knowledge.embed import embedder
+            from metaforge.knowledge.embed import query_embedder
 
-            q = embedder().encode([question])[0]
+            q = query_embedder().encode([question])[0]
             rowids, matrix = _matrix(store)
             if len(rowids):
                 scores = matrix @ q

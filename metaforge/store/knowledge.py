@@ -67,6 +67,15 @@ class KnowledgeStore:
             sql, args = sql + " WHERE key LIKE ?", [prefix + "%"]
         return dict(self.conn.execute(sql, args))
 
+    def digests_of(self, keys: list[str]) -> dict[str, str]:
+        """{key: digest} of the chunks with these keys (the ones that exist)."""
+        out: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            out.update(self.conn.execute(f"SELECT key, digest FROM chunks WHERE key IN ({','.join('?' * len(part))})",
+                                         part))
+        return out
+
     def upsert(self, chunks: list, vectors: np.ndarray) -> None:
         conn = self.conn
         for chunk, vector in zip(chunks, vectors):
