@@ -15,7 +15,7 @@ import pytest
 REF = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
 
 
-@pytest.fixture(scope="module", params=["onnx", "numpy"])
+@pytest.fixture(scope="module", params=["onnx", "numpy", "mapped"])
 def embedder(request):
     from metaforge.knowledge.embed import Embedder
 

@@ -25,6 +25,11 @@ def ask(
     json_out: JsonOpt = False,
 ) -> None:
     """Search the twin's decisions, entities, documents and runs by meaning and by keyword, locally."""
+    import os
+
+    # a question is a dozen tokens: one BLAS thread embeds it in 10 ms, where OpenBLAS's thread pool
+    # costs 0.1-0.5 s of waiting on a busy machine (set before NumPy is first imported, here)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from metaforge.errors import BadInput
     from metaforge.knowledge.chunks import FAMILIES
     from metaforge.knowledge.index import search, update
