@@ -180,7 +180,7 @@ def cached_model_path(source: Path) -> Path:
 def session(weights_file: Path, load_weights, layers_of, threads: int | None = None):
     """An ONNX Runtime session for the model. Once per machine the graph is built and ONNX Runtime's
     optimized form of it saved next to it; later sessions load that form with no optimizing to do.
-    One thread is enough for a question (and starts faster); indexing uses up to 4."""
+    Indexing runs it on up to 4 threads (a question is embedded in NumPy, see embed.py)."""
     import onnxruntime as ort
 
     path = cached_model_path(weights_file)
@@ -190,7 +190,6 @@ def session(weights_file: Path, load_weights, layers_of, threads: int | None = N
         _write(path, build(weights, layers_of(weights)))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting between runs
     options.log_severity_level = 3
     if optimized.exists():
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
