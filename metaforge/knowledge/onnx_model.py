@@ -170,11 +170,21 @@ def build(weights: dict[str, np.ndarray], layers: int, heads: int = 12, dim: int
 
 
 def cached_model_path(source: Path) -> Path:
+    """Where the graph built from these weights is cached: named by what the weights are (their
+    size, and a digest of their header and of their first and last MB: 2 ms to read), so every
+    install of the same weights on a machine shares one file."""
+    import hashlib
+
     from metaforge import __version__
 
+    size = source.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(source, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read())
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    stamp = f"{source.stat().st_size}-{int(source.stat().st_mtime)}"
-    return Path(base) / "metaforge" / f"minilm-{__version__}-g{GRAPH_VERSION}-{stamp}.onnx"
+    return Path(base) / "metaforge" / f"minilm-{__version__}-g{GRAPH_VERSION}-{h.hexdigest()[:16]}.onnx"
 
 
 def session(weights_file: Path, load_weights, layers_of, threads: int | None = None):
