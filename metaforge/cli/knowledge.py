@@ -49,6 +49,9 @@ def ask(
     for i, r in enumerate(results, start=1):
         c.print(f"[bold]{i}. {r['title']}[/]  [dim]{r['kind']} · {r['source']} · {r['score']:.4f}[/]", soft_wrap=True)
         c.print(f"   {r['snippet']}", soft_wrap=True, markup=False)
+        if r.get("entities") and not r.get("bulk"):
+            more = f" and {len(r['entities']) - 6} more" if len(r["entities"]) > 6 else ""
+            c.print(f"   [dim]changed {', '.join(r['entities'][:6])}{more}[/]", soft_wrap=True)
     if not results:
         say("nothing found")
 
