@@ -184,7 +184,10 @@ def _entities(repo, ids: set[str]) -> dict[str, Chunk]:
 _ASKS_DECISION = re.compile(
     r"\b(why|how come|reasons?|rationale|because|caus(e|ed|es)|happened|did|was|were|made|led|forced|went|came|come|"
     r"show(ed|s)?|failed|decided|decision|chose|chosen|chang(e|ed|es)|replaced|added|removed|moved|switched|"
-    r"raised|lowered|retired|upgraded|dropped|stuck)\b", re.I)
+    r"raised|lowered|retired|upgraded|dropped|stuck)\b"
+    # "what overheated", "which part cracked": a question about a past event
+    r"|^\s*(what|which|who)\s+(\w+\s+)?(?!(?:speed|need|feed|seed|bleed|red|bed|embedded|rated|shielded|isolated|"
+    r"integrated|used|based|fixed|limited|required|expected|related)\b)\w{2,}ed\b", re.I)
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-+/#]*")
 _STOP = {"the", "a", "an", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "were", "did", "do",
          "does", "we", "why", "what", "which", "how", "when", "who", "it", "its", "at", "by", "with", "from", "that",
