@@ -62,18 +62,6 @@ def read_safetensors(path: Path, mapped: bool = False) -> dict[str, np.ndarray]:
     return out
 
 
-def safetensors_rows(path: Path, name: str) -> np.ndarray:
-    """One float32 tensor of a safetensors file, memory-mapped: reading rows of it reads only
-    those rows from the disk (the word-embedding table is 47 MB; a question needs a dozen rows)."""
-    with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        info = json.loads(f.read(size))[name]
-    if info["dtype"] != "F32":
-        raise ValueError(f"{path.name}: {name} is {info['dtype']}, not F32")
-    start, _ = info["data_offsets"]
-    return np.memmap(path, dtype="<f4", mode="r", offset=8 + size + start, shape=tuple(info["shape"]))
-
-
 def _gelu(x: np.ndarray) -> np.ndarray:
     """Exact GELU, x * Φ(x), with erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): NumPy has
     no erf and scipy costs 0.24 s to import. In place, in float32: this is the hot loop."""
@@ -120,13 +108,6 @@ def _load_weights(directory: Path, mapped: bool = False) -> dict[str, np.ndarray
     return {k.removeprefix("bert."): v for k, v in read_safetensors(directory / "model.safetensors", mapped).items()}
 
 
-def _word_table_name(path: Path) -> str:
-    with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        names = json.loads(f.read(size))
-    return next(n for n in names if n.endswith("embeddings.word_embeddings.weight"))
-
-
 def _layers(weights: dict) -> int:
     return sum(1 for k in weights if k.endswith("attention.self.query.weight"))
 
@@ -143,10 +124,11 @@ class Embedder:
         self.tokenizer = WordPiece(directory / "tokenizer.json", MAX_TOKENS)
         self.session = None
         weights_file = directory / "model.safetensors"
-        prefix = _word_table_name(weights_file).removesuffix("word_embeddings.weight")
-        self.words = safetensors_rows(weights_file, prefix + "word_embeddings.weight")
-        self.positions = np.array(safetensors_rows(weights_file, prefix + "position_embeddings.weight"))
-        self.type0 = np.array(safetensors_rows(weights_file, prefix + "token_type_embeddings.weight")[0])
+        # the embedding tables stay on disk, mapped: a text reads only the rows of its tokens
+        mapped = _load_weights(directory, mapped=True)
+        self.words = mapped["embeddings.word_embeddings.weight"]
+        self.positions = mapped["embeddings.position_embeddings.weight"]
+        self.type0 = mapped["embeddings.token_type_embeddings.weight"][0]
         if backend in ("auto", "onnx"):
             try:
                 from metaforge.knowledge.onnx_model import session
@@ -156,7 +138,7 @@ class Embedder:
                 if backend == "onnx":
                     raise
         if self.session is None:
-            self.w = _load_weights(directory, mapped=backend == "mapped")
+            self.w = mapped if backend == "mapped" else _load_weights(directory)
             self.layers = _layers(self.w)
             # transposed, so every matmul is x @ W: once, or (mapped) as a view BLAS reads transposed
             for k in list(self.w):
