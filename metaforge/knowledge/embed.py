@@ -230,13 +230,18 @@ def query_embedder() -> Embedder:
     return _held["query"]
 
 
+FEW = 8  # up to this many texts, NumPy on the mapped weights starts and finishes before ONNX Runtime has loaded
+
+
 def encode_many(texts: list[str], progress=None) -> np.ndarray:
-    """Embed many texts in batches, saying how far it got."""
+    """Embed many texts in batches, saying how far it got. A few texts (what one command
+    changed: a decision and its entities) go through the question's model, not ONNX Runtime."""
+    model = query_embedder() if len(texts) <= FEW and "bulk" not in _held else embedder()
     out = np.zeros((len(texts), DIM), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), 256):
         idx = order[start:start + 256]
-        out[idx] = embedder().encode([texts[i] for i in idx])
+        out[idx] = model.encode([texts[i] for i in idx])
         if progress:
             progress(min(start + 256, len(texts)), len(texts))
     return out
