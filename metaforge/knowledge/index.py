@@ -214,11 +214,11 @@ def fts_query(question: str) -> str | None:
 def search(repo, question: str, k: int = 10, family: str | None = None, mode: str = "hybrid") -> list[dict]:
     """The k best chunks for a question. Scores: the cosine similarity of the question's embedding
     and the chunk's, plus (hybrid) a share for the keyword (BM25) ranking; a question about
-    something done lifts decisions and notes; the
-    decisions that changed the best entity hits inherit those hits' scores (a question about a
-    part's change finds the part first, the decision through it); an exact part number or id
-    lifts the chunks that have it. A bulk decision (a template's creation, an import) is never
-    ranked above another decision. A decision's result carries the ids of the entities it changed."""
+    something done lifts decisions and notes; the decisions that changed the best entity hits
+    inherit a share of those hits' scores (a question about a part's change finds the part first,
+    the decision through it); an exact part number or id lifts the chunks that have it. A bulk
+    decision (a template's creation, an import) is never ranked above another decision. A
+    decision's result carries the ids of the entities it changed."""
     store = open_store(repo)
     try:
         kinds = FAMILIES.get(family) if family else None
