@@ -5,7 +5,7 @@ four times is four elements (`M3_screw`, `M3_screw#2`...). The GLB for viewers a
 manifest (mesh name → entity id, the component tree) go to `.metaforge/artifacts/`, a derived
 cache git ignores. The graph does not own geometry: projection gives the file back unchanged.
 
-OpenCascade (OCP) is an optional extra, imported only when a STEP file is read.
+OpenCascade (OCP, a dependency of mf) is imported only when a STEP file is read.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from metaforge.adapters.base import Adapter, AdapterError, Parsed, ParseResult, id_segment, safe_name
 
 ARTIFACTS = Path(".metaforge") / "artifacts"
-INSTALL_HINT = "install STEP support: pip install 'metaforge[step]'"
+INSTALL_HINT = "cadquery-ocp-novtk, a dependency of mf, is missing: reinstall mf"
 
 
 class StepAdapter(Adapter):
