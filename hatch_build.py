@@ -1,5 +1,6 @@
-"""Wheel build hook: the dashboard is built from web/ (scripts/build-dashboard) and its files go into
-the wheel, though git ignores them, so an installed `mf serve` needs no Node.js at run time."""
+"""Wheel build hook: the dashboard is built from web/ (scripts/build-dashboard) and the embedding
+model's weights are fetched (scripts/fetch-model, pinned by sha256); both go into the wheel, though
+git ignores them, so an installed `mf serve` needs no Node.js and `mf ask` no network at run time."""
 
 import subprocess
 import sys
@@ -12,9 +13,15 @@ class DashboardBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version, build_data):
-        if self.target_name != "wheel" or version == "editable":  # an editable install: scripts/setup builds it
+        if self.target_name != "wheel":
             return
         root = Path(self.root)
+        # the model: an editable install reads it from the source tree, a wheel carries it
+        if (root / "scripts" / "fetch-model").is_file():
+            subprocess.run([sys.executable, str(root / "scripts" / "fetch-model")], check=True)
+        build_data["artifacts"].append("metaforge/knowledge/model/")
+        if version == "editable":  # the dashboard of an editable install: scripts/setup builds it
+            return
         if (root / "web").is_dir():
             subprocess.run([sys.executable, str(root / "scripts" / "build-dashboard")], check=True)
         if not (root / "metaforge" / "serve" / "static" / "index.html").is_file():

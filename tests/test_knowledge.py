@@ -192,3 +192,56 @@ def test_a_checkout_to_another_log_recomputes_the_index(tmp_path, mf):
     store.close()
     assert "entity:BOMItem:A1" in keys and "entity:BOMItem:B1" not in keys
     assert not any(k.startswith("decision:") for k in keys)
+
+
+# ---- the labelled decisions of issue 17 ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def decisions(tmp_path_factory):
+    from ask_labelled import labelled_twin
+    from metaforge.knowledge.index import update
+
+    repo, keys = labelled_twin(tmp_path_factory.mktemp("labelled") / "drone")
+    update(repo)
+    return repo, keys
+
+
+def test_the_labelled_decisions_are_found_by_paraphrase(decisions):
+    from ask_labelled import DATA, quality
+
+    assert len(DATA["questions"]) >= 40 and len(DATA["decisions"]) >= 20
+    repo, keys = decisions
+    hybrid = quality(repo, keys, "hybrid")
+    keyword = quality(repo, keys, "keyword")
+    print(f"labelled decisions: hybrid recall@5 {hybrid['recall']:.2f} MRR {hybrid['mrr']:.2f}, "
+          f"keyword recall@5 {keyword['recall']:.2f}; missed {hybrid['missed']}")
+    assert hybrid["recall"] >= 0.9
+    assert hybrid["mrr"] >= 0.7
+    assert hybrid["recall"] > keyword["recall"]
+
+
+def test_the_template_batch_never_outranks_a_decision(decisions):
+    from ask_labelled import DATA
+    from metaforge.knowledge.index import search
+
+    repo, keys = decisions
+    batch = [r for r in search(repo, "twin created from the drone-flight-controller template", k=200)
+             if r["kind"] == "decision" and r["bulk"]]
+    assert len(batch) == 1 and len(batch[0]["entities"]) > 20  # the template's creation is found, and bulk
+    for item in DATA["questions"]:
+        found = search(repo, item["q"], k=200)
+        kinds = [("bulk" if r["bulk"] else "decision") for r in found if r["kind"] == "decision"]
+        assert "decision" not in kinds[kinds.index("bulk"):] if "bulk" in kinds else True, item["q"]
+
+
+def test_a_decision_hit_in_json_names_the_entities_it_changed(decisions, mf):
+    repo, keys = decisions
+    r = mf("ask", "why did the flash current go up?", "--k", "3", "--json", cwd=repo.root)
+    assert r.code == 0
+    hit = next(x for x in r.json if x["key"] == keys["flash"])
+    assert hit["entities"] == ["BOMItem:U6"]
+    r = mf("ask", "why was an extra compass chip added?", "--json", cwd=repo.root)
+    hit = next(x for x in r.json if x["key"] == keys["mag"])
+    assert hit["entities"] == ["BOMItem:U8"]
+    assert all("entities" not in x for x in r.json if x["kind"] != "decision")

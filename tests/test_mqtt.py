@@ -30,21 +30,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def broker(tmp_path):
-    """Our own Mosquitto on a free port, with persistence, that a test can restart."""
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def readme_block(name: str) -> str:
+    """The fenced block of README.md under `<!-- recipe: NAME -->`: the tests run what it says."""
+    text = (ROOT / "README.md").read_text()
+    after = text.split(f"<!-- recipe: {name} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def make_broker(tmp_path, settings: str):
     if not shutil.which("mosquitto"):
         pytest.fail("mosquitto is not installed (.ci/run installs it)")
     port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
+    conf = tmp_path / f"mosquitto-{port}.conf"
+    log = tmp_path / f"mosquitto-{port}.log"
     # as root, mosquitto would drop to user mosquitto and could not write its database here
     user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {tmp_path}/\nautosave_interval 1\nmax_queued_messages 0\n")
+    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {tmp_path}/\n"
+                    f"log_dest file {log}\nlog_type all\n{settings}")
 
     class Broker:
         url = f"mqtt://127.0.0.1:{port}"
         proc = None
+        log_path = log
 
         def start(self):
             self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
@@ -61,7 +71,13 @@ def broker(tmp_path):
             self.proc.terminate()
             self.proc.wait(10)
 
-    b = Broker()
+    return Broker()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """Our own Mosquitto on a free port, set up as the README says loses nothing, restartable."""
+    b = make_broker(tmp_path, readme_block("mosquitto-lossless"))
     b.start()
     yield b
     if b.proc.poll() is None:
@@ -285,3 +301,231 @@ def test_batch_payloads_as_columns_fast_and_careful():
     assert any("short: needs a list of 3 values" in r for r in rejects)
     _, rejects, n = parse_payload(topic, json.dumps({"ts": [t, t * 1000], "metrics": {"v": [1, 2]}}).encode(), now_us)
     assert n == 2 and not rejects  # each stamp by its own size on the careful path
+
+
+# ---- issue 25: never stop, never drop silently ---------------------------------------------------
+
+def start_mf(path, url, *args):
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "metaforge", "ingest", "mqtt", "--broker", url, "--json", *args],
+                            cwd=path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_mf(proc):
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, (json.loads(out) if out.strip() else None), err
+
+
+def store_counts(path):
+    from metaforge.repo import Repo
+    from metaforge.sync.ingest import store
+
+    s = store(Repo.find(path))
+    try:
+        n = s.conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+        return n, s.dead_letters(1000), s.no_readings()
+    finally:
+        s.close()
+
+
+def test_bad_messages_are_acked_and_dead_lettered_and_mf_keeps_going_across_restarts(fleet, broker):
+    """Each kind of message that once crashed `mf ingest mqtt` or vanished, sent while the worker is
+    away (so its persistent session holds them), then taken by a real `mf` process: it stores what
+    it can, says why for the rest, exits 0, and after a restart none of them comes back."""
+    first = start_mf(fleet, broker.url)  # a session for this worker, then away
+    time.sleep(2.0)
+    code, stats, err = stop_mf(first)
+    assert code == 0, err
+    worker_id = err.split(" as ")[1].split()[0]
+    now = time.time()
+    ns = lambda dt: int((now + dt) * 1e9)
+    bad = [
+        f"env x=nan {ns(0.1)}".encode(),                                              # NaN: no reading
+        json.dumps({"ts": [now + 0.2, now + 0.3], "metrics": {"x": [1.0, None]}}).encode(),  # null in columns
+        json.dumps({"ts": now + 0.4, "metrics": {"x": None, "y": 2.0}}).encode(),     # null, one sample
+        f"env x=inf {ns(0.5)}".encode(), f"env x=1e999 {ns(0.6)}".encode(),           # inf, and a float overflow
+        b"", b"  \n ",                                                                 # empty
+        b"\xff\xfe\x00garbage",                                                        # not UTF-8
+        b'{"ts": 1, "metrics": {"x": NaN}}',                                          # NaN is not JSON
+        b"[" * 5000,                                                                   # nested past any parser
+        b"hello world",                                                                # not line protocol
+        json.dumps({"ts": now, "metrics": {"x": 10 ** 30}}).encode(),                  # past 64 bits: a float, kept
+        json.dumps({"ts": -1e300, "metrics": {"x": 1.0}}).encode(),                    # a time no store can hold
+        json.dumps({"ts": [now + 0.7, -1e300], "metrics": {"x": [1.0, 2.0]}}).encode(),  # the same, in columns
+    ]
+    pub = publisher(broker.url)
+    topic = f"devices/{DEV}/telemetry"
+    for payload in bad:
+        pub.publish(topic, payload, qos=1).wait_for_publish(5)
+    pub.publish(topic, json.dumps({"ts": now + 1, "metrics": {"vbat": 11.9}}), qos=1).wait_for_publish(5)
+
+    second = start_mf(fleet, broker.url)
+    assert wait_for(lambda: stored(fleet) == 1, seconds=30)
+    time.sleep(1.0)
+    code, stats, err = stop_mf(second)
+    assert code == 0, err
+    assert f" as {worker_id}" in err  # the same worker: its session, with what waited for it
+    assert stats["messages"] == len(bad) + 1 and stats["acked"] == len(bad) + 1, stats
+    assert stats["no_reading"] == 5 and stats["new"] == 5, stats  # vbat, x=1.0 twice, y=2.0 and x=1e30 stored
+    n, letters, gaps = store_counts(fleet)
+    reasons = [d["reason"] for d in letters]
+    for expected in ("empty payload", "not UTF-8", "malformed JSON", "world is not a number",
+                     "timestamp out of range: -1e+300"):
+        assert any(expected in r for r in reasons), (expected, reasons)
+    assert sum(1 for r in reasons if r == "empty payload") == 2
+    assert {(g["metric"], g["values"]) for g in gaps} == {("x", 2), ("env.x", 3)}
+
+    third = start_mf(fleet, broker.url)  # nothing comes back; new data is taken as before
+    time.sleep(2.0)
+    pub.publish(topic, json.dumps({"ts": now + 2, "metrics": {"vbat": 11.8}}), qos=1).wait_for_publish(5)
+    assert wait_for(lambda: stored(fleet) == 2, seconds=20)
+    code, stats, err = stop_mf(third)
+    assert code == 0, err
+    assert stats["messages"] == 1 and stats["rejected"] == 0, stats
+
+
+def test_a_peak_inside_one_batch_changes_state_at_its_own_time(fleet, broker, mf):
+    """0.3 s at 90 °C inside one 100-sample message (columns, 100 Hz): critical at the first hot
+    sample's time, back to nominal at the first cool one's."""
+    worker, thread = start_worker(fleet, broker.url)
+    pub = publisher(broker.url)
+    t0 = round(time.time()) - 5.0
+    ts = [t0 + i / 100 for i in range(100)]
+    temps = [30.0] * 40 + [90.0] * 30 + [30.0] * 30
+    pub.publish(f"devices/{DEV}/telemetry", json.dumps({"ts": ts, "metrics": {"board_temp_c": temps}}),
+                qos=1).wait_for_publish(5)
+    assert wait_for(lambda: worker.stats.messages >= 1)
+    worker.stop()
+    thread.join(10)
+    changes = [(c["to"], c["at"]) for c in worker.stats.state_changes]
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{round(t % 1 * 1e6):06d}Z"
+    assert changes == [("nominal", iso(ts[0])), ("critical", iso(ts[40])), ("nominal", iso(ts[70]))], changes
+    events = mf("log", f"DeviceInstance:{DEV}", "--type", "device.state_updated", "--limit", "0", "--json",
+                cwd=fleet).json
+    payloads = sorted((e["payload"]["at"], e["payload"]["to"]) for e in events)
+    assert payloads == sorted((at, to) for to, at in changes)
+    hot = next(e["payload"] for e in events if e["payload"]["to"] == "critical")
+    assert hot["trigger"] == {"metric": "board_temp_c", "value": 90.0}
+
+
+def test_the_readme_two_worker_recipe(fleet, broker):
+    """The README's two commands, as written (only the broker's address is this test's): distinct
+    client ids, no connection taken from the other, both take a share, each stores once; a worker
+    restarted comes back as itself."""
+    import shlex
+
+    commands = [shlex.split(line.replace("mqtt://127.0.0.1:1883", broker.url))
+                for line in readme_block("two-workers").splitlines() if line.strip()]
+    assert len(commands) == 2 and all(c[:3] == ["mf", "ingest", "mqtt"] for c in commands)
+    workers = [start_mf(fleet, broker.url, *c[3:]) for c in commands]
+    try:
+        probe = publisher(broker.url)
+        time.sleep(2.5)
+        now = time.time()
+        for i in range(1000):
+            info = probe.publish(f"devices/{DEV}/telemetry",
+                                 json.dumps({"ts": now + i / 1000, "metrics": {"vbat": 11.0}}), qos=1)
+            if i % 200 == 199:
+                info.wait_for_publish(5)
+        assert wait_for(lambda: stored(fleet) == 1000, seconds=60), stored(fleet)
+    finally:
+        results = [stop_mf(w) for w in workers]
+    ids = [err.split(" as ")[1].split()[0] for _, _, err in results]
+    assert all(code == 0 for code, _, _ in results), results
+    assert len(set(ids)) == 2 and {i.rsplit("-", 1)[1] for i in ids} == {"0", "1"}, ids
+    assert all(stats["messages"] > 100 for _, stats, _ in results), results  # both took a share
+    assert sum(stats["new"] for _, stats, _ in results) == 1000
+    assert "already connected" not in broker.log_path.read_text()
+    again = start_mf(fleet, broker.url, *commands[0][3:])  # alone now: the lowest slot, the same id
+    time.sleep(1.0)
+    code, _, err = stop_mf(again)
+    assert code == 0 and f" as {ids[0] if ids[0].endswith('-0') else ids[1]}" in err
+
+
+@pytest.mark.parametrize("settings", ["lossless", "default-queue"])
+def test_what_the_broker_drops_is_said_and_recorded(fleet, tmp_path, settings):
+    """500 QoS 1 messages while the worker is away. A broker with Mosquitto's queue limit (here 100,
+    the default is 1000) drops the rest: mf, back, warns, records it and counts it. With the
+    README's settings it drops nothing and all 500 are stored."""
+    lossy = "max_queued_messages 100\nsys_interval 1\npersistence true\nautosave_interval 1\n"
+    lossless = readme_block("mosquitto-lossless").replace("sys_interval 10", "sys_interval 1")
+    b = make_broker(tmp_path, lossless if settings == "lossless" else lossy)
+    b.start()
+    try:
+        first = start_mf(fleet, b.url)
+        time.sleep(2.0)
+        assert stop_mf(first)[0] == 0
+        pub = publisher(b.url)
+        now = time.time()
+        for i in range(500):
+            info = pub.publish(f"devices/{DEV}/telemetry", json.dumps({"ts": now + i / 100, "metrics": {"vbat": 11.0}}),
+                               qos=1)
+        info.wait_for_publish(10)
+        time.sleep(1.5)  # a $SYS period
+        again = start_mf(fleet, b.url)
+        expected = 500 if settings == "lossless" else 100
+        assert wait_for(lambda: stored(fleet) == expected, seconds=30), stored(fleet)
+        time.sleep(2.5)  # the $SYS counter comes within sys_interval
+        code, stats, err = stop_mf(again)
+    finally:
+        b.stop()
+    assert code == 0, err
+    _, letters, _ = store_counts(fleet)
+    broker_letters = [d for d in letters if d["source"].startswith("broker:")]
+    if settings == "lossless":
+        assert stats["broker_dropped"] == 0 and not broker_letters and "dropped" not in err
+    else:
+        assert stats["broker_dropped"] == 400, stats
+        assert "warning:" in err and "dropped 400 message(s)" in err
+        assert len(broker_letters) == 1 and "max_queued_messages" in broker_letters[0]["reason"]
+
+
+def test_retention_runs_beside_the_ingest_loop(fleet, broker, mf):
+    """Samples past the device's retention are pruned by the worker's own thread, at its start,
+    while it goes on storing."""
+    now = int(time.time())
+    (fleet / "old.csv").write_text("ts,vbat\n" + "".join(f"{now - d * 86400},{11 + d / 100}\n" for d in (1, 100, 400)))
+    assert mf("ingest", "telemetry", "old.csv", "--device", DEV, cwd=fleet).code == 0
+    worker, thread = start_worker(fleet, broker.url)
+    pub = publisher(broker.url)
+    pub.publish(f"devices/{DEV}/telemetry", json.dumps({"metrics": {"vbat": 11.9}}), qos=1).wait_for_publish(5)
+    assert wait_for(lambda: worker.pruned.get(DEV) == 2 and worker.stats.new == 1)
+    worker.stop()
+    thread.join(10)
+    assert stored(fleet) == 2  # a day old and the new one: 100 and 400 days are past 90
+
+
+def test_a_redelivered_message_without_ts_is_stored_once(fleet):
+    """A sample sent without `ts` is stamped on arrival; the broker's redelivery of that message
+    (DUP set, as after a reconnect) keeps the first stamp, so it is not a second sample. The same
+    payload sent again as a new message (no DUP) is a new sample."""
+    from paho.mqtt.client import MQTTMessage
+
+    from metaforge.repo import Repo
+    from metaforge.sync.ingest import store
+    from metaforge.sync.mqtt import MqttIngest
+
+    worker = MqttIngest(Repo.find(fleet), "mqtt://127.0.0.1:1", client_id="mf-dup-test")
+
+    def message(dup: bool):
+        msg = MQTTMessage(mid=7, topic=f"devices/{DEV}/telemetry".encode())
+        msg.payload, msg.qos, msg.dup = b'{"metrics": {"vbat": 11.9}}', 0, dup
+        return msg
+
+    s = store(Repo.find(fleet))
+    try:
+        worker._on_message(None, None, message(False))
+        time.sleep(0.002)
+        worker._on_message(None, None, message(True))  # the broker sends it again
+        worker._flush(None, s, None)
+        assert worker.stats.new == 1 and worker.stats.samples == 2
+        time.sleep(0.002)
+        worker._on_message(None, None, message(False))  # the device sends the same reading again
+        worker._flush(None, s, None)
+        assert worker.stats.new == 2
+    finally:
+        s.close()

@@ -17,7 +17,7 @@ def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.fail("no Chromium: apt-get install chromium (.ci/run installs it)")
+    pytest.fail("no Chromium: apt-get install chromium (./scripts/test installs it)")
 
 
 @pytest.fixture

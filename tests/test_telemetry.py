@@ -215,3 +215,245 @@ def test_a_batch_of_many_runs_with_repeats_stores_each_sample_once(tmp_path):
                           "last": [(t0, 5.0)]}
     assert s.query("D", "w", None, None, None, "mean") == [(t0 + 5, 7.0)]
     s.close()
+
+
+# ---- issue 25: identity, no reading, every path through the detector, rollup edges --------------
+
+PX4 = ULOG.parent
+PYULOG_TEST_LOGS = ["sample.ulg", "sample_appended_multiple.ulg", "sample_log_small.ulg",
+                    "sample_logging_tagged_and_default_params.ulg", "sample_px4_events.ulg"]
+
+
+def _pyulog_counts(path: Path) -> tuple[dict, int]:
+    """What pyulog itself reads, counted without mf: finite values per `topic[_instance].field`, and
+    how many are not finite."""
+    import numpy as np
+    from pyulog import ULog
+
+    counts, non_finite = {}, 0
+    for data in ULog(str(path)).data_list:
+        prefix = data.name if data.multi_id == 0 else f"{data.name}_{data.multi_id}"
+        for field, values in data.data.items():
+            if field == "timestamp" or field.startswith("_padding") or values.dtype.kind not in "iufb":
+                continue
+            finite = int(np.isfinite(values.astype(np.float64)).sum())
+            non_finite += len(values) - finite
+            if finite:
+                counts[f"{prefix}.{field}"] = counts.get(f"{prefix}.{field}", 0) + finite
+    return counts, non_finite
+
+
+@pytest.mark.parametrize("name", PYULOG_TEST_LOGS)
+def test_every_pyulog_test_log_is_stored_sample_for_sample(fleet, mf, name):
+    """Per metric, the store holds exactly the finite samples pyulog reads: repeated timestamps
+    (estimator innovations), multi-instance topics and PX4's event bursts included; ingesting it
+    again adds nothing."""
+    path = PX4 / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing (pyulog's test logs, kept in /work/shared/data/px4)")
+    expected, non_finite = _pyulog_counts(path)
+    r = mf("ingest", "telemetry", str(path), "--device", DEV, "--json", cwd=fleet)
+    assert r.code == 0, r.err
+    assert r.json["new"] == r.json["samples"] == sum(expected.values())
+    assert r.json["no_reading"] == non_finite
+    held = {t["metric"]: t["samples"] for t in mf("device", "show", DEV, "--json", cwd=fleet).json["telemetry"]}
+    assert held == expected
+    again = mf("ingest", "telemetry", str(path), "--device", DEV, "--json", cwd=fleet).json
+    assert again["new"] == 0 and again["duplicates"] == sum(expected.values())
+    if name == "sample_px4_events.ulg":
+        assert held["event.id"] == 38
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["read-here", "read-in-a-second-process"])
+def test_non_finite_values_and_unreadable_files_never_crash_file_ingest(fleet, mf, monkeypatch, elsewhere):
+    if elsewhere:
+        monkeypatch.setattr("metaforge.sync.ingest.PARALLEL_BYTES", 0)
+    now = int(time.time())
+    (fleet / "nan.csv").write_text(f"ts,v,w\n{now - 3},1.0,nan\n{now - 2},inf,2.0\n{now - 1},-inf,NaN\n"
+                                   f"{now - 1},4.0,5.0\n")  # a repeated time: both rows kept
+    (fleet / "nan.lp").write_text(f"env,device={DEV} x=nan {(now - 3) * 10 ** 9}\n"
+                                  f"env,device={DEV} x=1.5,y=inf {(now - 2) * 10 ** 9}\n"
+                                  f"env,device={DEV} x=2.5 -99999999999999999999999999\n")  # no time at all
+    (fleet / "not-a-log.ulg").write_text("this is not ULog\n")
+    (fleet / "empty.csv").write_text("")
+    r = mf("ingest", "telemetry", "nan.csv", "nan.lp", "not-a-log.ulg", "empty.csv", "--device", DEV, "--json",
+           cwd=fleet)
+    assert r.code == 2, r.err  # unreadable files named, exit 2: the others are stored all the same
+    out = r.json
+    assert out["rejected"] == 1  # the line with no usable time
+    assert out["new"] == 5 and out["no_reading"] == 6, out  # v 1, 4; w 2, 5; env.x 1.5: the rest not finite
+    assert any("not-a-log.ulg" in u and "ULog" in u for u in out["unreadable"]), out["unreadable"]
+    assert any("empty.csv" in u and "no ts/time/timestamp column" in u for u in out["unreadable"])
+    rows = mf("telemetry", "query", DEV, "v", "--json", cwd=fleet).json
+    assert [x["value"] for x in rows] == [1.0, 4.0]
+    reasons = [d["reason"] for d in mf("telemetry", "dead-letters", "--json", cwd=fleet).json]
+    assert any("not-a-log.ulg: unreadable" in x for x in reasons)
+    assert "nan.lp:3: timestamp out of range" in reasons
+    said = mf("telemetry", "dead-letters", cwd=fleet).err
+    assert f"{DEV} v 2" in said and f"{DEV} env.y 1" in said  # the no-reading counts
+
+
+def test_file_ingest_goes_through_the_anomaly_detector(fleet, mf):
+    """A bench CSV at 10 Hz with 3 s at 90 °C: critical at the first hot row's time, nominal again
+    at the first cool one's, as events in the log."""
+    cfg = fleet / ".metaforge" / "config.toml"
+    cfg.write_text(cfg.read_text() + '\n[[telemetry.limits]]\nmetric = "board_temp_c"\nunit = "degC"\n'
+                   'max = "TwinModel:DroneFlightController-v2.1.max_temp"\nwarn_margin = 10\nhysteresis = 2\n')
+    base = 1_700_000_400
+    temps = [30.0] * 50 + [90.0] * 30 + [30.0] * 50
+    (fleet / "soak.csv").write_text("ts,board_temp_c\n" + "".join(f"{base + i / 10:.1f},{t}\n" for i, t in enumerate(temps)))
+    r = mf("ingest", "telemetry", "soak.csv", "--device", DEV, "--json", cwd=fleet)
+    assert r.code == 0, r.err
+    changes = [(c["to"], c["at"]) for c in r.json["state_changes"]]
+    assert changes == [("nominal", "2023-11-14T22:20:00.000000Z"), ("critical", "2023-11-14T22:20:05.000000Z"),
+                       ("nominal", "2023-11-14T22:20:08.000000Z")], changes
+    events = mf("log", f"DeviceInstance:{DEV}", "--type", "device.state_updated", "--limit", "0", "--json", cwd=fleet).json
+    assert sorted(e["payload"]["at"] for e in events) == sorted(at for _, at in changes)
+
+
+def test_queries_take_whole_minutes_from_rollups_and_the_ends_raw(tmp_path):
+    """Any range: every whole minute from the rollups, the partial minutes at both ends from raw
+    rows; the answer equals an aggregate of the raw samples, for every aggregate."""
+    import random
+
+    from metaforge.store.telemetry import MINUTE_US, TelemetryStore
+
+    s = TelemetryStore(tmp_path / "t.db")
+    t0 = 28_333_334 * MINUTE_US
+    rng = random.Random(7)
+    stamps = sorted(t0 + rng.randrange(0, 30 * MINUTE_US) for _ in range(20_000))
+    values = [rng.uniform(-5, 5) for _ in stamps]
+    s.write_runs([("D", "v", stamps, values)])
+    for _ in range(30):
+        lo = t0 + rng.randrange(0, 10 * MINUTE_US)
+        hi = lo + rng.randrange(MINUTE_US, 25 * MINUTE_US)
+        for every in (MINUTE_US, 5 * MINUTE_US):
+            buckets: dict[int, list] = {}
+            for t, v in zip(stamps, values):
+                if lo <= t < hi:
+                    buckets.setdefault(t // every * every, []).append(v)
+            for agg, f in (("mean", lambda b: sum(b) / len(b)), ("min", min), ("max", max), ("count", len),
+                           ("sum", sum), ("last", lambda b: b[-1])):
+                got = s.query("D", "v", lo, hi, every, agg)
+                assert [b for b, _ in got] == sorted(buckets), (agg, lo, hi)
+                assert [v for _, v in got] == pytest.approx([f(buckets[b]) for b in sorted(buckets)]), (agg, lo, hi)
+    s.close()
+
+
+def test_a_store_of_schema_1_is_migrated_once_keeping_its_samples(tmp_path):
+    import sqlite3
+
+    from metaforge.store.telemetry import TelemetryStore
+
+    path = tmp_path / "telemetry.db"
+    old = sqlite3.connect(path)  # the schema mf wrote before samples had a seq
+    old.executescript("""
+        CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+        CREATE TABLE metrics (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, unit TEXT);
+        CREATE TABLE samples (device INTEGER NOT NULL, metric INTEGER NOT NULL, ts INTEGER NOT NULL,
+           value REAL NOT NULL, PRIMARY KEY (device, metric, ts)) WITHOUT ROWID;
+        CREATE TABLE rollup_1m (device INTEGER NOT NULL, metric INTEGER NOT NULL, minute INTEGER NOT NULL,
+           n INTEGER NOT NULL, total REAL NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL, last_ts INTEGER NOT NULL,
+           last REAL NOT NULL, PRIMARY KEY (device, metric, minute)) WITHOUT ROWID;
+        CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL,
+           source TEXT NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL);
+        INSERT INTO devices VALUES (1, 'D');
+        INSERT INTO metrics VALUES (1, 'v', NULL);
+        INSERT INTO samples VALUES (1, 1, 60000000, 1.5), (1, 1, 60000010, 2.5);
+        INSERT INTO rollup_1m VALUES (1, 1, 1, 2, 4.0, 1.5, 2.5, 60000010, 2.5);
+    """)
+    old.commit()
+    old.close()
+    s = TelemetryStore(path)
+    assert s.query("D", "v", None, None, None, "mean") == [(60000000, 1.5), (60000010, 2.5)]
+    assert s.write_runs([("D", "v", [60000010, 60000010, 60000020], [2.5, 9.0, 3.0])]) == 2  # the first is held
+    assert s.query("D", "v", 0, 120_000_000, 60_000_000, "count") == [(60_000_000, 4)]
+    s.close()
+    assert TelemetryStore(path).query("D", "v", None, None, None, "mean")[-1] == (60000020, 3.0)
+
+
+def test_retention_deletes_by_key_range_in_short_transactions_and_keeps_rollups_true(tmp_path):
+    from metaforge.store.telemetry import MINUTE_US, TelemetryStore
+
+    s = TelemetryStore(tmp_path / "t.db")
+    t0 = 28_333_334 * MINUTE_US
+    for metric in ("a", "b", "c"):
+        s.write_runs([("D", metric, [t0 + i * 1_000_000 for i in range(600)], [float(i) for i in range(600)])])
+    s.write_runs([("E", "a", [t0], [1.0])])  # another device: untouched
+    cut = t0 + 4 * MINUTE_US + 30_000_000  # inside minute 4: the cut goes back to its start
+    assert s.prune("D", cut, chunk=7) == 3 * 240
+    for metric in ("a", "b", "c"):
+        raw = s.query("D", metric, None, None, None, "mean")
+        assert raw[0] == (t0 + 4 * MINUTE_US, 240.0) and len(raw) == 360
+        assert s.query("D", metric, t0, t0 + 10 * MINUTE_US, MINUTE_US, "count") == [
+            (t0 + m * MINUTE_US, 60) for m in range(4, 10)]
+    assert s.prune("D", cut) == 0  # nothing that old any more: one seek per metric
+    assert s.query("E", "a", None, None, None, "mean") == [(t0, 1.0)]
+    s.close()
+
+
+def test_limit_steps_equal_the_sample_by_sample_walk():
+    """The vectorized walk of a limit with hysteresis gives exactly the changes a walk over every
+    sample gives, for any signal, starting level and window."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from metaforge.sync.live import Limit
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.floats(-20, 120), max_size=300), st.integers(0, 2), st.integers(1, 64),
+           st.sampled_from([(None, 50.0), (0.0, None), (0.0, 50.0)]))
+    def check(values, start, window, bounds):
+        limit = Limit("t", bounds[0], bounds[1], warn_margin=10, hysteresis=2)
+        expected, level = [], start
+        for i, v in enumerate(values):
+            new = limit.level(v, level)
+            if new != level:
+                expected.append((i, new))
+                level = new
+        assert limit.steps(values, start, window) == expected
+
+    check()
+
+
+def test_a_flight_log_goes_through_the_anomaly_detector(fleet, mf):
+    """A PX4 log's battery sagging under a limit (its own median voltage, so the flight crosses it):
+    critical at the time of the first stored sample under it."""
+    import statistics
+    from datetime import datetime
+
+    first = mf("ingest", "telemetry", str(ULOG), "--device", DEV, "--json", cwd=fleet).json
+    assert first["state_changes"] == [{"device": DEV, "from": "unknown", "to": "nominal",
+                                       "at": first["state_changes"][0]["at"]}]
+    rows = mf("telemetry", "query", DEV, "battery_status.voltage_v", "--json", cwd=fleet).json
+    limit = statistics.median(r["value"] for r in rows)
+    cfg = fleet / ".metaforge" / "config.toml"
+    cfg.write_text(cfg.read_text() + f'\n[[telemetry.limits]]\nmetric = "battery_status.voltage_v"\nmin = {limit}\n')
+    again = fleet / "again.ulg"  # the same flight as a new device: its samples are new
+    again.write_bytes(ULOG.read_bytes())
+    assert mf("device", "register", "FC-2", "--model", "DroneFlightController-v2.1", cwd=fleet).code == 0
+    r = mf("ingest", "telemetry", str(again), "--device", "FC-2", "--json", cwd=fleet)
+    assert r.code == 0, r.err
+    critical = [c for c in r.json["state_changes"] if c["to"] == "critical"]
+    low = next(x for x in mf("telemetry", "query", "FC-2", "battery_status.voltage_v", "--json", cwd=fleet).json
+               if x["value"] < limit)
+    when = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert critical and abs(when(critical[0]["at"]) - when(low["ts"])).total_seconds() < 2e-6, (critical, low)
+    assert critical[0]["metric"] == "battery_status.voltage_v" and critical[0]["value"] < limit
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["read-here", "read-in-a-second-process"])
+def test_repeated_times_across_the_chunks_of_a_file_are_all_kept_once(fleet, mf, monkeypatch, elsewhere):
+    """A logger that writes three rows per time stamp: the file is read in chunks of 1,000 rows, so
+    triples straddle chunks; every row is a sample, and ingesting the file again adds none."""
+    monkeypatch.setattr("metaforge.sync.files.CHUNK_SAMPLES", 1_000)
+    if elsewhere:
+        monkeypatch.setattr("metaforge.sync.ingest.PARALLEL_BYTES", 0)
+    base = 1_700_000_400
+    (fleet / "triples.csv").write_text("ts,v\n" + "".join(f"{base + i // 3},{i}\n" for i in range(3_000)))
+    first = mf("ingest", "telemetry", "triples.csv", "--device", DEV, "--json", cwd=fleet).json
+    assert first["new"] == 3_000 and first["rejected"] == 0
+    again = mf("ingest", "telemetry", "triples.csv", "--device", DEV, "--json", cwd=fleet).json
+    assert again["new"] == 0 and again["duplicates"] == 3_000
+    rows = mf("telemetry", "query", DEV, "v", "--json", cwd=fleet).json
+    assert [r["value"] for r in rows] == [float(i) for i in range(3_000)]  # in file order within a time

@@ -11,7 +11,7 @@ name), or that sits in a 3D-model library folder (`*.3dshapes`, `3dmodels`, `pac
 is one `Artifact:3d/<path>` of kind "3d-model", DESCRIBED_BY-linked from the components that
 use it. Any other STEP file (an enclosure, an assembly) is the product's own tree.
 
-OpenCascade (OCP) is an optional extra, imported in a child process (`step_child`) only when a
+OpenCascade (OCP, a dependency of mf) is imported in a child process (`step_child`) only when a
 STEP file is read; the header is checked before.
 """
 
@@ -28,7 +28,7 @@ from metaforge.adapters.base import (Adapter, AdapterError, Parsed, ParseResult,
                                      safe_name)
 
 ARTIFACTS = Path(".metaforge") / "artifacts"
-INSTALL_HINT = "install STEP support: pip install 'metaforge[step]'"
+INSTALL_HINT = "cadquery-ocp-novtk, a dependency of mf, is missing: reinstall mf"
 
 
 MODEL_FOLDERS = {"3dmodels", "3d_models", "3d-models", "3dshapes", "3d_shapes", "packages3d", "models3d", "3d"}

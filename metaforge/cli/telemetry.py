@@ -8,7 +8,8 @@ import typer
 from typer.core import TyperGroup
 
 from metaforge.cli.context import context
-from metaforge.cli.output import ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, parse_pairs, progress_bar, say
+from metaforge.cli.output import (ActorOpt, JsonOpt, MessageOpt, console, emit_json, fmt_value, parse_pairs,
+                                   progress_bar, say, warn)
 
 device_app = typer.Typer(help="The device registry: built units, INSTANCE_OF their twin model.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -153,6 +154,56 @@ def device_show(id: Annotated[str, typer.Argument(help="Device serial.")], json_
             c.print(f"  telemetry {t['metric']}: {t['samples']} samples")
 
 
+@device_app.command("simulate")
+def device_simulate(
+    ids: Annotated[list[str], typer.Argument(help="Devices to simulate (with --count: one prefix).")],
+    broker: Annotated[str, typer.Option("--broker", help="mqtt://HOST:PORT (mqtts:// for TLS).")] = "mqtt://127.0.0.1:1883",
+    rate: Annotated[str, typer.Option("--rate", help="Samples per second of each metric, e.g. 10Hz, 1Hz.")] = "1Hz",
+    duration: Annotated[Optional[str], typer.Option("--duration", help="Simulated time, e.g. 60s, 10min (default: until Ctrl-C).")] = None,
+    fault: Annotated[Optional[list[str]], typer.Option("--fault", help="NAME@TIME[-END][:DEVICE]: overheat, sag or dropout; repeatable.")] = None,
+    count: Annotated[Optional[int], typer.Option("--count", help="Simulate N devices named ID-00001 … ID-N.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Their TwinModel, when the devices are not registered.")] = None,
+    batch: Annotated[float, typer.Option("--batch", help="Seconds of samples per message (0: one message per sample).")] = 1.0,
+    speed: Annotated[float, typer.Option("--speed", help="Run the models this many times faster than real time.")] = 1.0,
+    bundle: Annotated[int, typer.Option("--bundle", help="Devices per message (a fleet of thousands at QoS 1 needs ~100).")] = 1,
+    qos: Annotated[int, typer.Option("--qos")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the devices' spread and sensor noise.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Virtual devices: telemetry from the twin's behavioral models, with sensor noise and faults, to MQTT."""
+    import signal
+
+    from metaforge.sim.scenario import parse_duration, parse_rate
+    from metaforge.sync.simulate import MAX_QOS1_MESSAGES, run
+
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+
+    def started(names, twin, unknown):
+        say(f"simulating {len(names)} device{'s' * (len(names) != 1)} of {twin} → {broker} at {rate}"
+            + (f" for {duration}" if duration else " until Ctrl-C") + (f", {speed:g}× real time" if speed != 1 else ""))
+        if unknown:
+            warn(f"{len(unknown)} of them are not registered ({unknown[0]}…): mf ingest mqtt keeps only "
+                 f"registered devices' samples")
+        per_second = len(names) / bundle * speed / max(batch, 1 / parse_rate(rate))
+        if qos > 0 and per_second > MAX_QOS1_MESSAGES:
+            warn(f"{per_second:,.0f} QoS {qos} messages a second: one paho client sends about 6,000; "
+                 f"it will fall behind (--bundle 100 or --qos 0)")
+
+    stats = run(context().repo, ids, broker=broker, rate_hz=parse_rate(rate),
+                duration=parse_duration(duration) if duration else None, faults=fault or [], count=count,
+                model=model, batch_s=batch, speed=speed, bundle=bundle, qos=qos, seed=seed, stop=lambda: bool(stopping),
+                started=started).as_dict()
+    if json_out:
+        emit_json(stats)
+    else:
+        say(f"[green]✓[/] {stats['devices']} device{'s' * (stats['devices'] != 1)}, {stats['messages']} messages, "
+            f"{stats['samples']} samples "
+            f"over {stats['simulated_s']:g} s simulated in {stats['seconds']:g} s"
+            + (f" (at worst {stats['max_lag_s']:g} s behind)" if stats["max_lag_s"] > 0.5 else ""))
+
+
 @ingest_app.command("telemetry")
 def ingest_telemetry(
     files: Annotated[list[str], typer.Argument(help="CSV, InfluxDB line protocol (.lp) or PX4 ULog (.ulg) files.")],
@@ -184,7 +235,13 @@ def ingest_telemetry(
             f"{out['metrics']} metrics in {out['seconds']} s ({rate:,.0f}/s); {out['rejected']} rejected "
             f"(`mf telemetry dead-letters`)")
         if out["no_reading"]:
-            say(f"  {out['no_reading']} NaN values (no reading) not stored")
+            say(f"  {out['no_reading']} non-finite values (NaN, inf: no reading) not stored, counted")
+        for change in out["state_changes"]:
+            say(f"  {change['device']}: {change['from']} → {change['to']} at {change['at']}")
+    for line in out["unreadable"]:
+        say(f"[red]✗[/] {line}")
+    if out["unreadable"]:
+        raise typer.Exit(2)
     if out["rejected"]:
         raise typer.Exit(1)
 
@@ -236,6 +293,7 @@ def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n")] = 50, json
     ts = store(context().repo)
     try:
         rows = ts.dead_letters(limit)
+        gaps = ts.no_readings()
     finally:
         ts.close()
     if json_out:
@@ -243,6 +301,9 @@ def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n")] = 50, json
         return
     for r in rows:
         console().print(f"#{r['id']} {r['source']}: {r['reason']}", soft_wrap=True, markup=False)
+    if gaps:
+        say(f"no reading (non-finite values left out): " + ", ".join(
+            f"{g['device']} {g['metric']} {g['values']}" for g in gaps[:20]) + (" …" if len(gaps) > 20 else ""))
 
 
 @ingest_app.command("mqtt")
@@ -251,7 +312,7 @@ def ingest_mqtt(
     topic: Annotated[str, typer.Option("--topic", help="Topic filter; devices/<id>/... names the device.")] = "devices/+/telemetry",
     qos: Annotated[int, typer.Option("--qos")] = 1,
     group: Annotated[Optional[str], typer.Option("--group", help="Share the fleet with other workers ($share/GROUP/...).")] = None,
-    client_id: Annotated[Optional[str], typer.Option("--client-id", help="Fixed id of the persistent session.")] = None,
+    client_id: Annotated[Optional[str], typer.Option("--client-id", help="Fixed id of the persistent session (default: this worker's own, mf-HOST-REPO-GROUP-SLOT, the same after a restart).")] = None,
     username: Annotated[Optional[str], typer.Option("--username")] = None,
     password: Annotated[Optional[str], typer.Option("--password", envvar="MF_MQTT_PASSWORD")] = None,
     ca: Annotated[Optional[str], typer.Option("--ca", help="CA certificate file (turns TLS on).")] = None,
@@ -262,18 +323,21 @@ def ingest_mqtt(
     """Take telemetry from an MQTT 5 broker until Ctrl-C (which flushes what it holds first)."""
     import signal
 
-    from metaforge.sync.mqtt import MqttIngest
+    from metaforge.sync.mqtt import MqttIngest, hand_over_sooner
 
-    worker = MqttIngest(context().repo, broker, topic, qos, group, client_id, username, password, ca)
+    worker = MqttIngest(context().repo, broker, topic, qos, group, client_id, username, password, ca,
+                        on_warning=warn)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())
     say(f"ingesting {topic} from {broker} as {worker.client_id}" + (f" in group {group}" if group else ""))
+    hand_over_sooner()
     stats = worker.run(max_messages=max_messages, duration=duration).as_dict()
     if json_out:
         emit_json(stats)
     else:
         say(f"[green]✓[/] {stats['messages']} messages, {stats['samples']} samples ({stats['new']} new), "
-            f"{stats['rejected']} rejected, {len(stats['state_changes'])} state changes")
+            f"{stats['rejected']} rejected, {stats['no_reading']} no reading, {len(stats['state_changes'])} "
+            f"state changes" + (f", {stats['broker_dropped']} dropped by the broker" if stats["broker_dropped"] else ""))
 
 
 @telemetry_app.command("prune")

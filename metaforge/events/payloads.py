@@ -202,6 +202,8 @@ class DeviceStateUpdated(Payload):
     from_: str = Field(alias="from")
     to: str
     metrics: dict[str, str] = Field(description="metric → its level, for those not ok")
+    at: str | None = Field(None, description="time of the sample that changed the state (ISO 8601, UTC)")
+    trigger: dict | None = Field(None, description="the metric and value that changed it")
 
 
 # ---- L4: simulation ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ KINDS_BY_TYPE = {"BOMItem": "component", "DesignElement": "component", "TwinMode
 FAMILIES = {"decision": {"decision"}, "doc": {"doc"}, "run": {"run"},
             "entity": {"component", "requirement", "constraint", "model", "test", "failure", "device"}}
 DOC_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
+BULK = 20  # a decision that changed more entities than this is boilerplate (see Chunk.bulk)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class Chunk:
     text: str
     source: str
     gist: str = ""
+    entities: tuple[str, ...] = ()  # a decision's: the ids of the entities it changed
+
+    @property
+    def bulk(self) -> bool:
+        """A command that changed many entities at once (a template's creation, an import): it
+        answers no particular question, so search ranks it after every other decision."""
+        return len(self.entities) > BULK
 
     @property
     def embed_text(self) -> str:
@@ -44,7 +52,8 @@ class Chunk:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(f"{self.kind}\0{self.title}\0{self.text}\0{self.gist}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{self.kind}\0{self.title}\0{self.text}\0{self.gist}\0{' '.join(self.entities)}".encode()
+                              ).hexdigest()[:32]
 
 
 def _value(v) -> str:
@@ -106,8 +115,11 @@ def decision_chunks(events: list[dict], describe=lambda entity_id: "") -> list[C
             what = describe(e["entity"])
             subjects.append(f"{e['entity']}" + (f", {what}" if what else ""))
         gist = f"design decision: {msg} (about {'; '.join(dict.fromkeys(subjects))}: {'; '.join(changes[:2])})"
+        touched = [e["entity"] for e in evs] + [p["to"] for e in evs if isinstance(p := e.get("payload"), dict)
+                                                and isinstance(p.get("to"), str)]
         out.append(Chunk(f"decision:{evs[0]['id']}", "decision", f"#{evs[0]['seq']} {msg[:60]}", text,
-                         f"events #{evs[0]['seq']}" + (f"-#{evs[-1]['seq']}" if len(evs) > 1 else ""), gist[:400]))
+                         f"events #{evs[0]['seq']}" + (f"-#{evs[-1]['seq']}" if len(evs) > 1 else ""), gist[:400],
+                         tuple(dict.fromkeys(touched))))
     return out
 
 

