@@ -442,12 +442,3 @@ def test_models_read_before_their_board_are_linked_when_the_board_comes(repo, mf
     y1 = mf("show", "DesignElement:StickHub/Y1", "--json", cwd=repo).json
     assert {"rel": "DESCRIBED_BY", "id": "Artifact:3d/hw/3dmodels/Crystal_SMD_4P_2520.step"} in y1["out"]
 
-
-def test_the_templates_own_kicad_project_with_sheets_in_a_sub_folder(twin, mf):
-    """The drone template keeps its sheets in kicad/sheets/, as KiCad 9 projects do."""
-    commit_all(twin)
-    r = mf("ingest", "kicad", "--json", cwd=twin)
-    assert r.code == 0, r.err
-    for name in ("connectors", "mcu", "power", "sensors"):
-        sheet = mf("show", f"DesignElement:flight-controller/sheet/{name}", "--json", cwd=twin)
-        assert sheet.code == 0 and sheet.json["properties"]["kind"] == "schematic", sheet.err

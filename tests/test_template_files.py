@@ -216,9 +216,8 @@ def test_the_root_schematic_reads_as_the_hierarchy_of_the_board():
 
 
 def test_with_the_sheets_beside_the_root_the_whole_project_ingests_and_agrees(twin, mf):
-    """Only the sub-folder waits for issue 19: the same files, the sheets moved beside the root
-    (the one change: the root's Sheetfile paths), go through `mf ingest .`, `mf drift` and
-    `mf project` byte for byte."""
+    """The same files with the sheets moved beside the root (the one change: the root's Sheetfile
+    paths) go through `mf ingest .`, `mf drift` and `mf project` byte for byte too."""
     kicad = twin / "kicad"
     for sheet in SHEETS:
         (kicad / sheet).rename(kicad / Path(sheet).name)
@@ -238,8 +237,6 @@ def test_with_the_sheets_beside_the_root_the_whole_project_ingests_and_agrees(tw
     assert {p: p.read_bytes() for p in kicad.iterdir()} == files
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 19 sub-folder sheets: `mf ingest .` reads kicad/sheets/*.kicad_sch "
-                                       "as projects of their own and refuses the root's links to them")
 def test_init_ingest_drift_on_the_template_exits_0(tmp_path):
     """The issue's 'done when': mf init X --template drone-flight-controller && cd X && mf ingest . && mf drift."""
     run = lambda *a, cwd: subprocess.run([sys.executable, "-m", "metaforge", *a], cwd=cwd, capture_output=True, text=True)
