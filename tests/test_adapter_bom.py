@@ -226,7 +226,7 @@ def test_a_row_without_references_is_reported_not_silently_read(tmp_path):
 def test_the_adapter_is_registered_and_owns_bom_file_names():
     (ep,) = [e for e in entry_points(group=GROUP) if e.name == "bom_csv"]
     adapter = ep.load()()
-    assert adapter.name == "bom_csv" and adapter.version == "1"
+    assert adapter.name == "bom_csv" and adapter.version == "2"
     assert adapter.owns("hw/main_board-BOM.csv") and adapter.owns("hw/pic.bom.csv")
     assert not adapter.owns("hw/notes.csv")
 

@@ -288,7 +288,7 @@ def _dnp_mark(table: Table) -> str:
 
 class BomAdapter(Adapter):
     name = "bom_csv"
-    version = "1"
+    version = "2"  # 2: items scoped per BOM beside a board, rows linked from its components
     patterns = ("*bom*.csv", "*.bom.csv", "*bom*.tsv")
 
     def parse(self, path: Path, rel: str) -> ParseResult:

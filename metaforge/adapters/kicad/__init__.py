@@ -76,7 +76,7 @@ class BoardAdapter(Adapter):
     DesignElement of kind "net" its components are CONNECTED_TO, the board one of kind "pcb"."""
 
     name = "kicad_pcb"
-    version = "1"
+    version = "2"  # 2: the value is its schematic's (reported here), 3D models linked
     reports = True  # it states values its schematic owns
     patterns = ("*.kicad_pcb",)
 
