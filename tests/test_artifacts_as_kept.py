@@ -87,6 +87,7 @@ def test_the_schematic_owns_values_and_a_board_that_disagrees_is_drift_between_f
         "value": "CH1", "owner": "hw/test_pads_inside_pads.kicad_sch", "graph": "CONN_1"}]
     text = mf("drift", cwd=repo).err
     assert "CONN_1 in hw/test_pads_inside_pads.kicad_sch, CH1 in hw/test_pads_inside_pads.kicad_pcb" in text
+    assert "no drift" not in text and "two files disagree" in text  # never a tick beside a disagreement
 
     # an unrelated change, projected: only that value is written, P1 stays as each file has it
     sch, pcb = (repo / "hw" / f"test_pads_inside_pads.kicad_{s}" for s in ("sch", "pcb"))

@@ -65,13 +65,6 @@ def check(
         emit_json(report.as_dict(ids))
     else:
         render_drift_report(report, ids)
-        from rich.markup import escape
-
-        for d in report.between_files:
-            say(f"[yellow]files disagree[/] {escape(d.line())}")
-        if report.between_files:
-            say(f"{len(report.between_files)} values differ between two files; the first named owns each (its "
-                "value is the graph's): change one of them (KiCad: Tools → Update PCB from Schematic)")
     if report.drifts or (report.between_files and not staged):  # --staged: what the pre-commit hook blocks on
         raise typer.Exit(1)
 

@@ -95,5 +95,12 @@ def render_drift_report(report, ids: dict | None = None) -> None:
     if report.drifts:
         say(f"{len(report.drifts)} of {report.checked} files drift; resolve one with "
             "`mf drift resolve PATH --accept-file` (the file wins) or `--reproject` (the graph wins)")
+    elif report.between_files:
+        say(f"no file drifts from the graph ({report.checked} checked), but two files disagree:")
     else:
         say(f"[green]✓[/] no drift: {report.checked} files agree with the graph ({report.parsed} read)")
+    for d in report.between_files:
+        say(f"[yellow]files disagree[/] {escape(d.line())}")
+    if report.between_files:
+        say(f"{len(report.between_files)} values differ between two files; the first named owns each (its "
+            "value is the graph's): change one of them (KiCad: Tools → Update PCB from Schematic)")
