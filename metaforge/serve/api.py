@@ -17,6 +17,7 @@ from metaforge.errors import BadInput, NotFound
 from metaforge.serve import schemas as s
 from metaforge.serve.auth import check_signature, signed_path
 from metaforge.serve.deps import SettingsDep, TwinDep
+from metaforge.serve.limits import SEQ_MAX
 from metaforge.serve.settings import ServeSettings
 from metaforge.serve.twin import JSON, ReadOnly, Twin
 
@@ -52,6 +53,8 @@ async def entities(twin: TwinDep, type: Optional[str] = Query(None, description=
                    limit: int = Query(1000, ge=1, le=100_000)):
     from metaforge.thread.queries import query
 
+    type = type or None  # `type=` is no filter
+
     def run():
         repo = twin.fresh()
         if type is not None and type not in repo.types:
@@ -80,13 +83,13 @@ async def trace(twin: TwinDep, entity_id: str = Path(examples=["Requirement:REQ-
 
 
 @router.get("/events", response_model=s.EventList, summary="The history, oldest first from since_seq")
-async def events(twin: TwinDep, since_seq: int = Query(0, ge=0),
+async def events(twin: TwinDep, since_seq: int = Query(0, ge=0, le=SEQ_MAX),
                  type: Optional[str] = Query(None, description="node.* for a family"),
                  entity: Optional[str] = None, limit: int = Query(1000, ge=1, le=10_000)):
     from metaforge.thread.queries import history
 
     def run():
-        found = history(twin.fresh(), entity, type, limit + 1, since_seq, reverse=True)
+        found = history(twin.fresh(), entity or None, type or None, limit + 1, since_seq, reverse=True)
         page = found[:limit]
         return {"events": page, "last_seq": page[-1]["seq"] if page else since_seq, "more": len(found) > limit}
 
@@ -185,7 +188,8 @@ async def telemetry(twin: TwinDep, device_id: str = Path(examples=["FC-SN-202603
                     every: Optional[str] = Query(None, description="bucket width: 10s, 1m, 1h"),
                     agg: Literal["mean", "min", "max", "last", "count", "sum"] = "mean",
                     limit: int = Query(100_000, ge=1, le=1_000_000)):
-    return JSON(await in_thread(lambda: _telemetry(twin, device_id, metric, since, until, every, agg, limit)))
+    return JSON(await in_thread(lambda: _telemetry(twin, device_id, metric, since or None, until or None,
+                                                   every or None, agg, limit)))
 
 
 @router.get("/simulations", response_model=s.Simulations, summary="SimulationRuns, of one device or all")
@@ -244,6 +248,7 @@ async def add(twin: TwinDep, settings: SettingsDep, body: s.AddBody):
 async def patch(twin: TwinDep, settings: SettingsDep, entity_id: str, body: s.PatchBody = Body(...)):
     from metaforge.thread.commands import Change
 
+    await in_thread(lambda: _existing(twin, entity_id))
     ops = ([Change("set", entity_id, props=body.properties, expect_version=body.expect_version)]
            if body.properties else [])
     if body.unset:
@@ -256,12 +261,19 @@ async def patch(twin: TwinDep, settings: SettingsDep, entity_id: str, body: s.Pa
 
 @router.delete("/entities/{entity_id:path}", response_model=s.ChangeResult, responses=WRITE_ERRORS,
             summary="Remove an entity and its relationships")
-async def remove(twin: TwinDep, settings: SettingsDep, entity_id: str, expect_version: Optional[int] = None,
-                 message: Optional[str] = None):
+async def remove(twin: TwinDep, settings: SettingsDep, entity_id: str,
+                 expect_version: Optional[int] = Query(None, ge=0, le=SEQ_MAX), message: Optional[str] = None):
     from metaforge.thread.commands import Change
 
+    await in_thread(lambda: _existing(twin, entity_id))
     return await in_thread(lambda: write(twin, settings, [Change("remove", entity_id, expect_version=expect_version)],
                                          message, None))
+
+
+def _existing(twin: Twin, entity_id: str) -> None:
+    """PATCH and DELETE name an entity in their path: one that is not there is a 404, as a read of it."""
+    if not twin.fresh().index.exists(entity_id):
+        raise NotFound(f"unknown entity {entity_id}", "list what exists with GET /api/v1/entities")
 
 
 def _glb_name(manifest: dict) -> str:

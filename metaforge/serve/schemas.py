@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from metaforge.serve.limits import SEQ_MAX, check_json
 
 
 class _Open(BaseModel):
@@ -227,8 +229,21 @@ class ChangeResult(_Open):
     verdicts: list[Verdict]
 
 
-class ChangesBody(BaseModel):
+class _Body(BaseModel):
+    """A request body: no unknown fields; its JSON inside serve/limits.py's bounds (the values then
+    go through the write path, whose checks are the store's)."""
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data):
+        problem = check_json(data)
+        if problem is not None:
+            raise ValueError(f"the body holds {problem}")
+        return data
+
+
+class ChangesBody(_Body):
     changes: list[dict[str, Any]] = Field(description="as in `mf mutate apply`: {set: ID, props: {...}, "
                                                       "expect_version: N}, {link: [SRC, REL, DST]}, ...")
     message: Optional[str] = Field(None, description="why: the decision rationale")
@@ -236,19 +251,17 @@ class ChangesBody(BaseModel):
     dry_run: bool = False
 
 
-class AddBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AddBody(_Body):
     id: str = Field(examples=["BOMItem:C42"])
     properties: dict[str, Any] = {}
     message: Optional[str] = None
     actor: Optional[str] = None
 
 
-class PatchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PatchBody(_Body):
     properties: dict[str, Any] = {}
     unset: list[str] = []
-    expect_version: Optional[int] = Field(None, description="refused with 409 unless the entity is at it")
+    expect_version: Optional[int] = Field(None, ge=0, le=SEQ_MAX, description="refused with 409 unless the entity is at it")
     message: Optional[str] = None
     actor: Optional[str] = None
 
