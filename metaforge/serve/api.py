@@ -3,8 +3,6 @@ The routes are module-level; the twin and the settings come in as dependencies (
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from datetime import datetime, timezone
 from typing import Literal, Optional
@@ -27,7 +25,6 @@ ERRORS = {status: {"model": s.Error, "description": why} for status, why in (
 WRITE_ERRORS = {**ERRORS, 202: {"model": s.ChangeResult, "description": "needs approval: recorded as a proposal"},
                 409: {"model": s.Error, "description": "stale expect_version, or the entity exists"},
                 422: {"model": s.Error, "description": "an error-level constraint would fail"}}
-_GLB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.#@+\-]*\.glb$")
 
 
 def _iso(us: int) -> str:
@@ -142,12 +139,12 @@ async def model_manifest(twin: TwinDep, settings: SettingsDep,
                     403: {"model": s.Error, "description": "unsigned, tampered or expired URL"}})
 async def artifact(twin: TwinDep, settings: SettingsDep, name: str, expires: Optional[str] = None,
                    sig: Optional[str] = None):
-    from metaforge.serve.manifests import artifacts_dir
+    from metaforge.serve.manifests import GLB_NAME, inside_artifacts
 
     why = check_signature(settings, name, expires, sig)
     if why is not None:
         return JSON({"ok": False, "error": {"kind": "forbidden", "message": why, "hint": None}}, status_code=403)
-    path = _inside(artifacts_dir(twin.root), name) if _GLB_NAME.match(name) else None
+    path = inside_artifacts(twin.root, name) if GLB_NAME.match(name) else None
     if path is None:
         raise NotFound(f"no model file {name}")
     left = max(0, int(expires) - int(time.time()))
@@ -278,20 +275,13 @@ def _existing(twin: Twin, entity_id: str) -> None:
 
 def _glb_name(manifest: dict) -> str:
     """The GLB's file name in .metaforge/artifacts/, refusing a manifest that points anywhere else."""
+    from metaforge.serve.manifests import GLB_NAME
+
     url = manifest.get("glb_url") or ""
     folder, _, name = url.rpartition("/")
-    if folder != ".metaforge/artifacts" or not _GLB_NAME.match(name):
+    if folder != ".metaforge/artifacts" or not GLB_NAME.match(name):
         raise NotFound("the model's manifest names no GLB in .metaforge/artifacts/", "parse the STEP file again")
     return name
-
-
-def _inside(folder, name: str):
-    """`folder/name` if it is a regular file really inside the repository (no symlink out)."""
-    root = os.path.realpath(folder.parent.parent)
-    path = os.path.realpath(folder / name)
-    if os.path.commonpath([root, path]) != root or os.path.dirname(path) != os.path.realpath(folder):
-        return None
-    return path if os.path.isfile(path) else None
 
 
 def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict:

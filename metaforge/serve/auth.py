@@ -53,7 +53,7 @@ def check_signature(settings: ServeSettings, name: str, expires: str | None, sig
         when = int(expires)
     except ValueError:
         return "malformed expiry"
-    if not hmac.compare_digest(signature(settings.secret, name, when), sig):
+    if not hmac.compare_digest(signature(settings.secret, name, when).encode(), sig.encode("utf-8", "replace")):
         return "bad signature (tampered, or signed by another server start)"
     if when < time.time():
         return "this URL has expired: ask the model manifest for a fresh one"
