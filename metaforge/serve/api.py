@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse
+from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from metaforge.errors import BadInput, NotFound
@@ -16,6 +17,7 @@ from metaforge.serve import schemas as s
 from metaforge.serve.auth import check_signature, signed_path
 from metaforge.serve.deps import SettingsDep, TwinDep
 from metaforge.serve.limits import SEQ_MAX
+from metaforge.serve.schemas import EVERY, WHERE
 from metaforge.serve.settings import ServeSettings
 from metaforge.serve.twin import JSON, ReadOnly, Twin
 
@@ -46,7 +48,8 @@ async def status(twin: TwinDep):
 
 @router.get("/entities", response_model=s.EntityList, summary="Entities by type and property")
 async def entities(twin: TwinDep, type: Optional[str] = Query(None, description="only this entity type"),
-                   where: list[str] = Query([], description="key=value, or != < <= > >= ~ (units convert)"),
+                   where: list[Annotated[str, StringConstraints(pattern=WHERE)]] = Query(
+                       [], description="key=value, or != < <= > >= ~ (units convert)"),
                    limit: int = Query(1000, ge=1, le=100_000)):
     from metaforge.thread.queries import query
 
@@ -98,6 +101,8 @@ async def constraints(twin: TwinDep,
                       entity: Optional[str] = Query(None, description="only those bearing on this entity")):
     from metaforge.thread.constraints.engine import check_all
     from metaforge.thread.queries import constraints_on
+
+    entity = entity or None
 
     def run():
         repo = twin.fresh()
@@ -182,7 +187,7 @@ async def telemetry(twin: TwinDep, device_id: str = Path(examples=["FC-SN-202603
                     metric: Optional[str] = None,
                     since: Optional[str] = Query(None, description="ISO time, epoch seconds, or an age: 2h"),
                     until: Optional[str] = None,
-                    every: Optional[str] = Query(None, description="bucket width: 10s, 1m, 1h"),
+                    every: Optional[str] = Query(None, pattern=EVERY, description="bucket width: 10s, 1m, 1h"),
                     agg: Literal["mean", "min", "max", "last", "count", "sum"] = "mean",
                     limit: int = Query(100_000, ge=1, le=1_000_000)):
     return JSON(await in_thread(lambda: _telemetry(twin, device_id, metric, since or None, until or None,
@@ -193,6 +198,8 @@ async def telemetry(twin: TwinDep, device_id: str = Path(examples=["FC-SN-202603
 async def simulations(twin: TwinDep, device: Optional[str] = Query(None, description="a device serial")):
     from metaforge.thread.devices import show
     from metaforge.thread.queries import simulation_runs
+
+    device = device or None
 
     def run():
         repo = twin.fresh()
@@ -284,6 +291,9 @@ def _glb_name(manifest: dict) -> str:
     return name
 
 
+TIME_RANGE = 100_000 * 365 * 86400 * 10**6  # µs: far past any real time, well inside 64 bits
+
+
 def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict:
     from metaforge.thread.devices import show
     from metaforge.sync.ingest import parse_span, parse_time
@@ -295,6 +305,9 @@ def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict
                                             for m, n, _, last in ts.metrics_of(name)]}
     now = int(time.time() * 1e6)
     lo, hi, width = parse_time(since, now), parse_time(until, now), parse_span(every)
+    for name, value in (("since", lo), ("until", hi), ("every", width)):
+        if value is not None and not -TIME_RANGE <= value <= TIME_RANGE:
+            raise BadInput(f"{name}: out of range (more than 100,000 years from 1970)")
     if width is not None and width <= 0:
         raise BadInput(f"every={every}: a bucket must be wider than 0")
     rows = ts.query(name, metric, lo, hi, width, agg)

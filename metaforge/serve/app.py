@@ -45,9 +45,25 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(docs.router)
     app.include_router(static.router)
+    app.openapi = lambda: _openapi(app)
     app.add_middleware(HotReads, twin=twin)
     app.add_middleware(Guard, settings=settings)  # added last: the outermost, before anything else
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with the entity types this repository declares as the values of
+    /entities?type= (a client, or schemathesis, then knows which ones there are)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        types = sorted(app.state.twin.repo().types)
+        for parameter in doc["paths"]["/api/v1/entities"]["get"].get("parameters", []):
+            if parameter["name"] == "type":
+                parameter["schema"] = {"type": "string", "enum": types + [""], "description": "only this entity type"}
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 @contextlib.asynccontextmanager
