@@ -178,7 +178,7 @@ async def devices(twin: TwinDep):
 async def device(twin: TwinDep, device_id: str = Path(examples=["FC-SN-20260301-001"])):
     from metaforge.thread.devices import describe
 
-    return JSON(await in_thread(lambda: describe(twin.fresh(), device_id)))
+    return JSON(await in_thread(lambda: describe(twin.fresh(), _device(device_id))))
 
 
 @router.get("/devices/{device_id}/telemetry", response_model=s.Telemetry,
@@ -203,7 +203,7 @@ async def simulations(twin: TwinDep, device: Optional[str] = Query(None, descrip
 
     def run():
         repo = twin.fresh()
-        target = show(repo, device)["id"] if device is not None else None
+        target = show(repo, _device(device))["id"] if device is not None else None
         return {"device": target, "runs": simulation_runs(repo.index, target)}
 
     return JSON(await in_thread(run))
@@ -274,6 +274,14 @@ async def remove(twin: TwinDep, settings: SettingsDep, entity_id: str,
                                          message, None))
 
 
+def _device(device_id: str) -> str:
+    """A device named in a path or a filter: another type's id is no device there (404), as an
+    unknown serial is."""
+    if ":" in device_id.removeprefix("DeviceInstance:"):
+        raise NotFound(f"no device {device_id}", "a serial, or DeviceInstance:SERIAL (GET /api/v1/devices)")
+    return device_id
+
+
 def _existing(twin: Twin, entity_id: str) -> None:
     """PATCH and DELETE name an entity in their path: one that is not there is a 404, as a read of it."""
     if not twin.fresh().index.exists(entity_id):
@@ -298,7 +306,7 @@ def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict
     from metaforge.thread.devices import show
     from metaforge.sync.ingest import parse_span, parse_time
 
-    name = show(twin.fresh(), device_id)["name"]
+    name = show(twin.fresh(), _device(device_id))["name"]
     ts = twin.telemetry()
     if metric is None:
         return {"device": name, "metrics": [{"metric": m, "samples": n, "last_ts": last}
