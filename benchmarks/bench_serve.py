@@ -263,18 +263,33 @@ def reads_figures(folder: Path, args) -> None:
     try:
         asyncio.run(open_loop(server.port, 200, 2))  # warm up: caches, the index's pages
         print(f"load average before: {_load()}")
-        quiet = asyncio.run(open_loop(server.port, args.rate, args.duration))
+        quiet = cpu_timed(server, lambda: asyncio.run(open_loop(server.port, args.rate, args.duration)))
         with busy_core():
-            busy = asyncio.run(open_loop(server.port, args.rate, args.duration))
+            busy = cpu_timed(server, lambda: asyncio.run(open_loop(server.port, args.rate, args.duration)))
         closed = wrk(server.port, folder)
     finally:
         server.stop()
     print(f"entity reads on a {ENTITIES:,}-entity twin at {args.rate} req/s for {args.duration:g} s (open loop), "
           "target p99 < 20 ms:")
     print(f"  {'':28} {'as the machine is':>20} {'one core kept busy':>20}")
-    for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "achieved_rate", "errors"):
+    for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "achieved_rate", "errors", "server_cpu_us_per_request"):
         print(f"  {key:28} {quiet[key]:>20} {busy[key]:>20}")
     print(f"wrk, 8 connections, as fast as it goes: {json.dumps(closed) if closed else 'wrk not installed'}")
+
+
+def cpu_timed(server, run) -> dict:
+    """The run's figures, plus the server process's CPU time (user + system) per request: what the
+    server itself spends, which other jobs on the machine do not change much."""
+    import os
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu()
+    figures = run()
+    figures["server_cpu_us_per_request"] = round((cpu() - before) / figures["requests"] * 1e6)
+    return figures
 
 
 def _load() -> str:
