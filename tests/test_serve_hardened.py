@@ -274,6 +274,9 @@ def test_inputs_that_once_made_server_errors(server, writable):
                     get("/api/v1/artifacts/x.glb?expires=" + "9" * 5000 + "&sig=x"),
                     b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: mf_token=\xff\"\r\n\r\n",
                     b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                    b"GET /api/v1/status HTTP/1.1\r\nHost: [::1\r\nConnection: close\r\n\r\n",
+                    get("/api/v1/status", "Origin: http://[::1\r\n"),
+                    b"POST /api/v1/changes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \xb2\r\nConnection: close\r\n\r\n",
                     b"BREW /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"]:
         answer = raw(server.port, request)
         assert answer and status_of(answer) < 500, (request[:80], answer[:300])

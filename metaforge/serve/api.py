@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Optional
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse
-from pydantic import StringConstraints
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from metaforge.errors import BadInput, NotFound
@@ -48,7 +48,8 @@ async def status(twin: TwinDep):
 
 @router.get("/entities", response_model=s.EntityList, summary="Entities by type and property")
 async def entities(twin: TwinDep, type: Optional[str] = Query(None, description="only this entity type"),
-                   where: list[Annotated[str, StringConstraints(pattern=WHERE)]] = Query(
+                   # the patterns are documented; the library checks them, with its own messages
+                   where: list[Annotated[str, Field(json_schema_extra={"pattern": WHERE})]] = Query(
                        [], description="key=value, or != < <= > >= ~ (units convert)"),
                    limit: int = Query(1000, ge=1, le=100_000)):
     from metaforge.thread.queries import query
@@ -187,7 +188,8 @@ async def telemetry(twin: TwinDep, device_id: str = Path(examples=["FC-SN-202603
                     metric: Optional[str] = None,
                     since: Optional[str] = Query(None, description="ISO time, epoch seconds, or an age: 2h"),
                     until: Optional[str] = None,
-                    every: Optional[str] = Query(None, pattern=EVERY, description="bucket width: 10s, 1m, 1h"),
+                    every: Optional[str] = Query(None, json_schema_extra={"pattern": EVERY},
+                                                 description="bucket width: 10s, 1m, 1h"),
                     agg: Literal["mean", "min", "max", "last", "count", "sum"] = "mean",
                     limit: int = Query(100_000, ge=1, le=1_000_000)):
     return JSON(await in_thread(lambda: _telemetry(twin, device_id, metric, since or None, until or None,
@@ -313,9 +315,9 @@ def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict
                                             for m, n, _, last in ts.metrics_of(name)]}
     now = int(time.time() * 1e6)
     lo, hi, width = parse_time(since, now), parse_time(until, now), parse_span(every)
-    for name, value in (("since", lo), ("until", hi), ("every", width)):
+    for which, value in (("since", lo), ("until", hi), ("every", width)):
         if value is not None and not -TIME_RANGE <= value <= TIME_RANGE:
-            raise BadInput(f"{name}: out of range (more than 100,000 years from 1970)")
+            raise BadInput(f"{which}: out of range (more than 100,000 years from 1970)")
     if width is not None and width <= 0:
         raise BadInput(f"every={every}: a bucket must be wider than 0")
     rows = ts.query(name, metric, lo, hi, width, agg)

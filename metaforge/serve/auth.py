@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -61,6 +62,8 @@ def check_signature(settings: ServeSettings, name: str, expires: str | None, sig
 
 
 # ---- the guard in front of everything ---------------------------------------------------------------
+
+_DIGITS = re.compile(r"^[0-9]{1,18}$")  # ASCII digits only ("²".isdigit() is true); 18 of them: over any limit
 
 # the routes that write (a read-only server refuses them before reading their body)
 _WRITE_ROUTES = (("POST", "/api/v1/changes"), ("POST", "/api/v1/entities"), ("PATCH", "/api/v1/entities/"),
@@ -111,8 +114,7 @@ class Guard:
             return problem
         token = self.settings.token
         if token is None:
-            name = urlsplit(f"//{host}").hostname or ""
-            if not is_loopback(name):
+            if not is_loopback(_hostname(host)):
                 return 403, "bad_host", (f"Host {host or '(none)'} is not this machine: without a token the server "
                                          "answers only requests to localhost")
             return None
@@ -145,9 +147,19 @@ class Guard:
         origin = origin.strip().lower().rstrip("/")
         if origin in self.origins:
             return True
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[::1" and the like: no origin of this server
+            return False
         return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host.lower() \
             and not parts.path and not parts.query
+
+
+def _hostname(host: str) -> str:
+    try:
+        return urlsplit(f"//{host}").hostname or ""
+    except ValueError:  # a malformed Host ("[::1"): no name of this machine
+        return ""
 
 
 def _is_write(method: str, path: str) -> bool:
@@ -158,7 +170,7 @@ def _is_write(method: str, path: str) -> bool:
 def _body_problem(length: str | None, limit: int) -> tuple[int, str, str] | None:
     if length is None:
         return None
-    if not length.strip().isdigit():
+    if not _DIGITS.match(length.strip()):
         return 400, "bad_request", f"Content-Length {length[:40]!r} is not a number"
     if int(length) > limit:
         return 413, "too_large", _too_large(limit)

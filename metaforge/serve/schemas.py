@@ -12,8 +12,8 @@ from metaforge.serve.limits import SEQ_MAX, check_json
 
 ENTITY_ID = r"^[A-Za-z][A-Za-z0-9]*:[A-Za-z0-9_][A-Za-z0-9_.\-+/#@]*$"  # as metaforge.thread.entities reads ids
 ACTOR = r"^(user|agent):.*\S.*$"
-WHERE = r"^[A-Za-z_][A-Za-z0-9_]*\s*(!=|>=|<=|=|>|<|~)"
-EVERY = r"^[1-9][0-9]{0,6}(us|ms|s|m|h|d)$"
+WHERE = r"^[A-Za-z_][A-Za-z0-9_]*\s*(!=|>=|<=|=|>|<|~)\s*.*$"  # as metaforge.thread.queries reads --where
+EVERY = r"^(\s*[0-9]+(\.[0-9]+)?\s*(us|ms|s|m|h|d)\s*)?$"  # as sync.ingest.parse_span reads it; empty: no buckets
 ID_LENGTH = 256  # serve's own bound; the store's limits (when they come) are the ones that count
 
 
