@@ -309,17 +309,17 @@ def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict
     from metaforge.sync.ingest import parse_span, parse_time
 
     name = show(twin.fresh(), _device(device_id))["name"]
-    ts = twin.telemetry()
-    if metric is None:
-        return {"device": name, "metrics": [{"metric": m, "samples": n, "last_ts": last}
-                                            for m, n, _, last in ts.metrics_of(name)]}
-    now = int(time.time() * 1e6)
+    now = int(time.time() * 1e6)  # the range is checked even when unused (no metric): what is taken is valid
     lo, hi, width = parse_time(since, now), parse_time(until, now), parse_span(every)
     for which, value in (("since", lo), ("until", hi), ("every", width)):
         if value is not None and not -TIME_RANGE <= value <= TIME_RANGE:
             raise BadInput(f"{which}: out of range (more than 100,000 years from 1970)")
     if width is not None and width <= 0:
         raise BadInput(f"every={every}: a bucket must be wider than 0")
+    ts = twin.telemetry()
+    if metric is None:
+        return {"device": name, "metrics": [{"metric": m, "samples": n, "last_ts": last}
+                                            for m, n, _, last in ts.metrics_of(name)]}
     rows = ts.query(name, metric, lo, hi, width, agg)
     if not rows and metric not in {m for m, *_ in ts.metrics_of(name)}:
         raise NotFound(f"device {name} has no metric {metric}", "GET without ?metric= lists what it reports")
