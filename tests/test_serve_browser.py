@@ -253,3 +253,40 @@ def test_the_api_docs_load_with_no_network_beyond_the_server(tmp_path):
     finally:
         server.stop()
     assert outside == [], outside
+
+
+def test_the_dashboard_resumes_the_event_feed_where_it_stopped(tmp_path):
+    """The server goes away, events are written meanwhile (another process), the server comes back
+    on the same port: the page reconnects with since_seq and shows every event it missed."""
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    from serve_support import free_port, mf_env
+
+    twin = make_twin(tmp_path / "drone", model=False)
+    port = free_port()
+    server = Server(twin, "--port", str(port))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            page.wait_for_function("window.mf && window.mf.ready", timeout=60_000)
+            mutate = lambda *a: subprocess.run([sys.executable, "-m", "metaforge", "mutate", *a], cwd=twin,
+                                               env=mf_env(), capture_output=True, text=True, check=True)
+            mutate("set", "BOMItem:U2", "notes=before")
+            page.wait_for_selector("#event-feed li:has-text('BOMItem:U2')", timeout=10_000)
+            import httpx
+
+            seen = httpx.get(f"{server.url}/api/v1/status").json()["semantic_version"]
+            server.stop()
+            for i in range(3):
+                mutate("set", "BOMItem:U3", f"notes=while-away-{i}")
+            server = Server(twin, "--port", str(port))
+            for seq in range(seen + 1, seen + 4):
+                page.wait_for_selector(f"#event-feed li:text-matches('^#{seq} ')", timeout=30_000)
+            browser.close()
+    finally:
+        server.stop()
