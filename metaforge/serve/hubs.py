@@ -149,7 +149,12 @@ class EventFeed:
                 continue
             batch = hub.buffered(self.position)
             if batch is None:  # behind the buffer: a page from the log
-                batch = await run_in_threadpool(hub.page, self.position)
+                try:
+                    batch = await run_in_threadpool(hub.page, self.position)
+                except (MetaforgeError, OSError) as exc:  # a log mid-rewrite (checkout): again in a moment
+                    log.warning("events feed: %s", exc)
+                    await asyncio.sleep(max(hub.poll_s, 0.1))
+                    continue
                 if not batch:  # the log no longer reaches here (rewritten under us): on from its end
                     self.position = hub.last_seq
             for seq, event_type, message in batch:
