@@ -221,6 +221,10 @@ def test_query_and_body_integers_out_of_range_are_400(server, writable):
                  f"/api/v1/devices/{DEVICE}/telemetry?metric=vbat&limit=" + "9" * 5000]:
         r = httpx.get(server.url + path)
         assert r.status_code == 400 and r.json()["error"]["kind"] == "bad_input", (path, r.text[:300])
+    # a parameter that takes one value, given twice: which one would count? Refused
+    r = httpx.get(server.url + "/api/v1/events?since_seq=%5B%5D&since_seq=0.0&since_seq=3")
+    assert r.status_code == 400 and "given twice" in r.json()["error"]["message"]
+    assert httpx.get(server.url + "/api/v1/entities?where=rail%3D3V3&where=current%3E%3D20mA").json()["count"] == 2
     _, s = writable
     for method, path, body in [
             ("PATCH", "/api/v1/entities/BOMItem:U1", {"properties": {"notes": "x"}, "expect_version": 2**70}),

@@ -65,6 +65,8 @@ def check_signature(settings: ServeSettings, name: str, expires: str | None, sig
 
 _DIGITS = re.compile(r"^[0-9]{1,18}$")  # ASCII digits only ("²".isdigit() is true); 18 of them: over any limit
 
+_LISTS, _LISTS_WS = {"where"}, {"type"}  # the query parameters that may repeat (serve/api.py, serve/ws.py)
+
 # the routes that write (a read-only server refuses them before reading their body)
 _WRITE_ROUTES = (("POST", "/api/v1/changes"), ("POST", "/api/v1/entities"), ("PATCH", "/api/v1/entities/"),
                  ("DELETE", "/api/v1/entities/"))
@@ -85,7 +87,11 @@ class Guard:
         if sum(1 for k, _ in raw if k == b"host") > 1:  # which one would the checks and the app each read?
             return await _refuse(scope, receive, send, 400, "bad_request", "more than one Host header")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = {k: v for k, v in pairs if v}
+        repeated = _repeated(scope, pairs)
+        if repeated is not None:  # which one would count? (the app would take the last, silently)
+            return await _refuse(scope, receive, send, 400, "bad_input", f"query parameter {repeated!r} given twice")
         problem = self._problem(scope, headers, query)
         if problem is not None:
             return await _refuse(scope, receive, send, *problem)
@@ -153,6 +159,18 @@ class Guard:
             return False
         return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host.lower() \
             and not parts.path and not parts.query
+
+
+def _repeated(scope, pairs: list[tuple[str, str]]) -> str | None:
+    """A query parameter given more than once that takes one value (only `where`, and `type` of
+    the event feed, are lists)."""
+    lists = _LISTS_WS if scope["type"] == "websocket" else _LISTS
+    seen = set()
+    for key, _ in pairs:
+        if key in seen and key not in lists:
+            return key[:40]
+        seen.add(key)
+    return None
 
 
 def _hostname(host: str) -> str:
