@@ -183,3 +183,13 @@ def publisher(url: str):
 def publish(client, device: str, metrics: dict, ts: float | None = None, qos: int = 0):
     payload = json.dumps({"ts": time.time() if ts is None else ts, "metrics": metrics})
     return client.publish(f"devices/{device}/telemetry", payload, qos=qos)
+
+
+def schemathesis_run(server: Server, folder: Path, seconds: int, seed: str | None = None, extra: tuple = ()):
+    """schemathesis with every check (and tests/serve_schemathesis.toml) against a running server."""
+    st = Path(sys.executable).with_name("schemathesis")
+    return subprocess.run([str(st), "--config-file", str(ROOT / "tests" / "serve_schemathesis.toml"), "run",
+                           f"{server.url}/openapi.json", "--checks", "all", "--max-time", str(seconds),
+                           "--workers", "1", "--seed", seed or os.environ.get("MF_SCHEMATHESIS_SEED", "20260301"),
+                           *extra, "--no-color", "--report-dir", str(folder / "schemathesis-report")],
+                          capture_output=True, text=True, timeout=seconds + 600, cwd=folder)

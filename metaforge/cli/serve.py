@@ -21,6 +21,9 @@ def serve(
                                                  help="Require this token on every request (env MF_SERVE_TOKEN).")] = None,
     allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Accept changes (as mf mutate does); read-only without.")] = False,
     url_ttl: Annotated[int, typer.Option("--url-ttl", help="Seconds a signed GLB URL stays valid.")] = 3600,
+    allow_origin: Annotated[Optional[list[str]], typer.Option(
+        "--allow-origin", help="Another page's origin (scheme://host:port) that may open WebSockets and write; repeatable.")] = None,
+    max_body: Annotated[int, typer.Option("--max-body", help="Bytes a request body may hold (413 past it).")] = 8 * 1024 * 1024,
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -31,7 +34,8 @@ def serve(
 
     ctx = context(actor)
     root = ctx.repo.root
-    settings = ServeSettings(root, host, port, token, allow_writes, ctx.given_actor, url_ttl).check()
+    settings = ServeSettings(root, host, port, token, allow_writes, ctx.given_actor, url_ttl,
+                             allowed_origins=tuple(allow_origin or ()), max_body=max_body).check()
     ctx.close()  # the server opens its own, one a thread
     from metaforge.serve.app import serve as run
 

@@ -3,20 +3,21 @@ The routes are module-level; the twin and the settings come in as dependencies (
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from datetime import datetime, timezone
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from metaforge.errors import BadInput, NotFound
 from metaforge.serve import schemas as s
 from metaforge.serve.auth import check_signature, signed_path
 from metaforge.serve.deps import SettingsDep, TwinDep
+from metaforge.serve.limits import SEQ_MAX
+from metaforge.serve.schemas import EVERY, WHERE
 from metaforge.serve.settings import ServeSettings
 from metaforge.serve.twin import JSON, ReadOnly, Twin
 
@@ -26,7 +27,6 @@ ERRORS = {status: {"model": s.Error, "description": why} for status, why in (
 WRITE_ERRORS = {**ERRORS, 202: {"model": s.ChangeResult, "description": "needs approval: recorded as a proposal"},
                 409: {"model": s.Error, "description": "stale expect_version, or the entity exists"},
                 422: {"model": s.Error, "description": "an error-level constraint would fail"}}
-_GLB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.#@+\-]*\.glb$")
 
 
 def _iso(us: int) -> str:
@@ -48,9 +48,13 @@ async def status(twin: TwinDep):
 
 @router.get("/entities", response_model=s.EntityList, summary="Entities by type and property")
 async def entities(twin: TwinDep, type: Optional[str] = Query(None, description="only this entity type"),
-                   where: list[str] = Query([], description="key=value, or != < <= > >= ~ (units convert)"),
+                   # the patterns are documented; the library checks them, with its own messages
+                   where: list[Annotated[str, Field(json_schema_extra={"pattern": WHERE})]] = Query(
+                       [], description="key=value, or != < <= > >= ~ (units convert)"),
                    limit: int = Query(1000, ge=1, le=100_000)):
     from metaforge.thread.queries import query
+
+    type = type or None  # `type=` is no filter
 
     def run():
         repo = twin.fresh()
@@ -80,13 +84,13 @@ async def trace(twin: TwinDep, entity_id: str = Path(examples=["Requirement:REQ-
 
 
 @router.get("/events", response_model=s.EventList, summary="The history, oldest first from since_seq")
-async def events(twin: TwinDep, since_seq: int = Query(0, ge=0),
+async def events(twin: TwinDep, since_seq: int = Query(0, ge=0, le=SEQ_MAX),
                  type: Optional[str] = Query(None, description="node.* for a family"),
                  entity: Optional[str] = None, limit: int = Query(1000, ge=1, le=10_000)):
     from metaforge.thread.queries import history
 
     def run():
-        found = history(twin.fresh(), entity, type, limit + 1, since_seq, reverse=True)
+        found = history(twin.fresh(), entity or None, type or None, limit + 1, since_seq, reverse=True)
         page = found[:limit]
         return {"events": page, "last_seq": page[-1]["seq"] if page else since_seq, "more": len(found) > limit}
 
@@ -98,6 +102,8 @@ async def constraints(twin: TwinDep,
                       entity: Optional[str] = Query(None, description="only those bearing on this entity")):
     from metaforge.thread.constraints.engine import check_all
     from metaforge.thread.queries import constraints_on
+
+    entity = entity or None
 
     def run():
         repo = twin.fresh()
@@ -139,12 +145,12 @@ async def model_manifest(twin: TwinDep, settings: SettingsDep,
                     403: {"model": s.Error, "description": "unsigned, tampered or expired URL"}})
 async def artifact(twin: TwinDep, settings: SettingsDep, name: str, expires: Optional[str] = None,
                    sig: Optional[str] = None):
-    from metaforge.serve.manifests import artifacts_dir
+    from metaforge.serve.manifests import GLB_NAME, inside_artifacts
 
     why = check_signature(settings, name, expires, sig)
     if why is not None:
         return JSON({"ok": False, "error": {"kind": "forbidden", "message": why, "hint": None}}, status_code=403)
-    path = _inside(artifacts_dir(twin.root), name) if _GLB_NAME.match(name) else None
+    path = inside_artifacts(twin.root, name) if GLB_NAME.match(name) else None
     if path is None:
         raise NotFound(f"no model file {name}")
     left = max(0, int(expires) - int(time.time()))
@@ -173,7 +179,7 @@ async def devices(twin: TwinDep):
 async def device(twin: TwinDep, device_id: str = Path(examples=["FC-SN-20260301-001"])):
     from metaforge.thread.devices import describe
 
-    return JSON(await in_thread(lambda: describe(twin.fresh(), device_id)))
+    return JSON(await in_thread(lambda: describe(twin.fresh(), _device(device_id))))
 
 
 @router.get("/devices/{device_id}/telemetry", response_model=s.Telemetry,
@@ -182,10 +188,12 @@ async def telemetry(twin: TwinDep, device_id: str = Path(examples=["FC-SN-202603
                     metric: Optional[str] = None,
                     since: Optional[str] = Query(None, description="ISO time, epoch seconds, or an age: 2h"),
                     until: Optional[str] = None,
-                    every: Optional[str] = Query(None, description="bucket width: 10s, 1m, 1h"),
+                    every: Optional[str] = Query(None, json_schema_extra={"pattern": EVERY},
+                                                 description="bucket width: 10s, 1m, 1h"),
                     agg: Literal["mean", "min", "max", "last", "count", "sum"] = "mean",
                     limit: int = Query(100_000, ge=1, le=1_000_000)):
-    return JSON(await in_thread(lambda: _telemetry(twin, device_id, metric, since, until, every, agg, limit)))
+    return JSON(await in_thread(lambda: _telemetry(twin, device_id, metric, since or None, until or None,
+                                                   every or None, agg, limit)))
 
 
 @router.get("/simulations", response_model=s.Simulations, summary="SimulationRuns, of one device or all")
@@ -193,9 +201,11 @@ async def simulations(twin: TwinDep, device: Optional[str] = Query(None, descrip
     from metaforge.thread.devices import show
     from metaforge.thread.queries import simulation_runs
 
+    device = device or None
+
     def run():
         repo = twin.fresh()
-        target = show(repo, device)["id"] if device is not None else None
+        target = show(repo, _device(device))["id"] if device is not None else None
         return {"device": target, "runs": simulation_runs(repo.index, target)}
 
     return JSON(await in_thread(run))
@@ -244,6 +254,7 @@ async def add(twin: TwinDep, settings: SettingsDep, body: s.AddBody):
 async def patch(twin: TwinDep, settings: SettingsDep, entity_id: str, body: s.PatchBody = Body(...)):
     from metaforge.thread.commands import Change
 
+    await in_thread(lambda: _existing(twin, entity_id))
     ops = ([Change("set", entity_id, props=body.properties, expect_version=body.expect_version)]
            if body.properties else [])
     if body.unset:
@@ -256,45 +267,59 @@ async def patch(twin: TwinDep, settings: SettingsDep, entity_id: str, body: s.Pa
 
 @router.delete("/entities/{entity_id:path}", response_model=s.ChangeResult, responses=WRITE_ERRORS,
             summary="Remove an entity and its relationships")
-async def remove(twin: TwinDep, settings: SettingsDep, entity_id: str, expect_version: Optional[int] = None,
-                 message: Optional[str] = None):
+async def remove(twin: TwinDep, settings: SettingsDep, entity_id: str,
+                 expect_version: Optional[int] = Query(None, ge=0, le=SEQ_MAX), message: Optional[str] = None):
     from metaforge.thread.commands import Change
 
+    await in_thread(lambda: _existing(twin, entity_id))
     return await in_thread(lambda: write(twin, settings, [Change("remove", entity_id, expect_version=expect_version)],
                                          message, None))
 
 
+def _device(device_id: str) -> str:
+    """A device named in a path or a filter: another type's id is no device there (404), as an
+    unknown serial is."""
+    if ":" in device_id.removeprefix("DeviceInstance:"):
+        raise NotFound(f"no device {device_id}", "a serial, or DeviceInstance:SERIAL (GET /api/v1/devices)")
+    return device_id
+
+
+def _existing(twin: Twin, entity_id: str) -> None:
+    """PATCH and DELETE name an entity in their path: one that is not there is a 404, as a read of it."""
+    if not twin.fresh().index.exists(entity_id):
+        raise NotFound(f"unknown entity {entity_id}", "list what exists with GET /api/v1/entities")
+
+
 def _glb_name(manifest: dict) -> str:
     """The GLB's file name in .metaforge/artifacts/, refusing a manifest that points anywhere else."""
+    from metaforge.serve.manifests import GLB_NAME
+
     url = manifest.get("glb_url") or ""
     folder, _, name = url.rpartition("/")
-    if folder != ".metaforge/artifacts" or not _GLB_NAME.match(name):
+    if folder != ".metaforge/artifacts" or not GLB_NAME.match(name):
         raise NotFound("the model's manifest names no GLB in .metaforge/artifacts/", "parse the STEP file again")
     return name
 
 
-def _inside(folder, name: str):
-    """`folder/name` if it is a regular file really inside the repository (no symlink out)."""
-    root = os.path.realpath(folder.parent.parent)
-    path = os.path.realpath(folder / name)
-    if os.path.commonpath([root, path]) != root or os.path.dirname(path) != os.path.realpath(folder):
-        return None
-    return path if os.path.isfile(path) else None
+TIME_RANGE = 100_000 * 365 * 86400 * 10**6  # µs: far past any real time, well inside 64 bits
 
 
 def _telemetry(twin, device_id, metric, since, until, every, agg, limit) -> dict:
     from metaforge.thread.devices import show
     from metaforge.sync.ingest import parse_span, parse_time
 
-    name = show(twin.fresh(), device_id)["name"]
+    name = show(twin.fresh(), _device(device_id))["name"]
+    now = int(time.time() * 1e6)  # the range is checked even when unused (no metric): what is taken is valid
+    lo, hi, width = parse_time(since, now), parse_time(until, now), parse_span(every)
+    for which, value in (("since", lo), ("until", hi), ("every", width)):
+        if value is not None and not -TIME_RANGE <= value <= TIME_RANGE:
+            raise BadInput(f"{which}: out of range (more than 100,000 years from 1970)")
+    if width is not None and width <= 0:
+        raise BadInput(f"every={every}: a bucket must be wider than 0")
     ts = twin.telemetry()
     if metric is None:
         return {"device": name, "metrics": [{"metric": m, "samples": n, "last_ts": last}
                                             for m, n, _, last in ts.metrics_of(name)]}
-    now = int(time.time() * 1e6)
-    lo, hi, width = parse_time(since, now), parse_time(until, now), parse_span(every)
-    if width is not None and width <= 0:
-        raise BadInput(f"every={every}: a bucket must be wider than 0")
     rows = ts.query(name, metric, lo, hi, width, agg)
     if not rows and metric not in {m for m, *_ in ts.metrics_of(name)}:
         raise NotFound(f"device {name} has no metric {metric}", "GET without ?metric= lists what it reports")

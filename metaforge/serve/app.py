@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from metaforge import __version__
 from metaforge.errors import MetaforgeError
-from metaforge.serve import api, static, ws
+from metaforge.serve import api, docs, static, ws
 from metaforge.serve.auth import Guard
 from metaforge.serve.hubs import DeviceHub, EventHub
 from metaforge.serve.settings import ServeSettings
@@ -37,16 +37,33 @@ def create_app(settings: ServeSettings) -> FastAPI:
     device_hub = DeviceHub(twin, settings.poll_s)
     events_hub.listeners.append(device_hub.on_event)
     app = FastAPI(title="mf serve", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  default_response_class=JSON, redoc_url=None, exception_handlers=EXCEPTION_HANDLERS)
+                  default_response_class=JSON, docs_url=None, redoc_url=None, exception_handlers=EXCEPTION_HANDLERS)
     app.state.settings, app.state.twin = settings, twin
     app.state.events_hub, app.state.device_hub = events_hub, device_hub
     app.state.static_files = static.static_files()
     app.include_router(api.router)
     app.include_router(ws.router)
+    app.include_router(docs.router)
     app.include_router(static.router)
+    app.openapi = lambda: _openapi(app)
     app.add_middleware(HotReads, twin=twin)
     app.add_middleware(Guard, settings=settings)  # added last: the outermost, before anything else
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with the entity types this repository declares as the values of
+    /entities?type= (a client, or schemathesis, then knows which ones there are)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        types = sorted(app.state.twin.repo().types)
+        for parameter in doc["paths"]["/api/v1/entities"]["get"].get("parameters", []):
+            if parameter["name"] == "type":
+                parameter["schema"] = {"type": "string", "enum": types + [""], "description": "only this entity type"}
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 @contextlib.asynccontextmanager
@@ -74,10 +91,27 @@ async def library_error(request: Request, exc: MetaforgeError):
 
 
 async def bad_parameters(request: Request, exc: RequestValidationError):
-    first = exc.errors()[0] if exc.errors() else {}
+    errors = [_plain(e) for e in exc.errors()[:20]]
+    first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()))
     return JSON({"ok": False, "error": {"kind": "bad_input", "message": f"{where}: {first.get('msg', 'invalid')}",
-                                        "hint": None, "errors": exc.errors()}}, status_code=400)
+                                        "hint": None, "errors": errors}}, status_code=400)
+
+
+def _plain(value, depth: int = 0):
+    """A validation error as JSON can hold it: what the client sent comes back, but an integer
+    beyond 64 bits as its digits, anything else odd as its repr, all of it cut short."""
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if -2**63 <= value < 2**63 else str(value)[:40]
+    if isinstance(value, str):
+        return value[:200]
+    if depth < 4 and isinstance(value, dict):
+        return {str(k)[:100]: _plain(v, depth + 1) for k, v in list(value.items())[:20]}
+    if depth < 4 and isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in list(value)[:20]]
+    return repr(value)[:200]
 
 
 async def http_error(request: Request, exc: HTTPException):
@@ -131,14 +165,11 @@ class HotReads:
 
 
 def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes at this path (each route, or included router, asked with each)."""
     from starlette.routing import Match
 
-    scope = {**request.scope, "method": "GET"}
-    methods = set()
-    for route in request.app.routes:
-        if getattr(route, "methods", None) and route.matches({**scope, "method": next(iter(route.methods))})[0] == Match.FULL:
-            methods |= route.methods
-    return sorted(methods)
+    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)]
 
 
 def serve(settings: ServeSettings, ready=None) -> None:
@@ -146,6 +177,8 @@ def serve(settings: ServeSettings, ready=None) -> None:
     import socket
 
     import uvicorn
+
+    from metaforge.serve.limits import WS_MESSAGE, BoundedHttpTools
 
     app = create_app(settings)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -155,7 +188,7 @@ def serve(settings: ServeSettings, ready=None) -> None:
     sock.listen(2048)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws_ping_interval=20,
-                            timeout_graceful_shutdown=2)
+                            timeout_graceful_shutdown=2, http=BoundedHttpTools, ws_max_size=WS_MESSAGE)
     server = uvicorn.Server(config)
     original_startup = server.startup
 

@@ -13,7 +13,9 @@ publish to browser.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import orjson
@@ -21,7 +23,7 @@ import orjson
 from metaforge.errors import MetaforgeError
 
 log = logging.getLogger("mf.serve")
-QUEUE = 512  # messages a slow client may lag behind before the oldest are dropped
+QUEUE = 512  # overlays a slow client may lag behind before the oldest are dropped (and it is told)
 
 
 @dataclass(eq=False)
@@ -31,7 +33,7 @@ class Subscriber:
     dropped: int = 0
 
     def push(self, message: bytes) -> None:
-        if self.queue.full():  # a client that cannot keep up loses the oldest, never stalls the others
+        if self.queue.full():  # a client that cannot keep up loses the oldest overlays, never stalls the others
             self.queue.get_nowait()
             self.dropped += 1
         self.queue.put_nowait(message)
@@ -43,14 +45,21 @@ class Subscriber:
 
 
 class EventHub:
-    """Follows the event log; every new event goes to each /ws/events subscriber that wants it."""
+    """Follows the event log; keeps the newest events (RECENT) ready for the /ws/events feeds and
+    wakes them when the log moves. Each feed reads at its own pace from its own position: from
+    this buffer while its position is in it, else from the log in pages (EventFeed). Nothing is
+    queued per client, so nothing is dropped: a slow client lags, and catches up from the log."""
+
+    RECENT = 1024
+    PAGE = 500
 
     def __init__(self, twin, poll_s: float):
         self.twin, self.poll_s = twin, poll_s
-        self.subscribers: set[Subscriber] = set()
         self.listeners = []  # callables given each new event (the device hub watches health changes)
         self.head = None
         self.last_seq = None
+        self.recent: deque[tuple[int, str, bytes]] = deque(maxlen=self.RECENT)  # (seq, type, message)
+        self._moved = asyncio.Event()
 
     def start_position(self) -> None:
         repo = self.twin.repo()
@@ -58,12 +67,24 @@ class EventHub:
         self.head = repo.log.stat_head()
         self.last_seq = repo.index.position().seq
 
-    def backlog(self, since_seq: int, sub: Subscriber, limit: int = 10_000) -> None:
+    def moved(self) -> asyncio.Event:
+        """Set once the log moves past what is known now (take it before reading, then wait on it)."""
+        return self._moved
+
+    def buffered(self, after: int) -> list[tuple[int, str, bytes]] | None:
+        """The events after seq `after`, from the buffer; None when it does not reach back so far."""
+        if after >= self.last_seq:
+            return []
+        if not self.recent or self.recent[0][0] > after + 1:
+            return None
+        return list(itertools.islice(self.recent, after + 1 - self.recent[0][0], None))
+
+    def page(self, after: int) -> list[tuple[int, str, bytes]]:
+        """Up to PAGE events after seq `after`, read from the log (in a worker thread: one Repo each)."""
         from metaforge.thread.queries import history
 
-        for e in history(self.twin.fresh(), None, None, limit, since_seq, reverse=True):
-            if e["seq"] <= self.last_seq and sub.wants(e["type"]):
-                sub.push(_event_message(e))
+        return [(e["seq"], e["type"], _event_message(e))
+                for e in history(self.twin.fresh(), None, None, self.PAGE, after, reverse=True)]
 
     def poll(self) -> None:
         repo = self.twin.repo()
@@ -77,13 +98,12 @@ class EventHub:
         events = history(repo, None, None, None, self.last_seq, reverse=True)
         for e in events:
             self.last_seq = e["seq"]
-            message = None
-            for sub in self.subscribers:
-                if sub.wants(e["type"]):
-                    message = message or _event_message(e)
-                    sub.push(message)
+            self.recent.append((e["seq"], e["type"], _event_message(e)))
             for listener in self.listeners:
                 listener(e)
+        if events:
+            moved, self._moved = self._moved, asyncio.Event()
+            moved.set()
 
     async def run(self) -> None:
         """Poll the log every poll_s, and at once when a write of this process commits (the
@@ -108,6 +128,39 @@ class EventHub:
             self.poll()
         except (MetaforgeError, OSError) as exc:  # a log mid-rewrite (checkout): try again next time
             log.warning("events: %s", exc)
+
+
+class EventFeed:
+    """One /ws/events client: every event after its position, in order, each once."""
+
+    def __init__(self, hub: EventHub, since_seq: int | None, types: tuple[str, ...] = ()):
+        self.hub, self.filter = hub, Subscriber(types=types)
+        self.position = hub.last_seq if since_seq is None else since_seq
+
+    async def run(self, send) -> None:
+        """`send(message)` each event the client wants, until cancelled."""
+        from starlette.concurrency import run_in_threadpool
+
+        hub = self.hub
+        while True:
+            moved = hub.moved()
+            if self.position >= hub.last_seq:
+                await moved.wait()
+                continue
+            batch = hub.buffered(self.position)
+            if batch is None:  # behind the buffer: a page from the log
+                try:
+                    batch = await run_in_threadpool(hub.page, self.position)
+                except (MetaforgeError, OSError) as exc:  # a log mid-rewrite (checkout): again in a moment
+                    log.warning("events feed: %s", exc)
+                    await asyncio.sleep(max(hub.poll_s, 0.1))
+                    continue
+                if not batch:  # the log no longer reaches here (rewritten under us): on from its end
+                    self.position = hub.last_seq
+            for seq, event_type, message in batch:
+                if self.filter.wants(event_type):
+                    await send(message)
+                self.position = seq
 
 
 def _event_message(e: dict) -> bytes:

@@ -12,16 +12,38 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from metaforge.errors import NotFound
 
 ARTIFACTS = Path(".metaforge") / "artifacts"
 _SUFFIX = ".manifest.json"
+GLB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.#@+\-]*\.glb$")
 
 
 def artifacts_dir(root: Path) -> Path:
     return root / ARTIFACTS
+
+
+def inside_artifacts(root: Path, name: str) -> str | None:
+    """`.metaforge/artifacts/NAME` if it is a regular file that, links followed, is still in that
+    folder of this repository (the folder itself no link out either); else None."""
+    folder = artifacts_dir(root)
+    top = os.path.realpath(root)
+    real_folder = os.path.realpath(folder)
+    path = os.path.realpath(folder / name)
+    if os.path.commonpath([top, real_folder]) != top or os.path.dirname(path) != real_folder:
+        return None
+    return path if os.path.isfile(path) else None
+
+
+def glb_of(root: Path, manifest: dict) -> str | None:
+    """The GLB file a manifest names, if it is one of this repository's artifacts (see inside_artifacts)."""
+    folder, _, name = (manifest.get("glb_url") or "").rpartition("/")
+    if folder != ARTIFACTS.as_posix() or not GLB_NAME.match(name):
+        return None
+    return inside_artifacts(root, name)
 
 
 def list_manifests(root: Path) -> dict[str, dict]:
@@ -33,8 +55,11 @@ def list_manifests(root: Path) -> dict[str, dict]:
         return {}
     out = {}
     for name in names:
+        path = inside_artifacts(root, name)
+        if path is None:  # a symlink out of the repository (or not a file): no manifest
+            continue
         try:
-            manifest = json.loads((folder / name).read_text(encoding="utf-8"))
+            manifest = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(manifest, dict) and isinstance(manifest.get("glb_url"), str):
@@ -92,10 +117,11 @@ def _keys_of_model(repo, model_id: str, manifests: dict[str, dict]) -> list[str]
 _boxes: dict[tuple[str, int, int], dict] = {}
 
 
-def part_boxes(glb: Path) -> dict[str, dict]:
+def part_boxes(glb: Path | str) -> dict[str, dict]:
     """mesh name → {"center", "min", "max"} in the GLB's scene coordinates (cached per file version)."""
     from metaforge.adapters.glb import NotGlb, node_boxes, read_json
 
+    glb = Path(glb)
     st = glb.stat()
     key = (str(glb), st.st_mtime_ns, st.st_size)
     if key not in _boxes:

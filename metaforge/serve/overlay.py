@@ -83,7 +83,7 @@ class OverlayBuilder:
 
     def _model(self, info: dict) -> tuple[dict[str, str], dict[str, dict]]:
         """entity id → mesh name, and mesh name → box, of the device's model (empty without one)."""
-        from metaforge.serve.manifests import manifest_for, part_boxes
+        from metaforge.serve.manifests import glb_of, manifest_for, part_boxes
         from metaforge.errors import NotFound
 
         model = next((e["id"] for e in info["out"] if e["rel"] == "INSTANCE_OF"), None)
@@ -94,9 +94,9 @@ class OverlayBuilder:
         except NotFound:
             return {}, {}
         mesh_of = {eid: mesh for mesh, eid in (manifest.get("mesh_to_node_map") or {}).items()}
-        glb = self.repo.root / manifest["glb_url"]
+        glb = glb_of(self.repo.root, manifest)  # only a GLB of the repository's own artifacts
         try:
-            boxes = part_boxes(glb) if glb.is_file() else {}
+            boxes = part_boxes(glb) if glb else {}
         except OSError:
             boxes = {}
         return mesh_of, boxes

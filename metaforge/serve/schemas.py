@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from metaforge.serve.limits import SEQ_MAX, check_json
+
+
+ENTITY_ID = r"^[A-Za-z][A-Za-z0-9]*:[A-Za-z0-9_][A-Za-z0-9_.\-+/#@]*$"  # as metaforge.thread.entities reads ids
+ACTOR = r"^(user|agent):.*\S.*$"
+WHERE = r"^[A-Za-z_][A-Za-z0-9_]*\s*(!=|>=|<=|=|>|<|~)\s*.*$"  # as metaforge.thread.queries reads --where
+EVERY = r"^(\s*[0-9]+(\.[0-9]+)?\s*(us|ms|s|m|h|d)\s*)?$"  # as sync.ingest.parse_span reads it; empty: no buckets
+ID_LENGTH = 256  # serve's own bound; the store's limits (when they come) are the ones that count
 
 
 class _Open(BaseModel):
@@ -227,30 +236,44 @@ class ChangeResult(_Open):
     verdicts: list[Verdict]
 
 
-class ChangesBody(BaseModel):
+class _Body(BaseModel):
+    """A request body: no unknown fields; its JSON inside serve/limits.py's bounds (the values then
+    go through the write path, whose checks are the store's)."""
     model_config = ConfigDict(extra="forbid")
-    changes: list[dict[str, Any]] = Field(description="as in `mf mutate apply`: {set: ID, props: {...}, "
-                                                      "expect_version: N}, {link: [SRC, REL, DST]}, ...")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data):
+        problem = check_json(data)
+        if problem is not None:
+            raise ValueError(f"the body holds {problem}")
+        return data
+
+
+class ChangesBody(_Body):
+    changes: list[dict[str, Any]] = Field(min_length=1, description="as in `mf mutate apply`: {set: ID, props: {...}, "
+                                                                    "expect_version: N}, {link: [SRC, REL, DST]}, ...")
     message: Optional[str] = Field(None, description="why: the decision rationale")
-    actor: Optional[str] = Field(None, description="user:<name> or agent:<code> (default: the server's)")
+    actor: Optional[str] = Field(None, pattern=ACTOR, description="user:<name> or agent:<code> (default: the server's)")
     dry_run: bool = False
 
 
-class AddBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(examples=["BOMItem:C42"])
+class AddBody(_Body):
+    id: str = Field(examples=["BOMItem:C42"], pattern=ENTITY_ID, max_length=ID_LENGTH)
     properties: dict[str, Any] = {}
     message: Optional[str] = None
-    actor: Optional[str] = None
+    actor: Optional[str] = Field(None, pattern=ACTOR)
 
 
-class PatchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PatchBody(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["properties"], "properties": {"properties": {"minProperties": 1}}},
+        {"required": ["unset"], "properties": {"unset": {"minItems": 1}}}]})
     properties: dict[str, Any] = {}
     unset: list[str] = []
-    expect_version: Optional[int] = Field(None, description="refused with 409 unless the entity is at it")
+    expect_version: Optional[int] = Field(None, ge=0, le=SEQ_MAX, description="refused with 409 unless the entity is at it")
     message: Optional[str] = None
-    actor: Optional[str] = None
+    actor: Optional[str] = Field(None, pattern=ACTOR)
 
 
 TraceNode.model_rebuild()

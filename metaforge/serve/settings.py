@@ -7,7 +7,11 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from urllib.parse import urlsplit
+
 from metaforge.errors import BadInput
+
+MAX_BODY = 8 * 1024 * 1024  # the default of --max-body (serve/limits.py has the other limits)
 
 MIN_TOKEN = 16
 
@@ -23,6 +27,8 @@ class ServeSettings:
     url_ttl: int = 3600             # seconds a signed GLB URL stays valid
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # signs the URLs; new per start
     poll_s: float = 0.01            # how often the stores are looked at for new samples and events
+    allowed_origins: tuple[str, ...] = ()   # other pages' origins that count as the server's own
+    max_body: int = MAX_BODY        # bytes a request body may hold (413 past it)
 
     def check(self) -> "ServeSettings":
         if self.token is not None and len(self.token) < MIN_TOKEN:
@@ -35,6 +41,12 @@ class ServeSettings:
             raise BadInput(f"--port {self.port}: 0 to 65535 (0 picks a free one)")
         if self.url_ttl <= 0:
             raise BadInput("--url-ttl must be at least 1 second")
+        if self.max_body < 1024:
+            raise BadInput(f"--max-body {self.max_body}: at least 1024 bytes")
+        for origin in self.allowed_origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query:
+                raise BadInput(f"--allow-origin {origin}: an origin is scheme://host[:port], e.g. http://localhost:5173")
         return self
 
 

@@ -24,11 +24,12 @@ export async function get(path, params = {}) {
 export const id = (entityId) => encodeURIComponent(entityId).replaceAll("%2F", "/").replaceAll("%3A", ":");
 
 // A WebSocket that comes back after the server restarts; onMessage gets each parsed message.
+// `path` may be a function, asked again at each reconnect (to resume where the last one ended).
 export function live(path, onMessage, onState) {
   let socket, closed = false, delay = 500;
   const open = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}${path}`);
+    socket = new WebSocket(`${scheme}://${location.host}${typeof path === "function" ? path() : path}`);
     socket.onopen = () => { delay = 500; onState?.("live"); };
     socket.onmessage = (e) => onMessage(JSON.parse(e.data));
     socket.onclose = () => {

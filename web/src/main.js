@@ -5,7 +5,7 @@ import { lineChart } from "./chart.js";
 import { Viewer } from "./viewer.js";
 
 const $ = (selector) => document.querySelector(selector);
-const state = { manifest: null, device: null, deviceSocket: null, charts: {}, loaded: false, errors: [] };
+const state = { manifest: null, device: null, deviceSocket: null, charts: {}, loaded: false, errors: [], lastSeq: null };
 window.mf = state;  // for people poking at it in the console, and for the browser test
 
 const viewer = new Viewer($("#scene"), $("#annotations"), (entityId) => selectEntity(entityId));
@@ -137,7 +137,9 @@ async function selectDevice(name) {
     state.charts[metric] = lineChart(charts, [points.map((pt) => [pt.t, pt.value])], { title: metric, unit: units[metric] });
   }));
   showSimulations(sims.runs);
-  state.deviceSocket = live(`/ws/devices/${encodeURIComponent(name)}`, (overlay) => applyOverlay(name, overlay, units),
+  state.deviceSocket = live(`/ws/devices/${encodeURIComponent(name)}`,
+                            // "dropped": overlays this page was too slow for (the next one is current again)
+                            (m) => (m.type === "overlay" ? applyOverlay(name, m, units) : null),
                             (s) => setConnection(s));
 }
 
@@ -198,6 +200,7 @@ async function loadStatus() {
 }
 
 function onEvent({ event }) {
+  state.lastSeq = event.seq;
   const feed = $("#event-feed");
   feed.prepend(element("li", { textContent: `#${event.seq} ${event.type} ${event.entity} by ${event.actor}${event.msg ? " — " + event.msg : ""}` }));
   while (feed.children.length > 200) feed.lastChild.remove();
@@ -207,7 +210,8 @@ function onEvent({ event }) {
 }
 
 async function start() {
-  live("/ws/events", onEvent, setConnection);
+  // after a reconnect, every event since the last one shown: the server pages them from the log
+  live(() => (state.lastSeq ? `/ws/events?since_seq=${state.lastSeq}` : "/ws/events"), onEvent, setConnection);
   await Promise.all([loadStatus(), loadDevices(), loadProjects()]);
   state.ready = true;
 }
