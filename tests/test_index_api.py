@@ -105,7 +105,7 @@ def test_targets_with_prop_reads_a_level_of_the_tree(opened, fleet, mf):
         ("BehavioralModel:drone-flight", "composition")]
     elements = dict(index.targets_with_prop(twin_model, "HAS_ELEMENT", "artifact_path"))
     assert elements["DesignElement:enclosure"] == "mech/enclosure.step"
-    assert elements["DesignElement:pcb"] == "hw/flight-controller.kicad_pcb"
+    assert elements["DesignElement:pcb"] == "kicad/flight-controller.kicad_pcb"
     assert elements["DesignElement:firmware"] is None  # no artifact_path: still an element
     assert list(elements) == sorted(elements)
     assert index.targets_with_prop(twin_model, "NO_SUCH_REL", "model_type") == []
