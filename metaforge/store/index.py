@@ -9,6 +9,7 @@ up or rebuild it. It is never merged or committed: delete it and the next comman
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
@@ -17,10 +18,12 @@ import orjson
 from metaforge.batch import no_gc
 from metaforge.store import graph_query, sqlite
 from metaforge.store.graph_query import Screen
+from metaforge.errors import LogCorrupt
 from metaforge.store.log import EventLog, Position, Record
 from metaforge.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
+_RACY_NS = 50_000_000  # a write within 50 ms of a fingerprint may share its mtime (coarse clock ticks)
 _TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "nodes": """CREATE TABLE IF NOT EXISTS nodes (
@@ -172,12 +175,30 @@ class GraphIndex:
         return Position(int(rows["pos.seq"]), rows["pos.hash"], int(rows["pos.segment"]),
                         int(rows["pos.size"]), int(rows["pos.mtime_ns"]))
 
+    def fingerprint(self) -> tuple[list | None, int]:
+        """The log's fingerprint as it was when this index last agreed with it, and when it was taken."""
+        rows = dict(self.conn.execute("SELECT key, value FROM meta WHERE key IN ('pos.fp', 'pos.at')"))
+        return (orjson.loads(rows["pos.fp"]) if "pos.fp" in rows else None), int(rows.get("pos.at", 0))
+
     def is_current(self, log: EventLog) -> bool:
-        pos = self.position()
-        return log.stat_head() == (pos.segment, pos.size, pos.mtime_ns)
+        """Is the log, by stat() alone, the one this index was built from? Like git's index, a
+        fingerprint taken within a clock tick of a write ("racy") is not trusted alone: the hash
+        of the last line must match too."""
+        fp, at = self.fingerprint()
+        if fp is None or log.fingerprint() != fp:
+            return False
+        if fp and at - fp[-1][2] < _RACY_NS:
+            pos = self.position()
+            return log.tail_hash(pos.segment, pos.size) == pos.hash if pos.size else True
+        return True
 
     def sync(self, log: EventLog, *, locked: bool, progress: Progress | None = None) -> bool:
-        """Bring the index up to the end of the log. Returns True if anything was applied."""
+        """Bring the index up to the end of the log. Returns True if anything was applied.
+
+        When the log differs from the one the index was built from, its chain is verified from the
+        last position the index trusts (the end it had, if the log only grew; else the start of
+        the first segment that changed) before anything is folded: a log that does not verify
+        raises LogCorrupt, and the index keeps its old fingerprint, so every command notices."""
         if self.is_current(log):
             return False
         if not locked:
@@ -188,15 +209,44 @@ class GraphIndex:
         pos = self.position()
         if not pos.seq:
             return self.rebuild(log, progress=progress)  # a new index: the bulk path
-        seg, size, mtime = log.stat_head()
-        if (seg, size) == (pos.segment, pos.size) and log.tail_hash(seg, size) == pos.hash:
-            self._write_meta(pos._replace(mtime_ns=mtime))  # touched, not changed
-            return False
-        grew = (seg, size) > (pos.segment, pos.size)
-        if not (grew and log.tail_hash(pos.segment, pos.size) == pos.hash):
-            return self.rebuild(log, progress=progress)  # the log was replaced (checkout, reset)
+        start = self._trusted_start(log, pos)
+        if start != pos:
+            end, same_history = _check_chain(log, start, pos)
+            if not same_history:
+                if end[0] < pos.seq and self._cut(log, pos):
+                    raise LogCorrupt(f"{log.display(pos.segment)}: the log ends at seq {end[0]} but held events up "
+                                     f"to seq {pos.seq} (cut in place)",
+                                     "run `mf verify` for what git still holds; restore with "
+                                     "`git checkout -- .metaforge/events`")
+                return self.rebuild(log, progress=progress)  # the log was replaced (checkout, reset)
+            if end == (pos.seq, pos.hash):
+                self._write_meta(pos, log)  # touched, not changed
+                return False
         self._replay(log, pos, progress, clear=False)
         return True
+
+    def _cut(self, log: EventLog, pos: Position) -> bool:
+        """The log ends before the index did: was it cut (by hand, by damage), or checked out or reset
+        by git (then the segment is what git's HEAD holds and the index simply follows it)?"""
+        try:
+            now = log.path(pos.segment).read_bytes()
+        except FileNotFoundError:
+            now = None
+        return now is not None and log.committed(pos.segment) != now
+
+    def _trusted_start(self, log: EventLog, pos: Position) -> Position:
+        """Where to verify from: `pos` if the log only grew past it (same files, the line that ended
+        at pos still there), else the start of the first segment whose fingerprint changed."""
+        old, _ = self.fingerprint()
+        new = log.fingerprint()
+        old = old or []
+        changed = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        grew_only = (changed == len(old) - 1 and old[-1][0] == pos.segment and new[changed][4] == old[-1][4]
+                     and new[changed][1] > pos.size and log.tail_hash(pos.segment, pos.size) == pos.hash) \
+            or (changed == len(old) and len(new) > len(old))
+        if grew_only:
+            return pos
+        return log.segment_start(new[changed][0] if changed < len(new) else changed + 1)
 
     def rebuild(self, log: EventLog, progress: Progress | None = None) -> bool:
         self._replay(log, Position(), progress, clear=True)
@@ -232,12 +282,11 @@ class GraphIndex:
             if progress:
                 progress(done + len(batch), max(total, done + len(batch)))
             end = reader.position
-            st = os.stat(log.path(end.segment)) if end.segment else None
             self._write_state(state)
             if clear:
                 for sql in _INDEXES:
                     conn.execute(sql)
-            self._write_meta(end._replace(mtime_ns=st.st_mtime_ns if st else 0))
+            self._write_meta(end, log)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -253,14 +302,14 @@ class GraphIndex:
 
     # ---- writing a command's result --------------------------------------------------------
 
-    def commit(self, state: GraphState, records: list[Record], end: Position) -> None:
+    def commit(self, state: GraphState, records: list[Record], end: Position, log: EventLog) -> None:
         """Write the state a command folded, its events and the new log end: one transaction."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._insert_events(records)
             self._write_state(state)
-            self._write_meta(end)
+            self._write_meta(end, log)
             fresh = getattr(state, "aggregates", None)
             if fresh:
                 conn.executemany("INSERT OR REPLACE INTO aggregates VALUES (?, ?, ?, ?, ?)",
@@ -338,10 +387,16 @@ class GraphIndex:
         elif e["type"] == "drift.resolved":
             self.conn.execute("DELETE FROM drifts WHERE path = ?", (p["path"],))
 
-    def _write_meta(self, pos: Position) -> None:
+    def _write_meta(self, pos: Position, log: EventLog) -> None:
+        """The log end this index holds and the log's fingerprint now (called under the lock, with
+        the log just read or written: nothing else writes it meanwhile)."""
+        fp = log.fingerprint()
+        at = time.time_ns()
+        mtime = fp[-1][2] if fp else 0
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("pos.seq", str(pos.seq)), ("pos.hash", pos.hash), ("pos.segment", str(pos.segment)),
-            ("pos.size", str(pos.size)), ("pos.mtime_ns", str(pos.mtime_ns))])
+            ("pos.size", str(pos.size)), ("pos.mtime_ns", str(mtime)),
+            ("pos.fp", orjson.dumps(fp).decode()), ("pos.at", str(at))])
 
     # ---- reads: files, drifts, StateLinks, proposals (the artifact state) -------------------
 
@@ -755,6 +810,18 @@ def _decoded(raw: str | None):
 def _node(r) -> Node:
     """A Node from a row of _NODE_COLUMNS."""
     return Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), bool(r[10]))
+
+
+def _check_chain(log: EventLog, start: Position, pos: Position) -> tuple[tuple[int, str], bool]:
+    """Verify the chain from `start` to the end of the log (LogCorrupt if it does not hold).
+    Returns the (seq, hash) it ends at and whether the event at `pos` is still the one the index
+    folded (the same history: only what follows it is new)."""
+    reader = log.read(start)
+    same = start.seq == pos.seq and start.hash == pos.hash
+    for rec in reader:
+        if rec.event["seq"] == pos.seq:
+            same = rec.event["hash"] == pos.hash
+    return (reader.position.seq, reader.position.hash), same
 
 
 def _estimate_events(log: EventLog, start: Position) -> int:

@@ -105,6 +105,46 @@ class EventLog:
                                  "restore it from git: git checkout -- .metaforge/events")
         return nums
 
+    def fingerprint(self) -> list[list[int]]:
+        """[segment, size, mtime_ns, ctime_ns, inode] of every segment, read with stat() only: the
+        cheap check (git's index keeps the same for each file) that the log is the one an index
+        was built from. Any difference means something wrote the log, and the chain is checked."""
+        out = []
+        for num in self.segments():
+            st = os.stat(self.path(num))
+            out.append([num, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+        return out
+
+    def segment_start(self, num: int) -> Position:
+        """Where segment `num` begins in the chain: after the last line of segment num - 1, read
+        from its last line alone (the caller trusts that segment). Position() if it cannot tell."""
+        if num <= 1:
+            return Position()
+        prev = self.path(num - 1)
+        try:
+            size = os.path.getsize(prev)
+            h = self.tail_hash(num - 1, size)
+            if h is None:
+                return Position()
+            with open(prev, "rb") as f:
+                f.seek(max(0, size - (1 << 20)))
+                last = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+            seq = orjson.loads(last)["seq"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return Position()
+        return Position(seq, h, num, 0) if type(seq) is int else Position()
+
+    def committed(self, num: int) -> bytes | None:
+        """Segment `num` as git's HEAD holds it (None: not committed, or no git)."""
+        import subprocess
+
+        try:
+            out = subprocess.run(["git", "show", f"HEAD:{self.rel}/{segment_name(num)}"], cwd=self.dir.parent.parent,
+                                 capture_output=True)
+        except OSError:
+            return None
+        return out.stdout if out.returncode == 0 else None
+
     def stat_head(self) -> tuple[int, int, int]:
         """(last segment, its size, its mtime_ns) without reading anything: the fast check."""
         nums = self.segments()

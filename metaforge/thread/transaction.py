@@ -127,7 +127,7 @@ class Transaction:
         if not drafts:
             return
         records, end = self.repo.log.append(head, drafts, actor, ts)
-        self.repo.index.commit(state, records, end)
+        self.repo.index.commit(state, records, end, self.repo.log)
         self.last_seq = end.seq
 
 
