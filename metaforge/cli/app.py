@@ -78,19 +78,76 @@ def _command_for(args: list[str]):
 
 
 def run(args: list[str]) -> int:
-    """Run one command line; return the exit code (0 ok, 1 findings, 2 bad input, 3 internal)."""
+    """Run one command line; return the exit code (0 ok, 1 findings, 2 bad input, 3 internal).
+
+    The index is disposable: if SQLite finds it damaged while the command reads it, it is moved
+    aside and rebuilt from the log, and the command runs again, unless it had already appended
+    (then its events are in the log and in the rebuilt index: it is done)."""
     from metaforge.cli.context import end
 
     try:
         return _run(args)
+    except _IndexDamaged as damaged:
+        end()
+        notice, appended = _recover_index(damaged)
+        if notice is None:
+            return _fail(damaged.error, args)
+        sys.stderr.write(f"mf: warning: {notice}\n")
+        if appended:
+            sys.stderr.write(f"mf: the change was appended (up to seq {appended}); the index is rebuilt with it\n")
+            return 0
+        try:
+            return _run(args)
+        except _IndexDamaged as again:
+            return _fail(again.error, args)
+        finally:
+            end()
     finally:
         end()  # the command's repository is closed, whatever happened
 
 
-def _run(args: list[str]) -> int:
+class _IndexDamaged(Exception):
+    def __init__(self, error: Exception, appended_before: int):
+        self.error, self.appended_before = error, appended_before
+
+
+def _recover_index(damaged: _IndexDamaged) -> tuple[str | None, int]:
+    from metaforge.repo import Repo
+    from metaforge.thread import transaction
+
+    try:
+        repo = Repo.find(state.cwd)
+    except Exception:
+        return None, 0
+    try:
+        notice = repo.index.recover(repo.log)
+    finally:
+        repo.close()
+    appended = transaction.last_appended()
+    return notice, appended if appended > damaged.appended_before else 0
+
+
+def _storage_error(exc: OSError):
+    from metaforge.errors import StorageError
+
+    return StorageError.of(exc)
+
+
+def _fail(exc: Exception, args: list[str]) -> int:
     from metaforge.errors import MetaforgeError
 
+    code = exc.exit_code if isinstance(exc, MetaforgeError) else 3
+    _report(exc, args, code)
+    return code
+
+
+def _run(args: list[str]) -> int:
+    from metaforge.errors import MetaforgeError
+    from metaforge.store.index import is_damage
+    from metaforge.thread import transaction
+
     command = _command_for(args)
+    appended = transaction.last_appended()
     try:
         rv = command.main(args=args, prog_name="mf", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
@@ -107,7 +164,11 @@ def _run(args: list[str]) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        return _fail(_storage_error(exc), args)
     except Exception as exc:  # an internal error: one line, the traceback with --debug
+        if is_damage(exc) or is_damage(exc.__cause__):
+            raise _IndexDamaged(exc, appended) from exc
         _report(exc, args, 3)
         return 3
 

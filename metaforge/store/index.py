@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
@@ -18,10 +19,11 @@ import orjson
 from metaforge.batch import no_gc
 from metaforge.store import graph_query, sqlite
 from metaforge.store.graph_query import Screen
-from metaforge.errors import LogCorrupt
+from metaforge.errors import STORAGE_HINTS, LogCorrupt, StorageError
 from metaforge.store.log import EventLog, Position, Record
 from metaforge.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
+MFDIR_NAME = ".metaforge"
 SCHEMA_VERSION = "7"
 _RACY_NS = 50_000_000  # a write within 50 ms of a fingerprint may share its mtime (coarse clock ticks)
 _TABLES = {
@@ -124,17 +126,24 @@ WHERE d.type = 'DeviceInstance' AND d.deleted = 0
 
 
 class GraphIndex:
+    """The index of one repository. It is disposable: a file SQLite cannot read (a damaged page, not
+    a database, another schema) is moved aside to `index.db.damaged` and built again from the log;
+    what was done is kept in `notices` for the command to say once."""
+
     def __init__(self, path: Path):
         self.path = path
         self._conn = None
+        self.notices: list[str] = []
 
     @property
     def conn(self):
         if self._conn is None:
-            self._conn = self._open()
+            with os_errors(self.path):
+                self._conn = self._open()
         return self._conn
 
     def _open(self):
+        existed = self.path.exists()
         try:
             conn = sqlite.connect(str(self.path))
             conn.execute("PRAGMA journal_mode = WAL")
@@ -142,24 +151,70 @@ class GraphIndex:
             conn.execute("PRAGMA cache_size = -131072")  # up to 128 MB, used only by big batches
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() \
                 if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() else None
-        except sqlite.DatabaseError:
-            conn, row = None, ("damaged",)
-        if row is None and conn is not None:
+        except sqlite.DatabaseError as exc:
+            if not is_damage(exc) or not existed:
+                raise
+            self._quarantine(str(exc))
+            return self._open()
+        if row is None:
+            if existed and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                conn.close()
+                self._quarantine("not an mf index")
+                return self._open()
             for sql in [*_TABLES.values(), *_INDEXES]:
                 conn.execute(sql)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             return conn
         if row[0] != SCHEMA_VERSION:
-            # an index from another mf version or a damaged file: it is derived, so start over
-            if conn is not None:
-                conn.close()
-            for suffix in ("", "-wal", "-shm"):
-                try:
-                    os.unlink(f"{self.path}{suffix}")
-                except FileNotFoundError:
-                    pass
+            conn.close()
+            self._quarantine(f"schema {row[0]}, this mf reads {SCHEMA_VERSION}")
             return self._open()
         return conn
+
+    def _quarantine(self, why: str) -> None:
+        """Move the file (and its WAL) aside to index.db.damaged, replacing an older one, and say so."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{self.path}{suffix}", f"{self.path}.damaged{suffix}")
+            except FileNotFoundError:
+                try:
+                    os.unlink(f"{self.path}.damaged{suffix}")
+                except FileNotFoundError:
+                    pass
+        self.notices.append(f"{MFDIR_NAME}/{self.path.name} could not be read ({why}): moved aside to "
+                            f"{self.path.name}.damaged, rebuilding it from the log")
+
+    def damage(self) -> str | None:
+        """What is wrong with the file, by SQLite's quick_check and the tables it must hold (None: sound)."""
+        if not self.path.exists():
+            return None
+        self.close()
+        try:
+            conn = sqlite.connect(str(self.path))
+            try:
+                found = conn.execute("PRAGMA quick_check").fetchall()
+                names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            finally:
+                conn.close()
+        except sqlite.DatabaseError as exc:
+            return str(exc) if is_damage(exc) else None
+        if found != [("ok",)]:
+            return "; ".join(str(r[0]) for r in found[:2])
+        missing = sorted(set(_TABLES) - names)
+        return f"no table {missing[0]}" if missing else None
+
+    def recover(self, log: EventLog) -> str | None:
+        """If the file is damaged, move it aside and rebuild from the log; the notice, or None if sound."""
+        why = self.damage()
+        if why is None:
+            return None
+        with log.lock():
+            self._quarantine(why)
+            self.rebuild(log)
+        return self.notices.pop()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -220,7 +275,8 @@ class GraphIndex:
                                      "`git checkout -- .metaforge/events`")
                 return self.rebuild(log, progress=progress)  # the log was replaced (checkout, reset)
             if end == (pos.seq, pos.hash):
-                self._write_meta(pos, log)  # touched, not changed
+                with os_errors(self.path):
+                    self._write_meta(pos, log)  # touched, not changed
                 return False
         self._replay(log, pos, progress, clear=False)
         return True
@@ -249,11 +305,22 @@ class GraphIndex:
         return log.segment_start(new[changed][0] if changed < len(new) else changed + 1)
 
     def rebuild(self, log: EventLog, progress: Progress | None = None) -> bool:
-        self._replay(log, Position(), progress, clear=True)
+        """Fold the whole log again. A file SQLite finds damaged is moved aside first: dropping its
+        tables would leave bad pages behind (or fail on them)."""
+        why = self.damage()
+        if why:
+            self._quarantine(why)
+        try:
+            self._replay(log, Position(), progress, clear=True)
+        except sqlite.DatabaseError as exc:  # a damaged file cannot even drop its tables: start a new one
+            if not is_damage(exc):
+                raise
+            self._quarantine(str(exc))
+            self._replay(log, Position(), progress, clear=True)
         return True
 
     def _replay(self, log: EventLog, start: Position, progress: Progress | None, clear: bool) -> None:
-        with no_gc():
+        with no_gc(), os_errors(self.path):
             self._replay_batch(log, start, progress, clear)
 
     def _replay_batch(self, log: EventLog, start: Position, progress: Progress | None, clear: bool) -> None:
@@ -289,7 +356,7 @@ class GraphIndex:
             self._write_meta(end, log)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _fold(self, state: GraphState, batch: list[Record]) -> None:
@@ -304,6 +371,10 @@ class GraphIndex:
 
     def commit(self, state: GraphState, records: list[Record], end: Position, log: EventLog) -> None:
         """Write the state a command folded, its events and the new log end: one transaction."""
+        with os_errors(self.path):
+            self._commit(state, records, end, log)
+
+    def _commit(self, state: GraphState, records: list[Record], end: Position, log: EventLog) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -316,7 +387,7 @@ class GraphIndex:
                                  [(k, end.seq, c, t, u) for k, (c, t, u) in fresh.items()])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _insert_events(self, records: list[Record]) -> None:
@@ -810,6 +881,45 @@ def _decoded(raw: str | None):
 def _node(r) -> Node:
     """A Node from a row of _NODE_COLUMNS."""
     return Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), bool(r[10]))
+
+
+_SQLITE_OS = {13: ("ENOSPC", "No space left on device"), 8: ("EROFS", "cannot write (read-only file or file system)"),
+              10: ("EIO", "Input/output error"), 3: ("EACCES", "Permission denied"),
+              14: ("EACCES", "cannot open (permissions, or a read-only directory)")}
+
+
+@contextmanager
+def os_errors(path: Path):
+    """SQLite's word for an operating-system refusal (full, read-only, I/O, permission) as a
+    StorageError naming the file, with SQLite's error chained."""
+    try:
+        yield
+    except sqlite.OperationalError as exc:
+        known = _SQLITE_OS.get((getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF)
+        if known is None:
+            raise
+        name, cause = known
+        raise StorageError(f"{MFDIR_NAME}/{path.name}: {cause} (SQLite: {exc})", STORAGE_HINTS.get(name),
+                           {"path": f"{MFDIR_NAME}/{path.name}", "errno": name}) from exc
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Is this SQLite error a damaged or foreign file (not a lock, a full disk or a permission)?"""
+    if not isinstance(exc, sqlite.DatabaseError):
+        return False
+    msg = str(exc)
+    return getattr(exc, "sqlite_errorcode", None) in (11, 26) or "malformed" in msg or "not a database" in msg \
+        or msg.startswith(("no such table", "no such column"))
+
+
+def _rollback(conn) -> None:
+    """Roll back if SQLite has not already (it ends the transaction itself on a full disk or an I/O
+    error): the error that stopped the transaction is the one to report, not the rollback's."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite.Error:
+            pass
 
 
 def _check_chain(log: EventLog, start: Position, pos: Position) -> tuple[tuple[int, str], bool]:

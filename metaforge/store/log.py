@@ -27,7 +27,7 @@ from typing import Iterator, NamedTuple
 import orjson
 
 from metaforge import events as ev
-from metaforge.errors import LogCorrupt, MetaforgeError, UnknownFormat
+from metaforge.errors import LogCorrupt, MetaforgeError, StorageError, UnknownFormat
 from metaforge.events import FORMAT, GENESIS, Draft, check_hash, encode, line_hash
 
 _SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
@@ -53,7 +53,7 @@ class TornTail(LogCorrupt):
 
     def __init__(self, path: str, line: int, size: int, keep: int):
         super().__init__(f"{path}:{line}: torn last line ({size - keep} bytes without an end)",
-                         "run `mf verify --repair` to drop the torn tail")
+                         "run `mf verify --repair` to cut it (it refuses if complete events would go)")
         self.path, self.line, self.size, self.keep = path, line, size, keep
 
 
@@ -224,17 +224,32 @@ class EventLog:
         created = not path.exists()
         journal = {"sizes": {} if created else {segment_name(num): head.size},
                    "created": [segment_name(num)] if created else []}
-        _write_durable(self.journal_path, json.dumps(journal).encode())
-        with open(path, "ab") as f:
-            f.write(b"".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
-        if created:
-            _fsync_dir(self.dir)
+        try:
+            _write_durable(self.journal_path, json.dumps(journal).encode())
+        except OSError as exc:
+            self._undo()
+            raise StorageError.of(exc, self.journal_path) from exc
+        try:
+            with open(path, "ab") as f:
+                f.write(b"".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
+            if created:
+                _fsync_dir(self.dir)
+        except OSError as exc:  # no space, a size limit, an I/O error: take back what got written
+            self._undo()
+            raise StorageError.of(exc, path) from exc
         os.unlink(self.journal_path)  # the commit point
         _fsync_dir(self.journal_path.parent)
         st = os.stat(path)
         return records, Position(seq, prev, num, st.st_size, st.st_mtime_ns)
+
+    def _undo(self) -> None:
+        """Roll back the batch being written now (its journal is on disk, or torn, or absent)."""
+        try:
+            self.recover()
+        except FileNotFoundError:
+            pass
 
     def seal(self) -> str | None:
         """Start a new segment, so the current one never changes again (under the lock)."""
@@ -283,24 +298,17 @@ class EventLog:
                 f.close()
         return out
 
-    def repair(self) -> dict | None:
-        """Drop a torn tail, and only that. Returns what was dropped, or None if nothing was."""
-        reader = self.read(stop_at_torn=True)
-        for _ in reader:
-            pass
-        torn = reader.torn
-        if torn is None:
-            return None
-        path = self.path(torn.segment)
-        if torn.keep == 0:
+    def cut(self, num: int, keep: int) -> None:
+        """Cut segment `num` to its first `keep` bytes (removing it if nothing is kept): `mf verify
+        --repair`, under the lock, after it has decided what may go."""
+        path = self.path(num)
+        if keep == 0:
             os.unlink(path)
             _fsync_dir(self.dir)
         else:
             with open(path, "r+b") as f:
-                f.truncate(torn.keep)
+                f.truncate(keep)
                 os.fsync(f.fileno())
-        return {"file": self.display(torn.segment), "line": torn.line, "bytes_dropped": torn.size - torn.keep}
-
 
 @dataclass(slots=True)
 class _Torn:
