@@ -895,12 +895,25 @@ def os_errors(path: Path):
     try:
         yield
     except sqlite.OperationalError as exc:
-        known = _SQLITE_OS.get((getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF)
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        known = _SQLITE_OS.get(code)
         if known is None:
             raise
+        if code == 10 and _nearly_full(path.parent):  # SQLite does not pass on errno: an I/O error
+            known = _SQLITE_OS[13]                     # on a full disk (growing -shm, WAL) is the full disk
         name, cause = known
-        raise StorageError(f"{MFDIR_NAME}/{path.name}: {cause} (SQLite: {exc})", STORAGE_HINTS.get(name),
+        hint = "free some space; the log is intact and the index catches up with it at the next command" \
+            if name == "ENOSPC" else STORAGE_HINTS.get(name)
+        raise StorageError(f"{MFDIR_NAME}/{path.name}: {cause} (SQLite: {exc})", hint,
                            {"path": f"{MFDIR_NAME}/{path.name}", "errno": name}) from exc
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (256 << 10)
 
 
 def is_damage(exc: BaseException) -> bool:

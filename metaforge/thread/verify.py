@@ -63,10 +63,11 @@ def verify(repo, repair: bool = False, progress=None, force: bool = False) -> di
             damage = repo.index.damage()
             if damage:
                 repo.index.recover(repo.log)
-                report["problems"].append({"kind": "index_damaged", "message": f".metaforge/index.db is damaged "
-                                           f"({damage}): moved aside to index.db.damaged and rebuilt from the log",
-                                           "hint": "nothing more to do: the index is derived"})
             report["index"] = _check_index(repo, state, reader.position)
+            for notice in ([f".metaforge/index.db is damaged ({damage})"] if damage else []) + repo.index_notices():
+                report["problems"].append({"kind": "index_damaged", "message": notice.split(": moved aside")[0]
+                                           + ": moved aside to index.db.damaged and rebuilt from the log",
+                                           "hint": "nothing more to do: the index is derived"})
             if report["index"] != "agrees":
                 report["problems"].append({"kind": "index", "message": report["index"],
                                            "hint": "run `mf rebuild`"})
