@@ -187,6 +187,8 @@ def _report(exc: Exception, args: list[str], code: int) -> None:
     else:
         line = f"mf: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
         err = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}", "hint": None, "exit_code": code}
-    sys.stderr.write(line + "\n")
+    from metaforge.limits import printable
+
+    sys.stderr.write(printable(line) + "\n")
     if "--json" in args:
         emit_json({"ok": False, "error": err})

@@ -23,6 +23,7 @@ from typing import Any
 
 from metaforge.batch import no_gc
 from metaforge.errors import BadInput
+from metaforge.limits import MAX_DEPTH, check_file_size, check_message
 from metaforge.thread.commands import OPS, Change
 
 _KEYS = frozenset({"props", "properties", "keys", "expect_version", "msg", "message"})
@@ -36,15 +37,19 @@ def read_changes(path: Path, display: str | None = None) -> tuple[list[Change], 
 
 def _read_changes(path: Path, name: str) -> tuple[list[Change], str | None]:
     try:
+        check_file_size(name, path.stat().st_size)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"{name}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{name}: cannot read: {exc}") from None
-    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{") and path.suffix.lower() not in (".yaml", ".yml"):
-        data, lines = _load_json(text, name), None
-    else:
-        data, lines = _load_yaml(text, name)
+    try:
+        if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{") and path.suffix.lower() not in (".yaml", ".yml"):
+            data, lines = _load_json(text, name), None
+        else:
+            data, lines = _load_yaml(text, name)
+    except RecursionError:
+        raise BadInput(f"{name}: nested too deep (a property value may nest {MAX_DEPTH} levels: MAX_DEPTH)") from None
     return changes_from_data(data, name, lines)
 
 
@@ -59,6 +64,7 @@ def changes_from_data(data: Any, name: str, lines=None) -> tuple[list[Change], s
         message, data = data.get("message"), data.get("changes")
         if message is not None and not isinstance(message, str):
             raise BadInput(f"{name}: message must be a string")
+        check_message(message, f"{name}: message")
         lines = lines[1] if lines else None
     elif lines:
         lines = lines[0]
@@ -128,6 +134,7 @@ def change_from_dict(item: Any, where: str) -> Change:
     msg = item.get("msg", item.get("message"))
     if msg is not None and not isinstance(msg, str):
         raise BadInput(f"{where}: msg must be a string")
+    check_message(msg, f"{where}: msg")
     if op in ("link", "unlink"):
         if not (isinstance(target, list) and len(target) == 3 and all(isinstance(t, str) for t in target)):
             raise BadInput(f"{where}: {op} takes [SOURCE, RELATION, TARGET]")

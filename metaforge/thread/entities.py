@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from metaforge.errors import BadInput
+from metaforge.limits import MAX_ID_CHARS, check_name, check_value, has_control
 from metaforge.thread import units
 
 _COMMON = {"description": "str", "tags": "list", "status": "str", "notes": "str", "url": "str"}
@@ -98,7 +99,9 @@ _ID_RE = re.compile(r"^([A-Za-z][A-Za-z0-9]*):([A-Za-z0-9_][A-Za-z0-9_.\-+/#@]*)
 
 def parse_id(text: str, types: dict | None = None) -> tuple[str, str]:
     """`BOMItem:C42` → ("BOMItem", "C42"), refusing a malformed id or an unknown type."""
-    m = _ID_RE.match(text)
+    if len(text) > MAX_ID_CHARS or has_control(text):
+        check_name("entity id", text, MAX_ID_CHARS)
+    m = _ID_RE.fullmatch(text)
     if not m:
         raise BadInput(f"'{text}' is not an entity id", "ids are Type:name, e.g. BOMItem:C42")
     known = ENTITY_TYPES if types is None else types
@@ -128,6 +131,7 @@ def _quantity(dimension: str):
             unit = units.normalize_unit(str(v["unit"]), dimension)
             if unit or dimension != "ratio":
                 units.check_unit(unit, dimension)
+            units.check_magnitude(v["value"], unit, dimension, f"{v['value']}{unit}")
             return {"value": v["value"], "unit": unit}
         if isinstance(v, str):
             return units.parse_quantity(v, dimension)
@@ -205,6 +209,7 @@ def validate_properties(type_name: str, props: dict[str, Any], types: dict | Non
     table = (types or ENTITY_TYPES)[type_name]
     out = {}
     for key, value in props.items():
+        check_value(f"{type_name}.{key}", value)
         kind = table.get(key)
         if kind is None:
             raise BadInput(f"{type_name} has no property '{key}' (known: {', '.join(sorted(table))}; "
