@@ -304,3 +304,23 @@ def test_permission_denied_is_one_line_exit_1(tmp_path):
     line, = r.stderr.strip().splitlines()
     assert "Permission denied" in line and ".metaforge" in line
     assert log_bytes(repo) == before
+
+
+# ---- case 6: `mf --help` builds no command --------------------------------------------------------
+
+
+def test_top_level_help_is_the_apps_help_and_imports_no_typer(tmp_path, monkeypatch):
+    import sys
+
+    from metaforge.cli.help_text import TOP_HELP, built_help
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert TOP_HELP == built_help(), "run `python -m metaforge.cli.help_text` to write the help again"
+    code = ("import sys\nfrom metaforge.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+            "    sys.stderr.write(f'exit={e.code} typer={\"typer\" in sys.modules}')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "COLUMNS": "100"})
+    assert r.stdout == TOP_HELP and r.stderr == "exit=0 typer=False"
+    narrow = subprocess.run([sys.executable, "-m", "metaforge", "--help"], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "COLUMNS": "60"})
+    assert narrow.returncode == 0 and "Commands:" in narrow.stdout  # the app lays it out for a narrow terminal
