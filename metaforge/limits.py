@@ -79,6 +79,9 @@ def check_value(where: str, value) -> None:
         if not math.isfinite(value):
             raise BadInput(f"{where}: {value} is not a finite number", "numbers must be finite")
         return
+    if isinstance(value, int):
+        _check_int(where, value)
+        return
     if isinstance(value, (list, dict)):
         size = _walk(where, value, 1)
         if size > MAX_VALUE_BYTES:
@@ -102,11 +105,20 @@ def _walk(where: str, value, depth: int) -> int:
             size += 24
         elif isinstance(v, str):
             size += len(v) + 2
+        elif isinstance(v, int):
+            _check_int(where, v)
+            size += 8
         else:
             size += 8
         if size > MAX_VALUE_BYTES:
             return size
     return size
+
+
+def _check_int(where: str, value: int) -> None:
+    if not -(1 << 63) <= value < (1 << 63):
+        raise BadInput(f"{where}: {value} is outside the 64-bit integer range (MAX_INT)",
+                       "write it as a number with a unit or exponent (1e30) if it is that large")
 
 
 def refuse_constant(name: str):

@@ -6,6 +6,7 @@ people the second first (its text is kept in help_text.py, checked against the a
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"mf {__version__}\n")
         sys.exit(0)
-    if args in (["--help"], ["-h"], []) and _wide():
+    if args in (["--help"], ["-h"], []) and _wide() and "_MF_COMPLETE" not in os.environ:  # not shell completion
         from metaforge.cli.help_text import TOP_HELP
 
         (sys.stdout if args else sys.stderr).write(TOP_HELP)
@@ -28,8 +29,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _wide() -> bool:
     """Is the terminal at least 80 columns (the width the kept help text is laid out for)?"""
-    import os
-
     try:
         cols = int(os.environ.get("COLUMNS") or 0) or os.get_terminal_size(sys.stdout.fileno()).columns
     except (OSError, ValueError):

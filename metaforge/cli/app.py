@@ -113,7 +113,6 @@ class _IndexDamaged(Exception):
 
 def _recover_index(damaged: _IndexDamaged) -> tuple[str | None, int]:
     from metaforge.repo import Repo
-    from metaforge.thread import transaction
 
     try:
         repo = Repo.find(state.cwd)
@@ -123,8 +122,14 @@ def _recover_index(damaged: _IndexDamaged) -> tuple[str | None, int]:
         notice = repo.index.recover(repo.log)
     finally:
         repo.close()
-    appended = transaction.last_appended()
+    appended = _last_appended()
     return notice, appended if appended > damaged.appended_before else 0
+
+
+def _last_appended() -> int:
+    """The seq of this process's last append (0 if the write gate was never loaded: nothing appended)."""
+    transaction = sys.modules.get("metaforge.thread.transaction")
+    return transaction.last_appended() if transaction else 0
 
 
 def _storage_error(exc: OSError):
@@ -144,10 +149,9 @@ def _fail(exc: Exception, args: list[str]) -> int:
 def _run(args: list[str]) -> int:
     from metaforge.errors import MetaforgeError
     from metaforge.store.index import is_damage
-    from metaforge.thread import transaction
 
     command = _command_for(args)
-    appended = transaction.last_appended()
+    appended = _last_appended()
     try:
         rv = command.main(args=args, prog_name="mf", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

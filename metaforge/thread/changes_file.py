@@ -117,13 +117,19 @@ def change_from_dict(item: Any, where: str) -> Change:
     """One change as a mapping (a file's item, a stored proposal's); `where` starts each error."""
     if not isinstance(item, dict):
         raise BadInput(f"{where}: a change is a mapping like {{set: BOMItem:C42, props: {{...}}}}")
-    ops = _OPS & item.keys()
-    if len(ops) != 1:
+    op = None
+    for key in item:  # one pass over a few keys: set algebra per change costs a second per 100,000
+        if key in _OPS:
+            if op is not None:
+                raise BadInput(f"{where}: a change names exactly one of {', '.join(OPS)}")
+            op = key
+        elif key not in _KEYS:
+            unknown = key
+            ops = _OPS & item.keys()
+            if len(ops) == 1:
+                raise BadInput(f"{where}: unknown key '{unknown}' (allowed: {next(iter(ops))}, {', '.join(sorted(_KEYS))})")
+    if op is None:
         raise BadInput(f"{where}: a change names exactly one of {', '.join(OPS)}")
-    op, = ops
-    if len(item) > 1 and not item.keys() - {op} <= _KEYS:
-        unknown = sorted(item.keys() - _KEYS - {op})[0]
-        raise BadInput(f"{where}: unknown key '{unknown}' (allowed: {op}, {', '.join(sorted(_KEYS))})")
     target = item[op]
     props = item.get("props", item.get("properties")) or {}
     if not isinstance(props, dict):
