@@ -193,6 +193,6 @@ def _report(exc: Exception, args: list[str], code: int) -> None:
         err = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}", "hint": None, "exit_code": code}
     from metaforge.limits import printable
 
-    sys.stderr.write(printable(line) + "\n")
+    sys.stderr.write(printable(line, keep_layout=False) + "\n")  # one line, whatever the input held
     if "--json" in args:
         emit_json({"ok": False, "error": err})
