@@ -89,7 +89,12 @@ def run(args: list[str]) -> int:
         return _run(args)
     except _IndexDamaged as damaged:
         end()
-        notice, appended = _recover_index(damaged)
+        from metaforge.errors import MetaforgeError
+
+        try:
+            notice, appended = _recover_index(damaged)
+        except MetaforgeError as exc:  # the log, which the index is rebuilt from, is damaged too
+            return _fail(exc, args)
         if notice is None:
             return _fail(damaged.error, args)
         sys.stderr.write(f"mf: warning: {notice}\n")

@@ -922,7 +922,7 @@ def is_damage(exc: BaseException) -> bool:
         return False
     msg = str(exc)
     return getattr(exc, "sqlite_errorcode", None) in (11, 26) or "malformed" in msg or "not a database" in msg \
-        or msg.startswith(("no such table", "no such column"))
+        or msg.startswith(("no such table", "no such column", "unsupported file format"))
 
 
 def _rollback(conn) -> None:
