@@ -246,9 +246,11 @@ def _fill(mnt, leave: int):
         f.write(b"\0" * max(0, free - leave))
 
 
-def test_disk_full_is_one_line_exit_1_and_the_log_stays_valid(tmp_path, small_fs):
+@pytest.mark.parametrize("leave, where", [(8192, ".metaforge/index.db"),  # too little for the index's -shm
+                                          (300_000, ".metaforge/events/000001.jsonl")])  # the append itself
+def test_disk_full_is_one_line_exit_1_and_the_log_stays_valid(tmp_path, small_fs, leave, where):
     repo = _repo(small_fs, n=5)
-    _fill(small_fs, 8192)
+    _fill(small_fs, leave)
     before = log_bytes(repo)
     changes = [{"add": f"BOMItem:F{i}", "props": {"notes": "f" * 500}} for i in range(2000)]
     (tmp_path / "big.json").write_text(json.dumps(changes))
@@ -256,7 +258,8 @@ def test_disk_full_is_one_line_exit_1_and_the_log_stays_valid(tmp_path, small_fs
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "No space left on device" in lines[0], r.stderr
-    assert ".metaforge/" in lines[0] and "internal error" not in lines[0] and "rollback" not in lines[0]
+    assert f"mf: error: {where}: No space left on device" in lines[0], lines[0]
+    assert "internal error" not in lines[0] and "rollback" not in lines[0]
     assert log_bytes(repo) == before
     assert not (repo / ".metaforge/log.journal").exists()
     (small_fs / "filler").unlink()
@@ -273,8 +276,9 @@ def test_disk_full_json_keeps_the_cause(tmp_path, small_fs):
     r = mf_process("mutate", "apply", str(tmp_path / "c.json"), "--json", cwd=repo)
     assert r.returncode == 1
     err = json.loads(r.stdout)["error"]
-    assert err["kind"] == "storage" and err["errno"] == "ENOSPC" and err["path"].startswith(str(repo)) or \
-        err["path"].startswith(".metaforge")
+    assert err["kind"] == "storage" and err["errno"] == "ENOSPC" and err["path"].startswith(".metaforge/")
+    d = mf_process("--debug", "mutate", "apply", str(tmp_path / "c.json"), cwd=repo)
+    assert d.returncode == 1 and "The above exception was the direct cause" in d.stderr  # the original, chained
 
 
 def test_read_only_file_system_is_one_line_exit_1(tmp_path, small_fs):

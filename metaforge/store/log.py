@@ -228,7 +228,7 @@ class EventLog:
             _write_durable(self.journal_path, json.dumps(journal).encode())
         except OSError as exc:
             self._undo()
-            raise StorageError.of(exc, self.journal_path) from exc
+            raise StorageError.of(exc, ".metaforge/log.journal") from exc
         try:
             with open(path, "ab") as f:
                 f.write(b"".join(lines))
@@ -238,7 +238,7 @@ class EventLog:
                 _fsync_dir(self.dir)
         except OSError as exc:  # no space, a size limit, an I/O error: take back what got written
             self._undo()
-            raise StorageError.of(exc, path) from exc
+            raise StorageError.of(exc, self.display(num)) from exc
         os.unlink(self.journal_path)  # the commit point
         _fsync_dir(self.journal_path.parent)
         st = os.stat(path)
