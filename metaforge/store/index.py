@@ -266,6 +266,10 @@ class GraphIndex:
             return self.rebuild(log, progress=progress)  # a new index: the bulk path
         start = self._trusted_start(log, pos)
         if start != pos:
+            if log.tail_hash(pos.segment, pos.size) != pos.hash and not self._cut(log, pos):
+                # the event the index ends at is not where it was and git's HEAD holds the log as
+                # it is (a checkout, a reset): fold it anew; the rebuild checks every line it reads
+                return self.rebuild(log, progress=progress)
             end, same_history = _check_chain(log, start, pos)
             if not same_history:
                 if end[0] < pos.seq and self._cut(log, pos):
@@ -273,7 +277,7 @@ class GraphIndex:
                                      f"to seq {pos.seq} (cut in place)",
                                      "run `mf verify` for what git still holds; restore with "
                                      "`git checkout -- .metaforge/events`")
-                return self.rebuild(log, progress=progress)  # the log was replaced (checkout, reset)
+                return self.rebuild(log, progress=progress)  # another history (a merge being made)
             if end == (pos.seq, pos.hash):
                 with os_errors(self.path):
                     self._write_meta(pos, log)  # touched, not changed
