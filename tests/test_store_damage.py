@@ -78,6 +78,8 @@ def test_an_index_copied_from_another_repository_is_not_trusted(tmp_path):
             (b / f".metaforge/index.db{suffix}").write_bytes(src.read_bytes())
     s = mf_process("status", "--json", cwd=b)
     assert s.returncode == 0 and json.loads(s.stdout)["entities"] == 7
+    assert s.stderr.count("another repository") == 1 and "moved aside" in s.stderr
+    assert mf_process("status", cwd=b).stderr == ""  # said once
 
 
 # ---- case 2: verify --repair accepted a log cut in half --------------------------------------

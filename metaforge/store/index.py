@@ -269,7 +269,7 @@ class GraphIndex:
             if log.tail_hash(pos.segment, pos.size) != pos.hash and not self._cut(log, pos):
                 # the event the index ends at is not where it was and git's HEAD holds the log as
                 # it is (a checkout, a reset): fold it anew; the rebuild checks every line it reads
-                return self.rebuild(log, progress=progress)
+                return self._rebuild_other(log, progress)
             end, same_history = _check_chain(log, start, pos)
             if not same_history:
                 if end[0] < pos.seq and self._cut(log, pos):
@@ -277,13 +277,22 @@ class GraphIndex:
                                      f"to seq {pos.seq} (cut in place)",
                                      "run `mf verify` for what git still holds; restore with "
                                      "`git checkout -- .metaforge/events`")
-                return self.rebuild(log, progress=progress)  # another history (a merge being made)
+                return self._rebuild_other(log, progress)  # another history (a merge being made)
             if end == (pos.seq, pos.hash):
                 with os_errors(self.path):
                     self._write_meta(pos, log)  # touched, not changed
                 return False
         self._replay(log, pos, progress, clear=False)
         return True
+
+    def _rebuild_other(self, log: EventLog, progress: Progress | None) -> bool:
+        """Fold a log of another history. If even its first event differs, the index was built from
+        another repository's log (copied in): it is moved aside, and that is said."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'log.first'").fetchone()
+        first = log.first_hash()
+        if row and row[0] and first and row[0] != first:
+            self._quarantine("built from another repository's log")
+        return self.rebuild(log, progress=progress)
 
     def _cut(self, log: EventLog, pos: Position) -> bool:
         """The log ends before the index did: was it cut (by hand, by damage), or checked out or reset
@@ -358,6 +367,8 @@ class GraphIndex:
                 for sql in _INDEXES:
                     conn.execute(sql)
             self._write_meta(end, log)
+            if clear:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('log.first', ?)", (log.first_hash() or "",))
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
@@ -472,6 +483,10 @@ class GraphIndex:
             ("pos.seq", str(pos.seq)), ("pos.hash", pos.hash), ("pos.segment", str(pos.segment)),
             ("pos.size", str(pos.size)), ("pos.mtime_ns", str(mtime)),
             ("pos.fp", orjson.dumps(fp).decode()), ("pos.at", str(at))])
+        if log is not None and pos.seq:  # which log this is: its first event (see _rebuild_other)
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'log.first'").fetchone()
+            if not (row and row[0]):
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('log.first', ?)", (log.first_hash() or "",))
 
     # ---- reads: files, drifts, StateLinks, proposals (the artifact state) -------------------
 

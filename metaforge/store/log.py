@@ -134,6 +134,16 @@ class EventLog:
             return Position()
         return Position(seq, h, num, 0) if type(seq) is int else Position()
 
+    def first_hash(self) -> str | None:
+        """The hash of the log's first event (None if there is none or it is not sound): which log
+        this is, whatever was appended since."""
+        try:
+            with open(self.path(1), "rb") as f:
+                line = f.readline()
+        except FileNotFoundError:
+            return None
+        return check_hash(line[:-1]) if line.endswith(b"\n") else None
+
     def committed(self, num: int) -> bytes | None:
         """Segment `num` as git's HEAD holds it (None: not committed, or no git)."""
         import subprocess
