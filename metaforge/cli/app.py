@@ -81,8 +81,9 @@ def run(args: list[str]) -> int:
     """Run one command line; return the exit code (0 ok, 1 findings, 2 bad input, 3 internal).
 
     The index is disposable: if SQLite finds it damaged while the command reads it, it is moved
-    aside and rebuilt from the log, and the command runs again, unless it had already appended
-    (then its events are in the log and in the rebuilt index: it is done)."""
+    aside and rebuilt from the log, and the command runs again (once: also when another process
+    rebuilt it meanwhile), unless it had already appended (then its events are in the log and in
+    the rebuilt index: it is done)."""
     from metaforge.cli.context import end
 
     try:
@@ -95,9 +96,8 @@ def run(args: list[str]) -> int:
             notice, appended = _recover_index(damaged)
         except MetaforgeError as exc:  # the log, which the index is rebuilt from, is damaged too
             return _fail(exc, args)
-        if notice is None:
-            return _fail(damaged.error, args)
-        sys.stderr.write(f"mf: warning: {notice}\n")
+        if notice is not None:
+            sys.stderr.write(f"mf: warning: {notice}\n")
         if appended:
             sys.stderr.write(f"mf: the change was appended (up to seq {appended}); the index is rebuilt with it\n")
             return 0
@@ -137,12 +137,6 @@ def _last_appended() -> int:
     return transaction.last_appended() if transaction else 0
 
 
-def _storage_error(exc: OSError):
-    from metaforge.errors import StorageError
-
-    return StorageError.of(exc)
-
-
 def _fail(exc: Exception, args: list[str]) -> int:
     from metaforge.errors import MetaforgeError
 
@@ -173,8 +167,10 @@ def _run(args: list[str]) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 0
-    except OSError as exc:
-        return _fail(_storage_error(exc), args)
+    except OSError as exc:  # one the library did not name itself: the path and the cause, exit 1
+        from metaforge.errors import StorageError
+
+        return _fail(StorageError.of(exc), args)
     except Exception as exc:  # an internal error: one line, the traceback with --debug
         if is_damage(exc) or is_damage(exc.__cause__):
             raise _IndexDamaged(exc, appended) from exc
@@ -189,7 +185,7 @@ def _report(exc: Exception, args: list[str], code: int) -> None:
     if state.debug or "--debug" in args:
         import traceback
 
-        traceback.print_exc()
+        traceback.print_exception(exc)  # also outside an except block (a retried command)
     if isinstance(exc, MetaforgeError):
         line = f"mf: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
         err = {"kind": exc.kind, "message": exc.message, "hint": exc.hint, "exit_code": code, **exc.details}

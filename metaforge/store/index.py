@@ -208,10 +208,12 @@ class GraphIndex:
 
     def recover(self, log: EventLog) -> str | None:
         """If the file is damaged, move it aside and rebuild from the log; the notice, or None if sound."""
-        why = self.damage()
-        if why is None:
+        if self.damage() is None:
             return None
         with log.lock():
+            why = self.damage()  # again: another process may have rebuilt it while this one waited
+            if why is None:
+                return None
             self._quarantine(why)
             self.rebuild(log)
         return self.notices.pop()
