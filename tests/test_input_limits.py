@@ -133,3 +133,21 @@ def test_the_limits_are_documented():
     for name in ("MAX_ID_CHARS", "MAX_ACTOR_CHARS", "MAX_MESSAGE_CHARS", "MAX_VALUE_BYTES", "MAX_DEPTH",
                  "MAX_APPLY_FILE_BYTES"):
         assert name in readme and hasattr(limits, name)
+
+
+def test_a_null_quantity_an_older_mf_stored_does_not_break_queries(proc_repo):
+    """An older mf stored `current=1e999A` as {"value": null}: later comparisons must still answer."""
+    from metaforge.events import Draft
+    from metaforge.repo import Repo
+
+    r = Repo(proc_repo)
+    with r.log.lock():
+        r.log.append(r.index.position(), [Draft("node.created", "BOMItem:OLD", 1,
+                                                {"properties": {"current": {"value": None, "unit": "A"}}})],
+                     "user:old", "2026-01-01T00:00:00.000Z")
+    r.close()
+    assert mf_process("mutate", "set", "BOMItem:U1", "current=5A", cwd=proc_repo).returncode == 0
+    for where, ids in (("current<=1A", []), ("current>=1A", ["BOMItem:U1"])):
+        q = mf_process("query", "--where", where, "--json", cwd=proc_repo)
+        assert q.returncode == 0, q.stderr
+        assert [n["id"] for n in json.loads(q.stdout)] == ids

@@ -24,7 +24,7 @@ from metaforge.store.log import EventLog, Position, Record
 from metaforge.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
 MFDIR_NAME = ".metaforge"
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "6"
 _RACY_NS = 50_000_000  # a write within 50 ms of a fingerprint may share its mtime (coarse clock ticks)
 _TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -167,11 +167,11 @@ class GraphIndex:
             return conn
         if row[0] != SCHEMA_VERSION:
             conn.close()
-            self._quarantine(f"schema {row[0]}, this mf reads {SCHEMA_VERSION}")
+            self._quarantine(f"schema {row[0]}; this mf reads {SCHEMA_VERSION}", "is from another version of mf")
             return self._open()
         return conn
 
-    def _quarantine(self, why: str) -> None:
+    def _quarantine(self, why: str, what: str = "could not be read") -> None:
         """Move the file (and its WAL) aside to index.db.damaged, replacing an older one, and say so."""
         if self._conn is not None:
             self._conn.close()
@@ -184,7 +184,7 @@ class GraphIndex:
                     os.unlink(f"{self.path}.damaged{suffix}")
                 except FileNotFoundError:
                     pass
-        self.notices.append(f"{MFDIR_NAME}/{self.path.name} could not be read ({why}): moved aside to "
+        self.notices.append(f"{MFDIR_NAME}/{self.path.name} {what} ({why}): moved aside to "
                             f"{self.path.name}.damaged, rebuilding it from the log")
 
     def damage(self) -> str | None:
@@ -293,7 +293,7 @@ class GraphIndex:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'log.first'").fetchone()
         first = log.first_hash()
         if row and row[0] and first and row[0] != first:
-            self._quarantine("built from another repository's log")
+            self._quarantine("its first event is not this log's", "was built from another repository's log")
         return self.rebuild(log, progress=progress)
 
     def _cut(self, log: EventLog, pos: Position) -> bool:
