@@ -157,7 +157,13 @@ def _run(args: list[str]) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: typer has printed nothing yet
-        exc.show() if hasattr(exc, "show") else sys.stderr.write(f"mf: {exc.format_message()}\n")
+        import io
+
+        from metaforge.limits import printable
+
+        shown = io.StringIO()
+        exc.show(file=shown) if hasattr(exc, "show") else shown.write(f"mf: {exc.format_message()}\n")
+        sys.stderr.write(printable(shown.getvalue()))  # it may quote what was typed
         return 2
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("mf: interrupted\n")
