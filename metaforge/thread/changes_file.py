@@ -138,9 +138,10 @@ def change_from_dict(item: Any, where: str) -> Change:
     if expect is not None and (not isinstance(expect, int) or isinstance(expect, bool)):
         raise BadInput(f"{where}: expect_version must be an integer")
     msg = item.get("msg", item.get("message"))
-    if msg is not None and not isinstance(msg, str):
-        raise BadInput(f"{where}: msg must be a string")
-    check_message(msg, f"{where}: msg")
+    if msg is not None:
+        if not isinstance(msg, str):
+            raise BadInput(f"{where}: msg must be a string")
+        check_message(msg, f"{where}: msg")
     if op in ("link", "unlink"):
         if not (isinstance(target, list) and len(target) == 3 and all(isinstance(t, str) for t in target)):
             raise BadInput(f"{where}: {op} takes [SOURCE, RELATION, TARGET]")
