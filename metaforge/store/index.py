@@ -920,13 +920,26 @@ def os_errors(path: Path):
         known = _SQLITE_OS.get(code)
         if known is None:
             raise
-        if code == 10 and _nearly_full(path.parent):  # SQLite does not pass on errno: an I/O error
-            known = _SQLITE_OS[13]                     # on a full disk (growing -shm, WAL) is the full disk
-        name, cause = known
+        name, cause = _cause(code, path.parent) or known
         hint = "free some space; the log is intact and the index catches up with it at the next command" \
             if name == "ENOSPC" else STORAGE_HINTS.get(name)
         raise StorageError(f"{MFDIR_NAME}/{path.name}: {cause} (SQLite: {exc})", hint,
                            {"path": f"{MFDIR_NAME}/{path.name}", "errno": name}) from exc
+
+
+def _cause(code: int, folder: Path) -> tuple[str, str] | None:
+    """SQLite does not pass on errno: tell a read-only file system, a directory this user may not
+    write, and a full disk (an I/O error growing -shm or the WAL) from what the folder shows."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "EROFS", "Read-only file system"
+    except OSError:
+        return None
+    if code in (8, 14) and not os.access(folder, os.W_OK):
+        return "EACCES", "Permission denied"
+    if code == 10 and _nearly_full(folder):
+        return _SQLITE_OS[13]
+    return None
 
 
 def _nearly_full(folder: Path) -> bool:
