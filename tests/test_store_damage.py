@@ -330,3 +330,18 @@ def test_top_level_help_is_the_apps_help_and_imports_no_typer(tmp_path, monkeypa
     narrow = subprocess.run([sys.executable, "-m", "metaforge", "--help"], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "COLUMNS": "60"})
     assert narrow.returncode == 0 and "Commands:" in narrow.stdout  # the app lays it out for a narrow terminal
+
+
+def test_a_removed_segment_is_named_and_a_stash_of_a_new_one_is_followed(tmp_path):
+    repo = _repo(tmp_path, n=4)
+    _commit(repo)
+    assert mf_process("seal", "--force", cwd=repo).returncode == 0
+    assert mf_process("mutate", "add", "BOMItem:NEW", cwd=repo).returncode == 0
+    subprocess.run(["git", "stash", "-u", "-q"], cwd=repo, check=True)  # the new segment goes with it
+    s = mf_process("status", "--json", cwd=repo)
+    assert s.returncode == 0 and s.stderr == "" and json.loads(s.stdout)["entities"] == 4
+    (repo / SEGMENT).unlink()  # a committed segment removed by hand
+    s = mf_process("status", "--json", cwd=repo)
+    assert "cut short or removed" in s.stderr and json.loads(s.stdout)["entities"] == 4
+    w = mf_process("mutate", "add", "BOMItem:X", cwd=repo)
+    assert w.returncode == 1 and "mf verify" in w.stderr

@@ -276,7 +276,7 @@ class GraphIndex:
             if not same_history:
                 if end[0] < pos.seq and self._cut(log, pos):
                     raise LogCorrupt(f"{log.display(pos.segment)}: the log ends at seq {end[0]} but held events up "
-                                     f"to seq {pos.seq} (cut in place)",
+                                     f"to seq {pos.seq} (cut short or removed, not checked out by git)",
                                      "run `mf verify` for what git still holds; restore with "
                                      "`git checkout -- .metaforge/events`")
                 return self._rebuild_other(log, progress)  # another history (a merge being made)
@@ -301,9 +301,9 @@ class GraphIndex:
         by git (then the segment is what git's HEAD holds and the index simply follows it)?"""
         try:
             now = log.path(pos.segment).read_bytes()
-        except FileNotFoundError:
-            now = None
-        return now is not None and log.committed(pos.segment) != now
+        except FileNotFoundError:  # removed: by a checkout of a commit without it, or by hand
+            return log.committed(pos.segment) is not None or not log.has_commits()
+        return log.committed(pos.segment) != now
 
     def _trusted_start(self, log: EventLog, pos: Position) -> Position:
         """Where to verify from: `pos` if the log only grew past it (same files, the line that ended
@@ -312,7 +312,7 @@ class GraphIndex:
         new = log.fingerprint()
         old = old or []
         changed = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
-        grew_only = (changed == len(old) - 1 and old[-1][0] == pos.segment and new[changed][4] == old[-1][4]
+        grew_only = (changed == len(old) - 1 < len(new) and old[-1][0] == pos.segment and new[changed][4] == old[-1][4]
                      and new[changed][1] > pos.size and log.tail_hash(pos.segment, pos.size) == pos.hash) \
             or (changed == len(old) and len(new) > len(old))
         if grew_only:

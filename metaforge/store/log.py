@@ -155,6 +155,17 @@ class EventLog:
             return None
         return out.stdout if out.returncode == 0 else None
 
+    def has_commits(self) -> bool:
+        """Does the git repository around the log have a commit (so a checkout could have happened)?"""
+        import subprocess
+
+        try:
+            out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=self.dir.parent.parent,
+                                 capture_output=True)
+        except OSError:
+            return False
+        return out.returncode == 0
+
     def stat_head(self) -> tuple[int, int, int]:
         """(last segment, its size, its mtime_ns) without reading anything: the fast check."""
         nums = self.segments()
