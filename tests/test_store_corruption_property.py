@@ -2,7 +2,7 @@
 appends onto a graph that differs from a replay of a verified log.
 
 Each example copies a repository (a real git repository with a real log and index), damages it
-(byte flips, truncation, line swaps, lines dropped or doubled in the log; random 4 KB pages or a
+(byte flips, truncation, line swaps, lines dropped or doubled, the segment removed; random 4 KB pages or a
 truncation in index.db), then runs reads and a write through `mf`'s own entry point. The oracle
 verifies the chain itself (hash of each line, seq without gaps, `prev` links) and folds the
 events with the graph fold:
@@ -82,6 +82,10 @@ def _verified_prefix(data: bytes) -> tuple[list[dict], bool]:
     return events, tail == b""
 
 
+def _bytes(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
 def _graph(events: list[dict]) -> dict:
     state = GraphState()
     for e in events:
@@ -96,14 +100,16 @@ def _served(repo: Path) -> tuple[int, dict | None]:
     return 0, {n["id"]: (n["version"], n["properties"]) for n in json.loads(out)}
 
 
-LOG_DAMAGE = st.sampled_from(["flip", "truncate", "swap", "drop", "double"])
+LOG_DAMAGE = st.sampled_from(["flip", "truncate", "swap", "drop", "double", "remove"])
 INDEX_DAMAGE = st.sampled_from(["page", "pages", "truncate", "header"])
 
 
 def _damage_log(path: Path, kind: str, rnd: random.Random) -> None:
     data = bytearray(path.read_bytes())
     lines = bytes(data).splitlines(keepends=True)
-    if kind == "flip":
+    if kind == "remove":
+        path.unlink()
+    elif kind == "flip":
         at = rnd.randrange(len(data))
         data[at] ^= 1 << rnd.randrange(8)
         path.write_bytes(bytes(data))
@@ -150,7 +156,7 @@ def test_no_command_serves_or_appends_onto_a_graph_a_verified_log_does_not_give(
         _damage_log(seg, log_kind, rnd)
     if target in ("index", "both"):
         _damage_index(repo / ".metaforge/index.db", index_kind, rnd)
-    damaged = seg.read_bytes()
+    damaged = _bytes(seg)
     events, whole = _verified_prefix(damaged)
     allowed = [good] + ([_graph(events)] if whole else [])
 
@@ -162,9 +168,9 @@ def test_no_command_serves_or_appends_onto_a_graph_a_verified_log_does_not_give(
         assert served in allowed, f"served a graph no verified log gives ({target} {log_kind} {index_kind})"
 
     # a write
-    before = seg.read_bytes()
+    before = _bytes(seg)
     code, _, err = _mf("-C", str(repo), "mutate", "set", "BOMItem:R1", "notes=after")
-    after = seg.read_bytes()
+    after = _bytes(seg)
     if code == 0:
         events, whole = _verified_prefix(after)
         assert _verified_prefix(before)[1], f"appended onto a log that did not verify ({target} {log_kind})"
