@@ -28,6 +28,7 @@ from metaforge.thread.commands import OPS, Change
 
 _KEYS = frozenset({"props", "properties", "keys", "expect_version", "msg", "message"})
 _OPS = frozenset(OPS)
+_BY_ID = frozenset({"add", "set"})
 
 
 def read_changes(path: Path, display: str | None = None) -> tuple[list[Change], str | None]:
@@ -115,6 +116,11 @@ def _load_yaml(text: str, name: str):
 
 def change_from_dict(item: Any, where: str) -> Change:
     """One change as a mapping (a file's item, a stored proposal's); `where` starts each error."""
+    if type(item) is dict and len(item) == 2 and type(item.get("props")) is dict:
+        # the shape a generated file repeats 100,000 times: {add|set: ID, props: {...}}
+        op = next(k for k in item if k != "props")
+        if op in _BY_ID and type(item[op]) is str:
+            return Change(op, item[op], props=item["props"], where=where)
     if not isinstance(item, dict):
         raise BadInput(f"{where}: a change is a mapping like {{set: BOMItem:C42, props: {{...}}}}")
     op = None
