@@ -144,6 +144,10 @@ class GraphIndex:
 
     def _open(self):
         existed = self.path.exists()
+        short = existed and _truncated(self.path)
+        if short:
+            self._quarantine(short)
+            existed = False
         try:
             conn = sqlite.connect(str(self.path))
             conn.execute("PRAGMA journal_mode = WAL")
@@ -192,6 +196,9 @@ class GraphIndex:
         if not self.path.exists():
             return None
         self.close()
+        short = _truncated(self.path)
+        if short:
+            return short
         try:
             conn = sqlite.connect(str(self.path))
             try:
@@ -925,6 +932,25 @@ def os_errors(path: Path):
             if name == "ENOSPC" else STORAGE_HINTS.get(name)
         raise StorageError(f"{MFDIR_NAME}/{path.name}: {cause} (SQLite: {exc})", hint,
                            {"path": f"{MFDIR_NAME}/{path.name}", "errno": name}) from exc
+
+
+def _truncated(path: Path) -> str | None:
+    """Is the file shorter than its own header says? SQLite reads the missing pages as zeros and may
+    answer from them without an error, so a cut index is caught here, from 100 bytes and a stat()."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return None  # not a database at all: SQLite says so itself
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    if head[24:28] != head[92:96] or not pages:
+        return None  # the header's page count is not kept current: nothing to compare
+    return f"{size:,} bytes where its header counts {pages * page:,}" if size < pages * page else None
 
 
 def _cause(code: int, folder: Path) -> tuple[str, str] | None:
