@@ -48,18 +48,22 @@ def _escape_one(m: re.Match) -> str:
     return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
 
 
-def check_name(what: str, text: str, limit: int) -> str:
+def check_id(text: str) -> str:
+    return _check_name("entity id", text, MAX_ID_CHARS, "MAX_ID_CHARS")
+
+
+def check_actor_text(text: str) -> str:
+    return _check_name("actor", text, MAX_ACTOR_CHARS, "MAX_ACTOR_CHARS")
+
+
+def _check_name(what: str, text: str, limit: int, name: str) -> str:
     """An id or an actor: at most `limit` characters, no control character."""
     if len(text) > limit:
-        raise BadInput(f"{what} is {len(text):,} characters long: the limit is {limit:,} (MAX_{_const(what)}_CHARS)")
+        raise BadInput(f"{what} is {len(text):,} characters long: the limit is {limit:,} ({name})")
     if has_control(text):
         raise BadInput(f"{what} '{printable(text, keep_layout=False)}' holds a control character",
                        "ids and actors are plain printable text")
     return text
-
-
-def _const(what: str) -> str:
-    return "ACTOR" if "actor" in what else "ID"
 
 
 def check_message(text: str | None, where: str = "message") -> None:

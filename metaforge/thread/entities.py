@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from metaforge.errors import BadInput
-from metaforge.limits import MAX_ID_CHARS, check_name, check_value
+from metaforge.limits import MAX_ID_CHARS, check_id, check_value
 from metaforge.thread import units
 
 _COMMON = {"description": "str", "tags": "list", "status": "str", "notes": "str", "url": "str"}
@@ -100,10 +100,10 @@ _ID_RE = re.compile(r"^([A-Za-z][A-Za-z0-9]*):([A-Za-z0-9_][A-Za-z0-9_.\-+/#@]*)
 def parse_id(text: str, types: dict | None = None) -> tuple[str, str]:
     """`BOMItem:C42` → ("BOMItem", "C42"), refusing a malformed id or an unknown type."""
     if len(text) > MAX_ID_CHARS:
-        check_name("entity id", text, MAX_ID_CHARS)
+        check_id(text)
     m = _ID_RE.fullmatch(text)
     if not m:
-        check_name("entity id", text, MAX_ID_CHARS)  # says which control character, if that is why
+        check_id(text)  # says which control character, if that is why
         raise BadInput(f"'{text}' is not an entity id", "ids are Type:name, e.g. BOMItem:C42")
     known = ENTITY_TYPES if types is None else types
     if m.group(1) not in known:
