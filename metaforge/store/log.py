@@ -149,7 +149,7 @@ class EventLog:
         import subprocess
 
         try:
-            out = subprocess.run(["git", "show", f"HEAD:{self.rel}/{segment_name(num)}"], cwd=self.dir.parent.parent,
+            out = subprocess.run(["git", "show", f"HEAD:./{self.rel}/{segment_name(num)}"], cwd=self.dir.parent.parent,
                                  capture_output=True)
         except OSError:
             return None
@@ -269,8 +269,8 @@ class EventLog:
         """Roll back the batch being written now (its journal is on disk, or torn, or absent)."""
         try:
             self.recover()
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # the journal stays: whoever takes the lock next rolls the batch back
 
     def seal(self) -> str | None:
         """Start a new segment, so the current one never changes again (under the lock)."""
