@@ -8,9 +8,11 @@ importing the repository that opens it.
 from __future__ import annotations
 
 from metaforge.errors import BadInput
+from metaforge.limits import check_actor_text
 
 
 def check_actor(actor: str) -> str:
+    check_actor_text(actor)
     kind, _, who = actor.partition(":")
     if kind not in ("user", "agent") or not who.strip():
         raise BadInput(f"actor '{actor}' is not user:<name> or agent:<code>")

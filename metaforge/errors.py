@@ -79,3 +79,31 @@ class InvalidEvent(MetaforgeError):
 class CheckFailed(MetaforgeError):
     exit_code = 1
     kind = "check_failed"
+
+
+class StorageError(MetaforgeError):
+    """The operating system refused to read or write a file: no space left, a read-only file system,
+    permission denied. The message names the path and the cause; the OSError is chained."""
+
+    exit_code = 1
+    kind = "storage"
+
+    @classmethod
+    def of(cls, exc: OSError, path=None) -> "StorageError":
+        import errno as errnos
+
+        where = str(path or exc.filename or "?")
+        cause = exc.strerror or str(exc)
+        name = errnos.errorcode.get(exc.errno or 0)
+        return cls(f"{where}: {cause}", STORAGE_HINTS.get(name), {"path": where, "errno": name})
+
+
+STORAGE_HINTS = {
+    "ENOSPC": "free some space and run the command again; the log is as it was before it",
+    "EDQUOT": "your disk quota is used up; the log is as it was before the command",
+    "EFBIG": "a file size limit (ulimit -f) stopped the write; the log is as it was before the command",
+    "EROFS": "the file system is mounted read-only",
+    "EACCES": "check the permissions of the file and its directory (ls -l)",
+    "EPERM": "check the permissions of the file and its directory (ls -l)",
+    "EIO": "the disk reported an I/O error; check it before writing more",
+}

@@ -81,8 +81,13 @@ class Repo:
         except LogCorrupt as exc:
             if not self.index.position().seq:
                 raise
-            return [f"{exc}; answering from the index at seq {self.index.position().seq}"]
-        return []
+            return self.index_notices() + [f"{exc}; answering from the index at seq {self.index.position().seq}"]
+        return self.index_notices()
+
+    def index_notices(self) -> list[str]:
+        """What the index did by itself (moved a damaged file aside and rebuilt), said once."""
+        out, self.index.notices[:] = list(self.index.notices), []
+        return out
 
     def close(self) -> None:
         self.index.close()

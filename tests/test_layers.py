@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What the twin is, knowing nothing of SQLite, files, git or MQTT: events and their
     # encoding, the error hierarchy, who may act, the pure graph fold, batch GC control.
     ("domain", ("metaforge", "metaforge.events", "metaforge.errors", "metaforge.batch",
-                "metaforge.actors", "metaforge.graph")),
+                "metaforge.actors", "metaforge.graph", "metaforge.limits")),
     # Persistence: the event log, the graph index, the telemetry and knowledge stores.
     ("store", ("metaforge.store",)),
     # Files <-> entities: KiCad, BOM, STEP, GLB; the adapter contract and registry.

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from metaforge.cli.context import context
-from metaforge.cli.output import JsonOpt, emit_json, progress_bar, say
+from metaforge.cli.output import JsonOpt, emit_json, progress_bar, say, warn
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
 
 
 def verify(
-    repair: Annotated[bool, typer.Option("--repair", help="Drop a torn last line (a crash mid-write), and only that.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Cut an incomplete last line (a crash mid-write), and only that.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --repair: cut even when complete events the index or git hold would go (kept in .metaforge/cut/).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Check the hash chain, seq continuity and segment layout; check the index agrees with the log."""
@@ -25,13 +26,15 @@ def verify(
 
     repo = context().open(catch_up=False)  # the log as it is, damaged or not
     with progress_bar("verifying") as update:
-        report = run_verify(repo, repair, progress=lambda n: update(n, n))
+        report = run_verify(repo, repair, progress=lambda n: update(n, n), force=force)
     if json_out:
         emit_json(report)
     else:
         if report["repaired"]:
             r = report["repaired"]
-            say(f"repaired: dropped the torn tail of {r['file']} (line {r['line']}, {r['bytes_dropped']} bytes)")
+            say(f"repaired: cut {r['bytes_dropped']} bytes of {r['file']}" + (f" from line {r['line']}" if r["line"] else "")
+                + (f", dropping {r['events_dropped']['count']} complete event(s)" if r["events_dropped"] else "")
+                + (f"; what was cut is kept in {r['record']}" if r.get("record") else ""))
         if report["ok"]:
             say(f"[green]✓[/] {report['events']} events in {report['segments']} segment(s): chain intact, "
                 f"seq 1..{report['events']} without a gap; index agrees")
@@ -51,6 +54,8 @@ def rebuild(json_out: JsonOpt = False) -> None:
 
     with maintenance(repo), progress_bar("rebuilding the index") as update:
         repo.index.rebuild(repo.log, progress=update)
+    for notice in repo.index_notices():
+        warn(notice)
     pos = repo.index.position()
     entities = repo.index.live_count()
     out = {"events": pos.seq, "entities": entities, "seconds": round(time.perf_counter() - started, 3)}

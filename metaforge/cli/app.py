@@ -78,26 +78,92 @@ def _command_for(args: list[str]):
 
 
 def run(args: list[str]) -> int:
-    """Run one command line; return the exit code (0 ok, 1 findings, 2 bad input, 3 internal)."""
+    """Run one command line; return the exit code (0 ok, 1 findings, 2 bad input, 3 internal).
+
+    The index is disposable: if SQLite finds it damaged while the command reads it, it is moved
+    aside and rebuilt from the log, and the command runs again (once: also when another process
+    rebuilt it meanwhile), unless it had already appended (then its events are in the log and in
+    the rebuilt index: it is done)."""
     from metaforge.cli.context import end
 
     try:
         return _run(args)
+    except _IndexDamaged as damaged:
+        end()
+        from metaforge.errors import MetaforgeError
+
+        try:
+            notice, appended = _recover_index(damaged)
+        except MetaforgeError as exc:  # the log, which the index is rebuilt from, is damaged too
+            return _fail(exc, args)
+        if notice is not None:
+            sys.stderr.write(f"mf: warning: {notice}\n")
+        if appended:
+            sys.stderr.write(f"mf: the change was appended (up to seq {appended}); the index is rebuilt with it\n")
+            return 0
+        try:
+            return _run(args)
+        except _IndexDamaged as again:
+            return _fail(again.error, args)
+        finally:
+            end()
     finally:
         end()  # the command's repository is closed, whatever happened
 
 
-def _run(args: list[str]) -> int:
+class _IndexDamaged(Exception):
+    def __init__(self, error: Exception, appended_before: int):
+        self.error, self.appended_before = error, appended_before
+
+
+def _recover_index(damaged: _IndexDamaged) -> tuple[str | None, int]:
+    from metaforge.repo import Repo
+
+    try:
+        repo = Repo.find(state.cwd)
+    except Exception:
+        return None, 0
+    try:
+        notice = repo.index.recover(repo.log)
+    finally:
+        repo.close()
+    appended = _last_appended()
+    return notice, appended if appended > damaged.appended_before else 0
+
+
+def _last_appended() -> int:
+    """The seq of this process's last append (0 if the write gate was never loaded: nothing appended)."""
+    transaction = sys.modules.get("metaforge.thread.transaction")
+    return transaction.last_appended() if transaction else 0
+
+
+def _fail(exc: Exception, args: list[str]) -> int:
     from metaforge.errors import MetaforgeError
 
+    code = exc.exit_code if isinstance(exc, MetaforgeError) else 3
+    _report(exc, args, code)
+    return code
+
+
+def _run(args: list[str]) -> int:
+    from metaforge.errors import MetaforgeError
+    from metaforge.store.index import is_damage
+
     command = _command_for(args)
+    appended = _last_appended()
     try:
         rv = command.main(args=args, prog_name="mf", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: typer has printed nothing yet
-        exc.show() if hasattr(exc, "show") else sys.stderr.write(f"mf: {exc.format_message()}\n")
+        import io
+
+        from metaforge.limits import printable
+
+        shown = io.StringIO()
+        exc.show(file=shown) if hasattr(exc, "show") else shown.write(f"mf: {exc.format_message()}\n")
+        sys.stderr.write(printable(shown.getvalue()))  # it may quote what was typed
         return 2
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("mf: interrupted\n")
@@ -107,7 +173,13 @@ def _run(args: list[str]) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # one the library did not name itself: the path and the cause, exit 1
+        from metaforge.errors import StorageError
+
+        return _fail(StorageError.of(exc), args)
     except Exception as exc:  # an internal error: one line, the traceback with --debug
+        if is_damage(exc) or is_damage(exc.__cause__):
+            raise _IndexDamaged(exc, appended) from exc
         _report(exc, args, 3)
         return 3
 
@@ -119,13 +191,15 @@ def _report(exc: Exception, args: list[str], code: int) -> None:
     if state.debug or "--debug" in args:
         import traceback
 
-        traceback.print_exc()
+        traceback.print_exception(exc)  # also outside an except block (a retried command)
     if isinstance(exc, MetaforgeError):
         line = f"mf: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
         err = {"kind": exc.kind, "message": exc.message, "hint": exc.hint, "exit_code": code, **exc.details}
     else:
         line = f"mf: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
         err = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}", "hint": None, "exit_code": code}
-    sys.stderr.write(line + "\n")
+    from metaforge.limits import printable
+
+    sys.stderr.write(printable(line, keep_layout=False) + "\n")  # one line, whatever the input held
     if "--json" in args:
         emit_json({"ok": False, "error": err})

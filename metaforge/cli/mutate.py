@@ -113,7 +113,9 @@ def apply(file: Annotated[str, typer.Argument(help="A YAML or JSON list of chang
         import tempfile
 
         with tempfile.NamedTemporaryFile("w", suffix=".changes", delete=False) as tmp:
-            tmp.write(sys.stdin.read())
+            from metaforge.limits import MAX_APPLY_FILE_BYTES
+
+            tmp.write(sys.stdin.read(MAX_APPLY_FILE_BYTES + 1))  # past the limit: refused as a file would be
         path, shown = Path(tmp.name), "<stdin>"
     else:
         path = context().path(file)

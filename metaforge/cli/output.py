@@ -27,11 +27,15 @@ def parse_pairs(pairs: list[str] | None) -> dict:
         if not sep or not key:
             raise BadInput(f"'{pair}' is not key=value")
         if key.endswith(":"):
+            from metaforge.limits import MAX_DEPTH, refuse_constant
+
             key = key[:-1]
             try:
-                value = json.loads(value)
+                value = json.loads(value, parse_constant=refuse_constant)
             except ValueError as exc:
-                raise BadInput(f"'{pair}': not JSON after := ({exc})") from None
+                raise BadInput(f"'{key}:=': not JSON ({exc})") from None
+            except RecursionError:
+                raise BadInput(f"'{key}:=': nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)") from None
         props[key] = value
     return props
 
@@ -40,21 +44,34 @@ _console = None
 _err = None
 
 
+def _safe_console(**options):
+    """A rich Console that escapes control characters in every piece of text it draws (`\x1b` for
+    ESC): values, messages, ids and actors come from people, files and devices, and must not drive
+    the terminal. Its own styling is applied after, so colours still work."""
+    from rich.console import Console
+    from rich.segment import Segment
+
+    from metaforge.limits import printable
+
+    class SafeConsole(Console):
+        def _render_buffer(self, buffer):
+            return super()._render_buffer(Segment(printable(text), style, control) if not control else
+                                          Segment(text, style, control) for text, style, control in buffer)
+
+    return SafeConsole(**options)
+
+
 def console():
     global _console
     if _console is None:
-        from rich.console import Console
-
-        _console = Console(soft_wrap=False, highlight=False)
+        _console = _safe_console(soft_wrap=False, highlight=False)
     return _console
 
 
 def err_console():
     global _err
     if _err is None:
-        from rich.console import Console
-
-        _err = Console(stderr=True, highlight=False, soft_wrap=True)
+        _err = _safe_console(stderr=True, highlight=False, soft_wrap=True)
     return _err
 
 

@@ -9,6 +9,8 @@ up or rebuild it. It is never merged or committed: delete it and the next comman
 from __future__ import annotations
 
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
@@ -17,10 +19,13 @@ import orjson
 from metaforge.batch import no_gc
 from metaforge.store import graph_query, sqlite
 from metaforge.store.graph_query import Screen
+from metaforge.errors import STORAGE_HINTS, LogCorrupt, StorageError
 from metaforge.store.log import EventLog, Position, Record
 from metaforge.graph import Edge, EdgeInfo, EmptyBase, GraphState, Node
 
+MFDIR_NAME = ".metaforge"
 SCHEMA_VERSION = "6"
+_RACY_NS = 50_000_000  # a write within 50 ms of a fingerprint may share its mtime (coarse clock ticks)
 _TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "nodes": """CREATE TABLE IF NOT EXISTS nodes (
@@ -121,17 +126,28 @@ WHERE d.type = 'DeviceInstance' AND d.deleted = 0
 
 
 class GraphIndex:
+    """The index of one repository. It is disposable: a file SQLite cannot read (a damaged page, not
+    a database, another schema) is moved aside to `index.db.damaged` and built again from the log;
+    what was done is kept in `notices` for the command to say once."""
+
     def __init__(self, path: Path):
         self.path = path
         self._conn = None
+        self.notices: list[str] = []
 
     @property
     def conn(self):
         if self._conn is None:
-            self._conn = self._open()
+            with os_errors(self.path):
+                self._conn = self._open()
         return self._conn
 
     def _open(self):
+        existed = self.path.exists()
+        short = existed and _truncated(self.path)
+        if short:
+            self._quarantine(short)
+            existed = False
         try:
             conn = sqlite.connect(str(self.path))
             conn.execute("PRAGMA journal_mode = WAL")
@@ -139,24 +155,75 @@ class GraphIndex:
             conn.execute("PRAGMA cache_size = -131072")  # up to 128 MB, used only by big batches
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() \
                 if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() else None
-        except sqlite.DatabaseError:
-            conn, row = None, ("damaged",)
-        if row is None and conn is not None:
+        except sqlite.DatabaseError as exc:
+            if not is_damage(exc) or not existed:
+                raise
+            self._quarantine(str(exc))
+            return self._open()
+        if row is None:
+            if existed and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                conn.close()
+                self._quarantine("not an mf index")
+                return self._open()
             for sql in [*_TABLES.values(), *_INDEXES]:
                 conn.execute(sql)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             return conn
         if row[0] != SCHEMA_VERSION:
-            # an index from another mf version or a damaged file: it is derived, so start over
-            if conn is not None:
-                conn.close()
-            for suffix in ("", "-wal", "-shm"):
-                try:
-                    os.unlink(f"{self.path}{suffix}")
-                except FileNotFoundError:
-                    pass
+            conn.close()
+            self._quarantine(f"schema {row[0]}; this mf reads {SCHEMA_VERSION}", "is from another version of mf")
             return self._open()
         return conn
+
+    def _quarantine(self, why: str, what: str = "could not be read") -> None:
+        """Move the file (and its WAL) aside to index.db.damaged, replacing an older one, and say so."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{self.path}{suffix}", f"{self.path}.damaged{suffix}")
+            except FileNotFoundError:
+                try:
+                    os.unlink(f"{self.path}.damaged{suffix}")
+                except FileNotFoundError:
+                    pass
+        self.notices.append(f"{MFDIR_NAME}/{self.path.name} {what} ({why}): moved aside to "
+                            f"{self.path.name}.damaged, rebuilding it from the log")
+
+    def damage(self) -> str | None:
+        """What is wrong with the file, by SQLite's quick_check and the tables it must hold (None: sound)."""
+        if not self.path.exists():
+            return None
+        self.close()
+        short = _truncated(self.path)
+        if short:
+            return short
+        try:
+            conn = sqlite.connect(str(self.path))
+            try:
+                found = conn.execute("PRAGMA quick_check").fetchall()
+                names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            finally:
+                conn.close()
+        except sqlite.DatabaseError as exc:
+            return str(exc) if is_damage(exc) else None
+        if found != [("ok",)]:
+            return "; ".join(str(r[0]) for r in found[:2])
+        missing = sorted(set(_TABLES) - names)
+        return f"no table {missing[0]}" if missing else None
+
+    def recover(self, log: EventLog) -> str | None:
+        """If the file is damaged, move it aside and rebuild from the log; the notice, or None if sound."""
+        if self.damage() is None:
+            return None
+        with log.lock():
+            why = self.damage()  # again: another process may have rebuilt it while this one waited
+            if why is None:
+                return None
+            self._quarantine(why)
+            self.rebuild(log)
+        return self.notices.pop()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -172,12 +239,30 @@ class GraphIndex:
         return Position(int(rows["pos.seq"]), rows["pos.hash"], int(rows["pos.segment"]),
                         int(rows["pos.size"]), int(rows["pos.mtime_ns"]))
 
+    def fingerprint(self) -> tuple[list | None, int]:
+        """The log's fingerprint as it was when this index last agreed with it, and when it was taken."""
+        rows = dict(self.conn.execute("SELECT key, value FROM meta WHERE key IN ('pos.fp', 'pos.at')"))
+        return (orjson.loads(rows["pos.fp"]) if "pos.fp" in rows else None), int(rows.get("pos.at", 0))
+
     def is_current(self, log: EventLog) -> bool:
-        pos = self.position()
-        return log.stat_head() == (pos.segment, pos.size, pos.mtime_ns)
+        """Is the log, by stat() alone, the one this index was built from? Like git's index, a
+        fingerprint taken within a clock tick of a write ("racy") is not trusted alone: the hash
+        of the last line must match too."""
+        fp, at = self.fingerprint()
+        if fp is None or log.fingerprint() != fp:
+            return False
+        if fp and at - fp[-1][2] < _RACY_NS:
+            pos = self.position()
+            return log.tail_hash(pos.segment, pos.size) == pos.hash if pos.size else True
+        return True
 
     def sync(self, log: EventLog, *, locked: bool, progress: Progress | None = None) -> bool:
-        """Bring the index up to the end of the log. Returns True if anything was applied."""
+        """Bring the index up to the end of the log. Returns True if anything was applied.
+
+        When the log differs from the one the index was built from, its chain is verified from the
+        last position the index trusts (the end it had, if the log only grew; else the start of
+        the first segment that changed) before anything is folded: a log that does not verify
+        raises LogCorrupt, and the index keeps its old fingerprint, so every command notices."""
         if self.is_current(log):
             return False
         if not locked:
@@ -188,22 +273,76 @@ class GraphIndex:
         pos = self.position()
         if not pos.seq:
             return self.rebuild(log, progress=progress)  # a new index: the bulk path
-        seg, size, mtime = log.stat_head()
-        if (seg, size) == (pos.segment, pos.size) and log.tail_hash(seg, size) == pos.hash:
-            self._write_meta(pos._replace(mtime_ns=mtime))  # touched, not changed
-            return False
-        grew = (seg, size) > (pos.segment, pos.size)
-        if not (grew and log.tail_hash(pos.segment, pos.size) == pos.hash):
-            return self.rebuild(log, progress=progress)  # the log was replaced (checkout, reset)
+        start = self._trusted_start(log, pos)
+        if start != pos:
+            if log.tail_hash(pos.segment, pos.size) != pos.hash and not self._cut(log, pos):
+                # the event the index ends at is not where it was and git's HEAD holds the log as
+                # it is (a checkout, a reset): fold it anew; the rebuild checks every line it reads
+                return self._rebuild_other(log, progress)
+            end, same_history = _check_chain(log, start, pos)
+            if not same_history:
+                if end[0] < pos.seq and self._cut(log, pos):
+                    raise LogCorrupt(f"{log.display(pos.segment)}: the log ends at seq {end[0]} but held events up "
+                                     f"to seq {pos.seq} (cut short or removed, not checked out by git)",
+                                     "run `mf verify` for what git still holds; restore with "
+                                     "`git checkout -- .metaforge/events`")
+                return self._rebuild_other(log, progress)  # another history (a merge being made)
+            if end == (pos.seq, pos.hash):
+                with os_errors(self.path):
+                    self._write_meta(pos, log)  # touched, not changed
+                return False
         self._replay(log, pos, progress, clear=False)
         return True
 
+    def _rebuild_other(self, log: EventLog, progress: Progress | None) -> bool:
+        """Fold a log of another history. If even its first event differs, the index was built from
+        another repository's log (copied in): it is moved aside, and that is said."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'log.first'").fetchone()
+        first = log.first_hash()
+        if row and row[0] and first and row[0] != first:
+            self._quarantine("its first event is not this log's", "was built from another repository's log")
+        return self.rebuild(log, progress=progress)
+
+    def _cut(self, log: EventLog, pos: Position) -> bool:
+        """The log ends before the index did: was it cut (by hand, by damage), or checked out or reset
+        by git (then the segment is what git's HEAD holds and the index simply follows it)?"""
+        try:
+            now = log.path(pos.segment).read_bytes()
+        except FileNotFoundError:  # removed: by a checkout of a commit without it, or by hand
+            return log.committed(pos.segment) is not None or not log.has_commits()
+        return log.committed(pos.segment) != now
+
+    def _trusted_start(self, log: EventLog, pos: Position) -> Position:
+        """Where to verify from: `pos` if the log only grew past it (same files, the line that ended
+        at pos still there), else the start of the first segment whose fingerprint changed."""
+        old, _ = self.fingerprint()
+        new = log.fingerprint()
+        old = old or []
+        changed = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        grew_only = (changed == len(old) - 1 < len(new) and old[-1][0] == pos.segment and new[changed][4] == old[-1][4]
+                     and new[changed][1] > pos.size and log.tail_hash(pos.segment, pos.size) == pos.hash) \
+            or (changed == len(old) and len(new) > len(old))
+        if grew_only:
+            return pos
+        return log.segment_start(new[changed][0] if changed < len(new) else changed + 1)
+
     def rebuild(self, log: EventLog, progress: Progress | None = None) -> bool:
-        self._replay(log, Position(), progress, clear=True)
+        """Fold the whole log again. A file SQLite finds damaged is moved aside first: dropping its
+        tables would leave bad pages behind (or fail on them)."""
+        why = self.damage()
+        if why:
+            self._quarantine(why)
+        try:
+            self._replay(log, Position(), progress, clear=True)
+        except sqlite.DatabaseError as exc:  # a damaged file cannot even drop its tables: start a new one
+            if not is_damage(exc):
+                raise
+            self._quarantine(str(exc))
+            self._replay(log, Position(), progress, clear=True)
         return True
 
     def _replay(self, log: EventLog, start: Position, progress: Progress | None, clear: bool) -> None:
-        with no_gc():
+        with no_gc(), os_errors(self.path):
             self._replay_batch(log, start, progress, clear)
 
     def _replay_batch(self, log: EventLog, start: Position, progress: Progress | None, clear: bool) -> None:
@@ -232,15 +371,16 @@ class GraphIndex:
             if progress:
                 progress(done + len(batch), max(total, done + len(batch)))
             end = reader.position
-            st = os.stat(log.path(end.segment)) if end.segment else None
             self._write_state(state)
             if clear:
                 for sql in _INDEXES:
                     conn.execute(sql)
-            self._write_meta(end._replace(mtime_ns=st.st_mtime_ns if st else 0))
+            self._write_meta(end, log)
+            if clear:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('log.first', ?)", (log.first_hash() or "",))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _fold(self, state: GraphState, batch: list[Record]) -> None:
@@ -253,21 +393,25 @@ class GraphIndex:
 
     # ---- writing a command's result --------------------------------------------------------
 
-    def commit(self, state: GraphState, records: list[Record], end: Position) -> None:
+    def commit(self, state: GraphState, records: list[Record], end: Position, log: EventLog | None = None) -> None:
         """Write the state a command folded, its events and the new log end: one transaction."""
+        with os_errors(self.path):
+            self._commit(state, records, end, log)
+
+    def _commit(self, state: GraphState, records: list[Record], end: Position, log: EventLog | None) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._insert_events(records)
             self._write_state(state)
-            self._write_meta(end)
+            self._write_meta(end, log)
             fresh = getattr(state, "aggregates", None)
             if fresh:
                 conn.executemany("INSERT OR REPLACE INTO aggregates VALUES (?, ?, ?, ?, ?)",
                                  [(k, end.seq, c, t, u) for k, (c, t, u) in fresh.items()])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _insert_events(self, records: list[Record]) -> None:
@@ -338,10 +482,20 @@ class GraphIndex:
         elif e["type"] == "drift.resolved":
             self.conn.execute("DELETE FROM drifts WHERE path = ?", (p["path"],))
 
-    def _write_meta(self, pos: Position) -> None:
+    def _write_meta(self, pos: Position, log: EventLog | None) -> None:
+        """The log end this index holds and the log's fingerprint now (called under the lock, with
+        the log just read or written: nothing else writes it meanwhile)."""
+        fp = log.fingerprint() if log is not None else []  # no log (a test's index): never current
+        at = time.time_ns()
+        mtime = fp[-1][2] if fp else 0
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("pos.seq", str(pos.seq)), ("pos.hash", pos.hash), ("pos.segment", str(pos.segment)),
-            ("pos.size", str(pos.size)), ("pos.mtime_ns", str(pos.mtime_ns))])
+            ("pos.size", str(pos.size)), ("pos.mtime_ns", str(mtime)),
+            ("pos.fp", orjson.dumps(fp).decode()), ("pos.at", str(at))])
+        if log is not None and pos.seq:  # which log this is: its first event (see _rebuild_other)
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'log.first'").fetchone()
+            if not (row and row[0]):
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('log.first', ?)", (log.first_hash() or "",))
 
     # ---- reads: files, drifts, StateLinks, proposals (the artifact state) -------------------
 
@@ -755,6 +909,102 @@ def _decoded(raw: str | None):
 def _node(r) -> Node:
     """A Node from a row of _NODE_COLUMNS."""
     return Node(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), bool(r[10]))
+
+
+_SQLITE_OS = {13: ("ENOSPC", "No space left on device"), 8: ("EROFS", "cannot write (read-only file or file system)"),
+              10: ("EIO", "Input/output error"), 3: ("EACCES", "Permission denied"),
+              14: ("EACCES", "cannot open (permissions, or a read-only directory)")}
+
+
+@contextmanager
+def os_errors(path: Path):
+    """SQLite's word for an operating-system refusal (full, read-only, I/O, permission) as a
+    StorageError naming the file, with SQLite's error chained."""
+    try:
+        yield
+    except sqlite.OperationalError as exc:
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        known = _SQLITE_OS.get(code)
+        if known is None:
+            raise
+        name, cause = _cause(code, path.parent) or known
+        hint = "free some space; the log is intact and the index catches up with it at the next command" \
+            if name == "ENOSPC" else STORAGE_HINTS.get(name)
+        raise StorageError(f"{MFDIR_NAME}/{path.name}: {cause} (SQLite: {exc})", hint,
+                           {"path": f"{MFDIR_NAME}/{path.name}", "errno": name}) from exc
+
+
+def _truncated(path: Path) -> str | None:
+    """Is the file shorter than its own header says? SQLite reads the missing pages as zeros and may
+    answer from them without an error, so a cut index is caught here, from 100 bytes and a stat()."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return None  # not a database at all: SQLite says so itself
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    if head[24:28] != head[92:96] or not pages:
+        return None  # the header's page count is not kept current: nothing to compare
+    return f"{size:,} bytes where its header counts {pages * page:,}" if size < pages * page else None
+
+
+def _cause(code: int, folder: Path) -> tuple[str, str] | None:
+    """SQLite does not pass on errno: tell a read-only file system, a directory this user may not
+    write, and a full disk (an I/O error growing -shm or the WAL) from what the folder shows."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "EROFS", "Read-only file system"
+    except OSError:
+        return None
+    if code in (8, 14) and not os.access(folder, os.W_OK):
+        return "EACCES", "Permission denied"
+    if code == 10 and _nearly_full(folder):
+        return _SQLITE_OS[13]
+    return None
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (256 << 10)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Is this SQLite error a damaged or foreign file (not a lock, a full disk or a permission)?"""
+    if not isinstance(exc, sqlite.DatabaseError):
+        return False
+    msg = str(exc)
+    return getattr(exc, "sqlite_errorcode", None) in (11, 26) or "malformed" in msg or "not a database" in msg \
+        or msg.startswith(("no such table", "no such column", "unsupported file format"))
+
+
+def _rollback(conn) -> None:
+    """Roll back if SQLite has not already (it ends the transaction itself on a full disk or an I/O
+    error): the error that stopped the transaction is the one to report, not the rollback's."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite.Error:
+            pass
+
+
+def _check_chain(log: EventLog, start: Position, pos: Position) -> tuple[tuple[int, str], bool]:
+    """Verify the chain from `start` to the end of the log (LogCorrupt if it does not hold).
+    Returns the (seq, hash) it ends at and whether the event at `pos` is still the one the index
+    folded (the same history: only what follows it is new)."""
+    reader = log.read(start)
+    same = start.seq == pos.seq and start.hash == pos.hash
+    for rec in reader:
+        if rec.event["seq"] == pos.seq:
+            same = rec.event["hash"] == pos.hash
+    return (reader.position.seq, reader.position.hash), same
 
 
 def _estimate_events(log: EventLog, start: Position) -> int:

@@ -27,7 +27,7 @@ from typing import Iterator, NamedTuple
 import orjson
 
 from metaforge import events as ev
-from metaforge.errors import LogCorrupt, MetaforgeError, UnknownFormat
+from metaforge.errors import LogCorrupt, MetaforgeError, StorageError, UnknownFormat
 from metaforge.events import FORMAT, GENESIS, Draft, check_hash, encode, line_hash
 
 _SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
@@ -53,7 +53,7 @@ class TornTail(LogCorrupt):
 
     def __init__(self, path: str, line: int, size: int, keep: int):
         super().__init__(f"{path}:{line}: torn last line ({size - keep} bytes without an end)",
-                         "run `mf verify --repair` to drop the torn tail")
+                         "run `mf verify --repair` to cut it (it refuses if complete events would go)")
         self.path, self.line, self.size, self.keep = path, line, size, keep
 
 
@@ -104,6 +104,67 @@ class EventLog:
                 raise LogCorrupt(f"{self.display(expect)} is missing (found {self.display(num)})",
                                  "restore it from git: git checkout -- .metaforge/events")
         return nums
+
+    def fingerprint(self) -> list[list[int]]:
+        """[segment, size, mtime_ns, ctime_ns, inode] of every segment, read with stat() only: the
+        cheap check (git's index keeps the same for each file) that the log is the one an index
+        was built from. Any difference means something wrote the log, and the chain is checked."""
+        out = []
+        for num in self.segments():
+            st = os.stat(self.path(num))
+            out.append([num, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+        return out
+
+    def segment_start(self, num: int) -> Position:
+        """Where segment `num` begins in the chain: after the last line of segment num - 1, read
+        from its last line alone (the caller trusts that segment). Position() if it cannot tell."""
+        if num <= 1:
+            return Position()
+        prev = self.path(num - 1)
+        try:
+            size = os.path.getsize(prev)
+            h = self.tail_hash(num - 1, size)
+            if h is None:
+                return Position()
+            with open(prev, "rb") as f:
+                f.seek(max(0, size - (1 << 20)))
+                last = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+            seq = orjson.loads(last)["seq"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return Position()
+        return Position(seq, h, num, 0) if type(seq) is int else Position()
+
+    def first_hash(self) -> str | None:
+        """The hash of the log's first event (None if there is none or it is not sound): which log
+        this is, whatever was appended since."""
+        try:
+            with open(self.path(1), "rb") as f:
+                line = f.readline()
+        except FileNotFoundError:
+            return None
+        return check_hash(line[:-1]) if line.endswith(b"\n") else None
+
+    def committed(self, num: int) -> bytes | None:
+        """Segment `num` as git's HEAD holds it (None: not committed, or no git)."""
+        import subprocess
+
+        try:
+            out = subprocess.run(["git", "show", f"HEAD:./{self.rel}/{segment_name(num)}"], cwd=self.dir.parent.parent,
+                                 capture_output=True)
+        except OSError:
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    def has_commits(self) -> bool:
+        """Does the git repository around the log have a commit (so a checkout could have happened)?"""
+        import subprocess
+
+        try:
+            out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=self.dir.parent.parent,
+                                 capture_output=True)
+        except OSError:
+            return False
+        return out.returncode == 0
 
     def stat_head(self) -> tuple[int, int, int]:
         """(last segment, its size, its mtime_ns) without reading anything: the fast check."""
@@ -184,17 +245,32 @@ class EventLog:
         created = not path.exists()
         journal = {"sizes": {} if created else {segment_name(num): head.size},
                    "created": [segment_name(num)] if created else []}
-        _write_durable(self.journal_path, json.dumps(journal).encode())
-        with open(path, "ab") as f:
-            f.write(b"".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
-        if created:
-            _fsync_dir(self.dir)
+        try:
+            _write_durable(self.journal_path, json.dumps(journal).encode())
+        except OSError as exc:
+            self._undo()
+            raise StorageError.of(exc, ".metaforge/log.journal") from exc
+        try:
+            with open(path, "ab") as f:
+                f.write(b"".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
+            if created:
+                _fsync_dir(self.dir)
+        except OSError as exc:  # no space, a size limit, an I/O error: take back what got written
+            self._undo()
+            raise StorageError.of(exc, self.display(num)) from exc
         os.unlink(self.journal_path)  # the commit point
         _fsync_dir(self.journal_path.parent)
         st = os.stat(path)
         return records, Position(seq, prev, num, st.st_size, st.st_mtime_ns)
+
+    def _undo(self) -> None:
+        """Roll back the batch being written now (its journal is on disk, or torn, or absent)."""
+        try:
+            self.recover()
+        except OSError:
+            pass  # the journal stays: whoever takes the lock next rolls the batch back
 
     def seal(self) -> str | None:
         """Start a new segment, so the current one never changes again (under the lock)."""
@@ -243,24 +319,17 @@ class EventLog:
                 f.close()
         return out
 
-    def repair(self) -> dict | None:
-        """Drop a torn tail, and only that. Returns what was dropped, or None if nothing was."""
-        reader = self.read(stop_at_torn=True)
-        for _ in reader:
-            pass
-        torn = reader.torn
-        if torn is None:
-            return None
-        path = self.path(torn.segment)
-        if torn.keep == 0:
+    def cut(self, num: int, keep: int) -> None:
+        """Cut segment `num` to its first `keep` bytes (removing it if nothing is kept): `mf verify
+        --repair`, under the lock, after it has decided what may go."""
+        path = self.path(num)
+        if keep == 0:
             os.unlink(path)
             _fsync_dir(self.dir)
         else:
             with open(path, "r+b") as f:
-                f.truncate(torn.keep)
+                f.truncate(keep)
                 os.fsync(f.fileno())
-        return {"file": self.display(torn.segment), "line": torn.line, "bytes_dropped": torn.size - torn.keep}
-
 
 @dataclass(slots=True)
 class _Torn:

@@ -23,10 +23,12 @@ from typing import Any
 
 from metaforge.batch import no_gc
 from metaforge.errors import BadInput
+from metaforge.limits import MAX_DEPTH, check_file_size, check_message
 from metaforge.thread.commands import OPS, Change
 
 _KEYS = frozenset({"props", "properties", "keys", "expect_version", "msg", "message"})
 _OPS = frozenset(OPS)
+_BY_ID = frozenset({"add", "set"})
 
 
 def read_changes(path: Path, display: str | None = None) -> tuple[list[Change], str | None]:
@@ -36,15 +38,19 @@ def read_changes(path: Path, display: str | None = None) -> tuple[list[Change], 
 
 def _read_changes(path: Path, name: str) -> tuple[list[Change], str | None]:
     try:
+        check_file_size(name, path.stat().st_size)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"{name}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{name}: cannot read: {exc}") from None
-    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{") and path.suffix.lower() not in (".yaml", ".yml"):
-        data, lines = _load_json(text, name), None
-    else:
-        data, lines = _load_yaml(text, name)
+    try:
+        if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{") and path.suffix.lower() not in (".yaml", ".yml"):
+            data, lines = _load_json(text, name), None
+        else:
+            data, lines = _load_yaml(text, name)
+    except RecursionError:
+        raise BadInput(f"{name}: nested too deep (a property value may nest {MAX_DEPTH} levels: MAX_DEPTH)") from None
     return changes_from_data(data, name, lines)
 
 
@@ -59,6 +65,7 @@ def changes_from_data(data: Any, name: str, lines=None) -> tuple[list[Change], s
         message, data = data.get("message"), data.get("changes")
         if message is not None and not isinstance(message, str):
             raise BadInput(f"{name}: message must be a string")
+        check_message(message, f"{name}: message")
         lines = lines[1] if lines else None
     elif lines:
         lines = lines[0]
@@ -109,15 +116,26 @@ def _load_yaml(text: str, name: str):
 
 def change_from_dict(item: Any, where: str) -> Change:
     """One change as a mapping (a file's item, a stored proposal's); `where` starts each error."""
+    if type(item) is dict and len(item) == 2 and type(item.get("props")) is dict:
+        # the shape a generated file repeats 100,000 times: {add|set: ID, props: {...}}
+        op = next(k for k in item if k != "props")
+        if op in _BY_ID and type(item[op]) is str:
+            return Change(op, item[op], props=item["props"], where=where)
     if not isinstance(item, dict):
         raise BadInput(f"{where}: a change is a mapping like {{set: BOMItem:C42, props: {{...}}}}")
-    ops = _OPS & item.keys()
-    if len(ops) != 1:
+    op = None
+    for key in item:  # one pass over a few keys: set algebra per change costs a second per 100,000
+        if key in _OPS:
+            if op is not None:
+                raise BadInput(f"{where}: a change names exactly one of {', '.join(OPS)}")
+            op = key
+        elif key not in _KEYS:
+            unknown = key
+            ops = _OPS & item.keys()
+            if len(ops) == 1:
+                raise BadInput(f"{where}: unknown key '{unknown}' (allowed: {next(iter(ops))}, {', '.join(sorted(_KEYS))})")
+    if op is None:
         raise BadInput(f"{where}: a change names exactly one of {', '.join(OPS)}")
-    op, = ops
-    if len(item) > 1 and not item.keys() - {op} <= _KEYS:
-        unknown = sorted(item.keys() - _KEYS - {op})[0]
-        raise BadInput(f"{where}: unknown key '{unknown}' (allowed: {op}, {', '.join(sorted(_KEYS))})")
     target = item[op]
     props = item.get("props", item.get("properties")) or {}
     if not isinstance(props, dict):
@@ -126,8 +144,10 @@ def change_from_dict(item: Any, where: str) -> Change:
     if expect is not None and (not isinstance(expect, int) or isinstance(expect, bool)):
         raise BadInput(f"{where}: expect_version must be an integer")
     msg = item.get("msg", item.get("message"))
-    if msg is not None and not isinstance(msg, str):
-        raise BadInput(f"{where}: msg must be a string")
+    if msg is not None:
+        if not isinstance(msg, str):
+            raise BadInput(f"{where}: msg must be a string")
+        check_message(msg, f"{where}: msg")
     if op in ("link", "unlink"):
         if not (isinstance(target, list) and len(target) == 3 and all(isinstance(t, str) for t in target)):
             raise BadInput(f"{where}: {op} takes [SOURCE, RELATION, TARGET]")

@@ -220,6 +220,9 @@ class Planned:
 def plan(repo, changes: list[Change], *, actor: str, message: str | None, dry_run: bool = False) -> Planned:
     """Check and fold a batch on the current state, with its constraint verdicts (in a
     transaction, which holds the lock and has caught the index up)."""
+    from metaforge.limits import check_message
+
+    check_message(message)
     ts = ev.now()
     index = repo.index
     head = index.position()
@@ -230,6 +233,8 @@ def plan(repo, changes: list[Change], *, actor: str, message: str | None, dry_ru
     for c in changes:
         if c.msg is None:
             c.msg = message
+        elif c.msg is not message:
+            check_message(c.msg, f"{c.where or c.id}: msg")
         try:
             outcomes.append(Outcome(c, planner.plan(c)))
         except MetaforgeError as exc:

@@ -146,6 +146,8 @@ def _comparable(value: Any, text: str, key: str) -> tuple[Any, Any]:
             q = units.parse_quantity(text, dimension or "ratio")
         except units.UnitError as exc:
             raise BadInput(f"--where {key}: {exc}") from None
+        if not isinstance(value.get("value"), (int, float)):  # null: what an older mf stored for 1e999
+            return None, q["value"]                             # (no comparison holds: _compare says no)
         if not q["unit"] and not value["unit"]:
             return value["value"], q["value"]
         return units.to_base(value["value"], value["unit"]), units.to_base(q["value"], q["unit"])

@@ -19,12 +19,18 @@ from typing import Callable
 
 from metaforge import events as ev
 from metaforge.batch import no_gc
-from metaforge.errors import BadInput, Refused
+from metaforge.errors import BadInput, LogCorrupt, Refused, UnknownFormat
 from metaforge.thread.commands import Change, Planned, Result, plan, refuse_if_blocked
 from metaforge.graph import GraphState
 from metaforge.thread.policy import LAND, PROPOSE, REFUSE, Source, rule_of
 
 _listeners: list[Callable[[object, int], None]] = []
+_appended = [0]  # the seq of this process's last append (the CLI asks whether a failed command had appended)
+
+
+def last_appended() -> int:
+    """The seq of the last event this process appended (0: none yet)."""
+    return _appended[0]
 
 
 def on_commit(listener: Callable[[object, int], None]) -> Callable[[], None]:
@@ -48,6 +54,14 @@ class Transaction:
         try:
             self._stack.enter_context(no_gc())
             self.repo.index.sync(self.repo.log, locked=True)
+        except LogCorrupt as exc:
+            self._stack.close()
+            if isinstance(exc, UnknownFormat):
+                raise
+            hint = exc.hint if exc.hint and "mf verify" in exc.hint else \
+                "run `mf verify` for the whole report" + (f"; {exc.hint}" if exc.hint else "")
+            raise LogCorrupt(f"{exc.message}: refusing to append onto a log that does not verify", hint,
+                             exc.details) from exc
         except BaseException:
             self._stack.close()
             raise
@@ -127,7 +141,8 @@ class Transaction:
         if not drafts:
             return
         records, end = self.repo.log.append(head, drafts, actor, ts)
-        self.repo.index.commit(state, records, end)
+        _appended[0] = end.seq
+        self.repo.index.commit(state, records, end, self.repo.log)
         self.last_seq = end.seq
 
 

@@ -8,6 +8,7 @@ directory; pint is imported only for a unit never seen before.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from functools import lru_cache
@@ -155,6 +156,8 @@ def _parse_quantity(text: str, dimension: str) -> dict:
         raise UnitError(f"'{text}' is not a number with a unit (e.g. {example(dimension)})")
     number, unit = m.group(1), m.group(2)
     value = float(number)
+    if not math.isfinite(value):
+        raise UnitError(f"'{text}': {number} is not a finite number")
     if value.is_integer() and not any(c in number for c in ".eE"):
         value = int(value)
     if not unit:
@@ -163,7 +166,16 @@ def _parse_quantity(text: str, dimension: str) -> dict:
         raise UnitError(f"'{text}' needs a unit of {dimension.replace('_', ' ')} (e.g. {example(dimension)})")
     unit = normalize_unit(unit, dimension)
     check_unit(unit, dimension, text)
+    check_magnitude(value, unit, dimension, text)
     return {"value": value, "unit": unit}
+
+
+def check_magnitude(value: float, unit: str, dimension: str, text: str) -> None:
+    """A finite number, and a temperature no colder than absolute zero (0 K, -273.15 °C, -459.67 °F)."""
+    if not math.isfinite(value):
+        raise UnitError(f"'{text}' is not a finite number")
+    if dimension == "temperature" and value < 0 and to_base(value, unit) < -1e-9:
+        raise UnitError(f"'{text}' is below absolute zero (0 K = -273.15 °C = -459.67 °F)")
 
 
 def check_unit(unit: str, dimension: str, text: str | None = None) -> None:
