@@ -21,7 +21,7 @@ MAX_MESSAGE_CHARS = 16 * 1024      # a change's rationale (-m, msg:, message:)
 MAX_VALUE_BYTES = 64 * 1024        # one property value, as JSON (a long description, a lookup table)
 MAX_DEPTH = 32                     # lists and mappings nested in one property value
 MAX_APPLY_FILE_BYTES = 256 << 20   # a `mf mutate apply` file (1,000,000 adds take ~100 MB of YAML)
-MAX_REQUEST_BYTES = 32 << 20       # a request body of `mf serve` (for the server: same rule, smaller)
+MAX_REQUEST_BYTES = 8 << 20        # a request body of `mf serve` (the default of its --max-body)
 
 # C0 and C1 control characters, and the Unicode marks that reorder text on screen (bidi overrides
 # and isolates): refused in ids and actors, escaped wherever mf prints text it did not write.

@@ -359,3 +359,30 @@ def test_an_index_cut_short_is_moved_aside_not_read_as_zeros(tmp_path, keep):
     s = mf_process("query", "--type", "BOMItem", "--json", cwd=repo)
     assert s.returncode == 0 and len(json.loads(s.stdout)) == 128
     assert s.stderr.count("moved aside") == 1 and "header counts" in s.stderr
+
+
+def test_a_running_server_never_answers_from_a_log_changed_by_hand(tmp_path):
+    """`mf serve` reads the index as every command does: a value edited into the log while it runs
+    is not served; the server answers from the last verified position and says why once."""
+    import sys
+
+    import httpx
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from serve_support import Server
+
+    repo = _repo(tmp_path, n=20)
+    server = Server(repo)
+    try:
+        url = f"{server.url}/api/v1/entities/BOMItem:R7"
+        assert httpx.get(url).json()["properties"]["quantity"] == 8
+        seg = repo / SEGMENT
+        lines = seg.read_bytes().splitlines(keepends=True)
+        lines[7] = lines[7].replace(b'"quantity":8,', b'"quantity":9,')  # same length, same last line
+        seg.write_bytes(b"".join(lines))
+        for _ in range(3):
+            answer = httpx.get(url)
+            assert answer.status_code == 200 and answer.json()["properties"]["quantity"] == 8
+    finally:
+        err = server.stop()
+    assert err.count(f"{SEGMENT}:8:") == 1, err  # named once, not per request

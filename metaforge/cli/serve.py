@@ -8,6 +8,7 @@ import typer
 
 from metaforge.cli.context import context
 from metaforge.cli.output import ActorOpt, JsonOpt, say
+from metaforge.limits import MAX_REQUEST_BYTES
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +24,7 @@ def serve(
     url_ttl: Annotated[int, typer.Option("--url-ttl", help="Seconds a signed GLB URL stays valid.")] = 3600,
     allow_origin: Annotated[Optional[list[str]], typer.Option(
         "--allow-origin", help="Another page's origin (scheme://host:port) that may open WebSockets and write; repeatable.")] = None,
-    max_body: Annotated[int, typer.Option("--max-body", help="Bytes a request body may hold (413 past it).")] = 8 * 1024 * 1024,
+    max_body: Annotated[int, typer.Option("--max-body", help="Bytes a request body may hold (413 past it).")] = MAX_REQUEST_BYTES,
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

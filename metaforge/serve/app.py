@@ -155,7 +155,7 @@ class HotReads:
         from metaforge.thread.queries import show
 
         try:
-            body, status = orjson.dumps(show(self.twin.repo().index, path[len(self.PREFIX):])), 200
+            body, status = orjson.dumps(show(self.twin.fresh().index, path[len(self.PREFIX):])), 200
         except MetaforgeError as exc:
             response = error_response(exc)
             body, status = response.body, response.status_code

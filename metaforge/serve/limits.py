@@ -17,12 +17,14 @@ more than the limit in memory:
 from __future__ import annotations
 
 import httptools
+
+from metaforge.limits import MAX_DEPTH
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HEAD_BYTES = 32 * 1024
 HEADERS = 100
 WS_MESSAGE = 64 * 1024
-JSON_DEPTH = 32
+JSON_DEPTH = MAX_DEPTH     # the store's own nesting limit (metaforge/limits.py)
 MAX_INT = 2**63 - 1       # what SQLite and the log's JSON hold
 SEQ_MAX = 2**53           # a position or version: exact in a JavaScript number, far beyond any log
 

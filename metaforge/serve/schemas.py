@@ -7,6 +7,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from metaforge.limits import MAX_ACTOR_CHARS, MAX_ID_CHARS, MAX_MESSAGE_CHARS
 from metaforge.serve.limits import SEQ_MAX, check_json
 
 
@@ -14,7 +15,7 @@ ENTITY_ID = r"^[A-Za-z][A-Za-z0-9]*:[A-Za-z0-9_][A-Za-z0-9_.\-+/#@]*$"  # as met
 ACTOR = r"^(user|agent):.*\S.*$"
 WHERE = r"^[A-Za-z_][A-Za-z0-9_]*\s*(!=|>=|<=|=|>|<|~)\s*.*$"  # as metaforge.thread.queries reads --where
 EVERY = r"^(\s*[0-9]+(\.[0-9]+)?\s*(us|ms|s|m|h|d)\s*)?$"  # as sync.ingest.parse_span reads it; empty: no buckets
-ID_LENGTH = 256  # serve's own bound; the store's limits (when they come) are the ones that count
+ID_LENGTH = MAX_ID_CHARS  # the store's limits (metaforge/limits.py), said in the schema
 
 
 class _Open(BaseModel):
@@ -253,8 +254,8 @@ class _Body(BaseModel):
 class ChangesBody(_Body):
     changes: list[dict[str, Any]] = Field(min_length=1, description="as in `mf mutate apply`: {set: ID, props: {...}, "
                                                                     "expect_version: N}, {link: [SRC, REL, DST]}, ...")
-    message: Optional[str] = Field(None, description="why: the decision rationale")
-    actor: Optional[str] = Field(None, pattern=ACTOR, description="user:<name> or agent:<code> (default: the server's)")
+    message: Optional[str] = Field(None, description="why: the decision rationale", max_length=MAX_MESSAGE_CHARS)
+    actor: Optional[str] = Field(None, pattern=ACTOR, max_length=MAX_ACTOR_CHARS, description="user:<name> or agent:<code> (default: the server's)")
     dry_run: bool = False
 
 
@@ -262,7 +263,7 @@ class AddBody(_Body):
     id: str = Field(examples=["BOMItem:C42"], pattern=ENTITY_ID, max_length=ID_LENGTH)
     properties: dict[str, Any] = {}
     message: Optional[str] = None
-    actor: Optional[str] = Field(None, pattern=ACTOR)
+    actor: Optional[str] = Field(None, pattern=ACTOR, max_length=MAX_ACTOR_CHARS)
 
 
 class PatchBody(_Body):
@@ -273,7 +274,7 @@ class PatchBody(_Body):
     unset: list[str] = []
     expect_version: Optional[int] = Field(None, ge=0, le=SEQ_MAX, description="refused with 409 unless the entity is at it")
     message: Optional[str] = None
-    actor: Optional[str] = Field(None, pattern=ACTOR)
+    actor: Optional[str] = Field(None, pattern=ACTOR, max_length=MAX_ACTOR_CHARS)
 
 
 TraceNode.model_rebuild()

@@ -10,8 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from metaforge.errors import BadInput
+from metaforge.limits import MAX_REQUEST_BYTES
 
-MAX_BODY = 8 * 1024 * 1024  # the default of --max-body (serve/limits.py has the other limits)
+MAX_BODY = MAX_REQUEST_BYTES  # the default of --max-body (serve/limits.py has the other limits)
 
 MIN_TOKEN = 16
 

@@ -3,6 +3,7 @@ with the log before each answer, and the mapping of library errors to HTTP statu
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Twin:
     def __init__(self, root: Path):
         self.root = root
         self._local = threading.local()
+        self._said: set[str] = set()
 
     def repo(self):
         from metaforge.repo import Repo
@@ -53,10 +55,17 @@ class Twin:
         return repo
 
     def fresh(self):
-        """The repo, its index as current as the log: writers (mf mutate, ingest, this server) update
-        index.db as they append, and the event hub catches it up within its poll when the log changed
-        otherwise (a checkout, a merge): so a read here is a plain SQLite read, no check of the log."""
-        return self.repo()
+        """The repo, its index as current as the log, checked as every command checks it: a stat of
+        the log's segments when nothing changed (microseconds); a log changed by hand is verified
+        from the index's last trusted position, a damaged index rebuilt, each said once on stderr.
+        A log that does not verify is answered from the index at its last verified seq, as `mf
+        status` does, never from the changed lines."""
+        repo = self.repo()
+        for notice in repo.sync_warnings():
+            if notice not in self._said:
+                self._said.add(notice)
+                print(f"mf serve: {notice}", file=sys.stderr, flush=True)
+        return repo
 
     def telemetry(self):
         from metaforge.sync.ingest import store
