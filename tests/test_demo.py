@@ -74,7 +74,7 @@ def test_the_demo_tours_every_layer_and_leaves_the_dashboard_running(tmp_path):
         assert "FC-SN-20260301-001: nominal → warning" in out and "FC-SN-20260301-001: warning → critical" in out
         assert re.search(r"health\s+critical", out)
         assert "fleet what-if drone-flight · 4 devices" in out
-        took = int(re.search(r"The tour took (\d+) s", out).group(1))
+        took = int(re.search(r"Done in (\d+) s, set-up included", out).group(1))
         assert took < 150, took  # the set-up, skipped here, has the rest of the 3 minutes
 
         # mf serve, left running: the project's first model is the board, its GLB served
