@@ -206,7 +206,9 @@ def _refuse_inconsistent(result) -> None:
     not read into the graph; drift shows it as an item naming the row."""
     from metaforge.adapters.base import AdapterError
 
-    for eid, wrong in (result.extra.get("inconsistent") or {}).items():
+    bad = result.extra.get("inconsistent")
+    if bad:
+        eid, wrong = min(bad.items(), key=lambda item: item[1]["line"])  # the first row of the file
         raise AdapterError(result.rel, f"{wrong['message']} ({eid})", wrong["line"],
                            "make the quantity the number of references, or list the references")
 
