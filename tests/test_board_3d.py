@@ -147,3 +147,22 @@ def test_a_model_file_opencascade_cannot_read_leaves_a_box_and_a_warning(tmp_pat
     manifest, _ = _artifacts(repo, "stickhub/StickHub.kicad_pcb")
     assert any("APHB1608.step" in w for w in manifest.get("warnings", []))
     assert len(manifest["models_seen"]) == 4  # found, if not readable: its parts are boxes
+
+
+@needs_demos
+def test_a_model_file_that_crashes_opencascade_leaves_the_board_in_boxes(tmp_path, mf):
+    """Crystal_SMD_4P_2520.step cut at an entity boundary makes OpenCascade dereference a
+    missing entity (SIGSEGV): the child dies, the board is built again without its models."""
+    from tests.test_artifacts_as_kept import truncated_step
+
+    repo = tmp_path / "hub"
+    assert mf("init", str(repo)).code == 0
+    shutil.copytree(DEMOS / "stickhub", repo / "stickhub")
+    truncated_step(repo / "stickhub" / "3dmodels" / "Crystal_SMD_4P_2520.step")
+    p = mf_process("ingest", "stickhub/StickHub.kicad_pcb", cwd=repo)
+    assert p.returncode == 0, p.stderr
+    assert mf("show", "DesignElement:StickHub/Y1", cwd=repo).code == 0  # the board's entities are in
+    manifest, gltf = _artifacts(repo, "stickhub/StickHub.kicad_pcb")
+    assert "OpenCascade crashed" in manifest["warnings"][0] and "SIGSEGV" in manifest["warnings"][0]
+    assert manifest["models_seen"] == [] and len(manifest["boxes"]) == len(manifest["component_tree"]["children"])
+    assert all(_triangles(gltf, n) == 12 for n in gltf["nodes"] if "mesh" in n and not n["name"].endswith("/outline"))

@@ -61,7 +61,7 @@ class Part:
     angle: float                                 # degrees, counter-clockwise seen from the top
     bottom: bool
     models: list[Model] = field(default_factory=list)
-    box: tuple[float, float, float, float] | None = None   # local x0, y0, x1, y1 (Y up), when no model
+    box: tuple[float, float, float, float] | None = None   # local x0, y0, x1, y1 (Y up), drawn when no model
     height: float = DEFAULT_HEIGHT
     missing: list[str] = field(default_factory=list)     # model paths as written that were not found
 
@@ -223,8 +223,8 @@ def _part(fp, eid: str, folder: Path, center) -> Part:
             continue
         part.models.append(Model(str(found), _triple(model, "offset") or _triple(model, "at", 25.4) or (0, 0, 0),
                                  _triple(model, "scale") or (1, 1, 1), _triple(model, "rotate") or (0, 0, 0)))
-    if not part.models:
-        part.box = _footprint_box(fp)
+    part.box = _footprint_box(fp)  # drawn when no model is (or, after a crash, can be) read
+    if part.box is not None:
         attr = fp.get("attr")
         kind = attr.text(1, "") if attr is not None else ""
         part.height = _HEIGHT.get(kind, DEFAULT_HEIGHT)
@@ -338,7 +338,16 @@ def build(path: Path, rel: str, root: Path) -> dict:
             return cached
     except (OSError, ValueError):
         pass
-    return step_child.parse(path, rel, root, build_here, _warm)
+    try:
+        return step_child.parse(path, rel, root, build_here, _warm)
+    except AdapterError as exc:
+        if "OpenCascade" not in exc.reason or not _models_seen(path, rel):
+            raise
+        # a model file crashed OpenCascade or overran the limit: the board without its models
+        manifest = step_child.parse(path, rel, root, build_here_boxes, _warm)
+        manifest.setdefault("warnings", []).insert(0, f"3D models left out, every part a box: {exc.reason}")
+        _write_manifest(manifest_path, manifest)
+        return manifest
 
 
 def _models_seen(path: Path, rel: str) -> list[str]:
@@ -349,13 +358,21 @@ def _warm():
     from metaforge.adapters import pcb_glb  # noqa: F401 — imports OCP once, in the child
 
 
-def build_here(path: Path, rel: str, root: Path | None) -> dict:
+def build_here_boxes(path: Path, rel: str, root: Path | None) -> dict:
+    """`build_here` with a box for every part: after a model file took the child down."""
+    return build_here(path, rel, root, models=False)
+
+
+def build_here(path: Path, rel: str, root: Path | None, models: bool = True) -> dict:
     """The child's side: plan, build, write the GLB, name its nodes, write the manifest."""
     from metaforge.adapters import pcb_glb
     from metaforge.adapters.kicad import BoardAdapter
     from metaforge.adapters.step import artifact_paths
 
     the_plan = plan(path, rel)
+    if not models:
+        for part in the_plan.parts:
+            part.models = []
     glb_path, manifest_path = artifact_paths(root, rel)
     glb_path.parent.mkdir(parents=True, exist_ok=True)
     ignore = glb_path.parent / ".gitignore"
@@ -391,10 +408,14 @@ def build_here(path: Path, rel: str, root: Path | None) -> dict:
     }
     if warnings:
         manifest["warnings"] = warnings
+    _write_manifest(manifest_path, manifest)
+    return manifest
+
+
+def _write_manifest(manifest_path: Path, manifest: dict) -> None:
     tmp_manifest = manifest_path.with_name(manifest_path.name + ".tmp")
     tmp_manifest.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp_manifest, manifest_path)
-    return manifest
 
 
 def _name_nodes(glb_path: Path, the_plan: Plan, rel: str) -> dict[str, str]:
