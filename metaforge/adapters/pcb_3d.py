@@ -63,6 +63,7 @@ class Part:
     models: list[Model] = field(default_factory=list)
     box: tuple[float, float, float, float] | None = None   # local x0, y0, x1, y1 (Y up), drawn when no model
     height: float = DEFAULT_HEIGHT
+    round: bool = False                          # a mounting hole: a disc in its box, not the box
     missing: list[str] = field(default_factory=list)     # model paths as written that were not found
 
 
@@ -229,7 +230,7 @@ def _part(fp, eid: str, folder: Path, center) -> Part:
         kind = attr.text(1, "") if attr is not None else ""
         part.height = _HEIGHT.get(kind, DEFAULT_HEIGHT)
         if "mountinghole" in (fp.text(1, "") or "").lower().replace("_", ""):
-            part.height = 0.1
+            part.height, part.round = 0.1, True
         elif part.box:
             w, d = part.box[2] - part.box[0], part.box[3] - part.box[1]
             part.height = round(min(part.height, max(0.3, 0.6 * min(w, d))), 3)

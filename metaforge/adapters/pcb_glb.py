@@ -16,7 +16,7 @@ from OCP.BRepAlgoAPI import BRepAlgoAPI_Cut
 from OCP.BRepBuilderAPI import (BRepBuilderAPI_GTransform, BRepBuilderAPI_MakeEdge, BRepBuilderAPI_MakeFace,
                                 BRepBuilderAPI_Transform)
 from OCP.BRepMesh import BRepMesh_IncrementalMesh
-from OCP.BRepPrimAPI import BRepPrimAPI_MakeBox, BRepPrimAPI_MakePrism
+from OCP.BRepPrimAPI import BRepPrimAPI_MakeBox, BRepPrimAPI_MakeCylinder, BRepPrimAPI_MakePrism
 from OCP.GC import GC_MakeArcOfCircle
 from OCP.gp import gp_Ax1, gp_Ax2, gp_Circ, gp_Dir, gp_GTrsf, gp_Pnt, gp_Trsf, gp_Vec
 from OCP.Message import Message_ProgressRange
@@ -264,6 +264,11 @@ def _box(part):
 def _box_of(part, box):
     x0, y0, x1, y1 = box
     z0, z1 = (-part.height, 0.0) if part.bottom else (0.0, part.height)
+    if part.round:  # a mounting hole's ring of copper
+        axis = gp_Ax2(gp_Pnt((x0 + x1) / 2, (y0 + y1) / 2, z0), gp_Dir(0, 0, 1))
+        shape = BRepPrimAPI_MakeCylinder(axis, min(x1 - x0, y1 - y0) / 2, z1 - z0).Shape()
+        BRepMesh_IncrementalMesh(shape, 0.02, False, 0.3, True)
+        return shape
     shape = BRepPrimAPI_MakeBox(gp_Pnt(x0, y0, z0), gp_Pnt(x1, y1, z1)).Shape()
     BRepMesh_IncrementalMesh(shape, 0.05, False, 0.5, True)
     return shape
