@@ -29,7 +29,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from metaforge.adapters.base import AdapterError, safe_name
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from OCP.BRep import BRep_Builder
 from OCP.BRepAlgoAPI import BRepAlgoAPI_Cut
-from OCP.BRepBuilderAPI import (BRepBuilderAPI_GTransform, BRepBuilderAPI_MakeEdge, BRepBuilderAPI_MakeFace,
-                                BRepBuilderAPI_Transform)
+from OCP.BRepBuilderAPI import BRepBuilderAPI_GTransform, BRepBuilderAPI_MakeEdge, BRepBuilderAPI_MakeFace
 from OCP.BRepMesh import BRepMesh_IncrementalMesh
 from OCP.BRepPrimAPI import BRepPrimAPI_MakeBox, BRepPrimAPI_MakeCylinder, BRepPrimAPI_MakePrism
 from OCP.GC import GC_MakeArcOfCircle
@@ -27,8 +26,6 @@ from OCP.ShapeAnalysis import ShapeAnalysis_FreeBounds
 from OCP.TCollection import TCollection_AsciiString, TCollection_ExtendedString
 from OCP.TColStd import TColStd_IndexedDataMapOfStringString
 from OCP.TDocStd import TDocStd_Document
-from OCP.TopAbs import TopAbs_WIRE
-from OCP.TopExp import TopExp_Explorer
 from OCP.TopLoc import TopLoc_Location
 from OCP.TopoDS import TopoDS, TopoDS_Compound
 from OCP.TopTools import TopTools_HSequenceOfShape
@@ -72,7 +69,7 @@ def write_glb(plan, out: Path, rel: str) -> list[str]:
             if got is None:
                 continue
             shape, model_color = got
-            pieces.append(_placed(shape, _model_trsf(m), _scaled(m)))
+            pieces.append(_placed(shape, _model_trsf(m)))
             color = color or model_color
         if not pieces:
             pieces = [_box(part)] if part.box else [_box_of(part, (-0.5, -0.5, 0.5, 0.5))]
@@ -234,7 +231,7 @@ def _model_trsf(m):
     return t
 
 
-def _placed(shape, trsf, copy: bool):
+def _placed(shape, trsf):
     """`shape` moved by `trsf` (a (rigid, scale) pair is applied as a copy, then meshed again)."""
     if isinstance(trsf, tuple):
         rigid, scale = trsf
