@@ -7,8 +7,8 @@ What is drawn (all in mm, Z up, the board's outline centred on the origin):
 - the board: its Edge.Cuts outline (lines, arcs, rectangles, circles, polygons; inner closed
   outlines are cut-outs) extruded to the board's thickness (`(general (thickness))`, else the
   stackup's sum, else 1.6 mm);
-- each footprint at its place and rotation, on its side (a bottom footprint under the board,
-  turned 180° about Y as KiCad's 3D viewer does), with its 3D model when the file is found: a
+- each footprint at its place and rotation, on its side (a bottom footprint's model under the
+  board, turned π about Y then π about Z as KiCad's 3D viewer does), with its 3D model when the file is found: a
   path relative to the board, `${KIPRJMOD}`, `${KICADn_3DMODEL_DIR}` (n = 6..9, from the
   environment or the usual install folders), any other `${VAR}` from the environment; a `.wrl`
   is looked for as `.step`/`.stp` too. The model's offset, scale and rotation apply as in KiCad.

@@ -248,9 +248,10 @@ def _place_trsf(part, thickness: float):
     r.SetRotation(gp_Ax1(gp_Pnt(0, 0, 0), gp_Dir(0, 0, 1)), math.radians(part.angle))
     t.Multiply(r)
     if part.bottom and part.models:  # a library model stands on the top side: turned under the board
-        f = gp_Trsf()
-        f.SetRotation(gp_Ax1(gp_Pnt(0, 0, 0), gp_Dir(0, 1, 0)), math.pi)
-        t.Multiply(f)
+        for axis in (gp_Dir(0, 1, 0), gp_Dir(0, 0, 1)):  # as KiCad's 3D viewer: π about Y, then π about Z
+            f = gp_Trsf()
+            f.SetRotation(gp_Ax1(gp_Pnt(0, 0, 0), axis), math.pi)
+            t.Multiply(f)
     return t
 
 
