@@ -65,7 +65,7 @@ def parse(path: Path, rel: str, root: Path | None, reader, warm):
                 raise AdapterError(rel, f"OpenCascade could not be loaded: {body}")
             child.ready = True
         try:
-            child.pipe.send((str(path), rel, str(root) if root else None))
+            child.pipe.send((reader, str(path), rel, str(root) if root else None))  # any reader: a board's 3D view too
         except OSError:  # it died since (killed from outside): said as when it dies reading
             pass
         kind, body = _wait(child, rel, time_limit(), "reading it")
@@ -117,7 +117,7 @@ def _serve(pipe, reader, warm) -> None:
     pipe.send(("ready", None))
     while True:
         try:
-            path, rel, root = pipe.recv()
+            reader, path, rel, root = pipe.recv()
         except (EOFError, OSError):
             return
         try:

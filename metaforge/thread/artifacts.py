@@ -166,6 +166,9 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
             try:
                 result = _parse(ad, path, rel, repo.root)
                 _refuse_inconsistent(result)
+                if ad.name == "kicad_pcb":  # the board's 3D view for viewers (adapters/pcb_3d.py)
+                    from metaforge.adapters import pcb_3d
+                    pcb_3d.attach(result, path, rel, repo.root)
             except AdapterError as exc:
                 if not keep_going:
                     raise
