@@ -127,7 +127,7 @@ def test_project_refuses_dirty_files_a_detached_head_and_leaves_no_trace(board, 
     sch.write_bytes(sch.read_bytes() + b"\n")  # someone's unsaved work in KiCad
     head, n = git("rev-parse", "HEAD", cwd=board), len(events(mf, board, 0))
     r = mf("project", cwd=board)
-    assert r.code == 1 and "pic_programmer.kicad_sch has uncommitted changes" in r.err
+    assert r.code == 1 and "hw/pic_programmer/pic_programmer.kicad_sch has uncommitted changes" in r.err
     assert git("rev-parse", "HEAD", cwd=board) == head and len(events(mf, board, 0)) == n
     git("checkout", "--", "hw", cwd=board)
     git("checkout", "-q", "--detach", cwd=board)

@@ -442,7 +442,7 @@ def _check_git(repo, rels: list[str]) -> None:
         raise Refused("HEAD is detached: a projection commit would belong to no branch", "git switch BRANCH")
     dirty = git(["status", "--porcelain", "--", *rels], cwd=repo.root).strip()
     if dirty:
-        first = dirty.splitlines()[0][3:]
+        first = dirty.splitlines()[0][2:].strip()  # git() strips the output: the first line's " M" lost its space
         raise Refused(f"{first} has uncommitted changes: projecting over them would mix them into the commit",
                       "commit or stash them, or read them in with mf ingest")
 
