@@ -47,15 +47,33 @@ class FitResult:
     seconds: float = 0.0
     parameters: dict = field(default_factory=dict)   # the model's parameters after the fit, nested
     units: dict[str, str] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    on_bound: list[str] = field(default_factory=list)        # parameters the fit left on a bound
+    correlated: list[tuple[str, str, float]] = field(default_factory=list)   # |r| > 0.95
+    not_identified: dict[str, str] = field(default_factory=dict)   # parameter → the data that would pin it
+    structure: str | None = None                              # the structure chosen
+    structures: dict[str, dict] = field(default_factory=dict) # name → fit and held-out RMSE
+    held_out_rmse: dict[str, float] = field(default_factory=dict)
+    max_rmse: dict[str, float] = field(default_factory=dict)  # the stated thresholds
+    refusals: list[str] = field(default_factory=list)         # why it may not land (without --force)
+
+    def relative_stderr(self, label: str) -> float | None:
+        v = self.values[label]
+        return abs(self.stderr[label] / v) if v else None
 
     def as_dict(self) -> dict:
-        rel = {k: (abs(self.stderr[k] / v) if v else None) for k, v in self.values.items()}
+        rel = {k: self.relative_stderr(k) for k in self.values}
         return {"model": self.model, "samples": self.samples, "evaluations": self.evaluations,
-                "seconds": round(self.seconds, 3),
+                "seconds": round(self.seconds, 3), "structure": self.structure, "structures": self.structures,
                 "fit": {k: {"start": self.start[k], "value": v, "stderr": self.stderr[k],
                             "ci95": [v - 1.96 * self.stderr[k], v + 1.96 * self.stderr[k]],
-                            "relative_stderr": rel[k]} for k, v in self.values.items()},
-                "rmse": self.rmse, "validation_rmse": self.validation_rmse, "units": self.units}
+                            "relative_stderr": rel[k], "bounds": list(self.bounds.get(k, ())),
+                            "on_bound": k in self.on_bound} for k, v in self.values.items()},
+                "correlated": [{"a": a, "b": b, "r": round(r, 4)} for a, b, r in self.correlated],
+                "not_identified": self.not_identified,
+                "rmse": self.rmse, "held_out_rmse": self.held_out_rmse, "validation_rmse": self.validation_rmse,
+                "max_rmse": self.max_rmse, "units": self.units, "refusals": self.refusals,
+                "landable": not self.refusals}
 
 
 def read_data(path: Path, display: str | None = None):
@@ -113,10 +131,14 @@ def _default_bounds(v: float) -> tuple[float, float]:
 class _Problem:
     """Residuals and Jacobian of one model on one data set."""
 
-    def __init__(self, loaded, t, columns, unknowns: list[Unknown], initial: dict | None = None):
+    def __init__(self, loaded, t, columns, unknowns: list[Unknown], initial: dict | None = None,
+                 fixed: dict | None = None):
         import numpy as np
 
         self.composed, self.alias, self.outputs = _setup(loaded, columns)
+        self.fixed = dict(fixed or {})         # a structure's switches
+        self.mask = None                       # samples the residuals count (None: all)
+        self.unexcited: list[Unknown] = []
         self.t = np.asarray(t, dtype=float)
         self.u = unknowns
         self.base = flatten(loaded.definition.parameters)
@@ -143,18 +165,18 @@ class _Problem:
 
         z = np.asarray(z, dtype=float)
         values = z * np.array([abs(u.start) or 1.0 for u in self.u])
-        out = {}
+        out = dict(self.fixed)
+        tables: dict = {}
         for j, u in enumerate(self.u):
             col = values[..., j]
             if u.index is None:
                 out[u.key] = col if col.ndim else float(col)
-            else:
-                base = out.get(u.key)
-                if base is None:
-                    base = np.broadcast_to(np.asarray(self.base[u.key], dtype=float),
-                                           col.shape + (len(self.base[u.key]),)).copy()
-                base[..., u.index] = col
-                out[u.key] = base
+                continue
+            if u.key not in tables:
+                src = self.fixed.get(u.key, self.base[u.key])
+                tables[u.key] = np.broadcast_to(np.asarray(src, dtype=float), col.shape + (len(src),)).copy()
+            tables[u.key][..., u.index] = col
+        out.update(tables)
         return out
 
     def predict(self, z):
@@ -164,7 +186,7 @@ class _Problem:
         z = np.asarray(z, dtype=float)
         n = 1 if z.ndim == 1 else z.shape[0]
         sc = Scenario(float(self.t[-1]), 1.0, n=n, inputs=self.inputs, parameters={self.alias: self.params(z)},
-                      initial=self.initial, curves=False, step=self.step,
+                      initial=self.initial, curves=False, step=self.step, hold_events=True,
                       record={f"{self.alias}.{o}" for o in self.outputs})
         self.evaluations += n
         out = simulate(self.composed, sc)
@@ -181,7 +203,10 @@ class _Problem:
         import numpy as np
 
         p = self.predict(z)
-        return np.concatenate([(p[o] - self.actual[o]) / self.scale[o] for o in self.outputs])
+        return np.concatenate([((p[o] - self.actual[o]) / self.scale[o])[self._rows()] for o in self.outputs])
+
+    def _rows(self):
+        return slice(None) if self.mask is None else self.mask
 
     def jacobian(self, z):
         import numpy as np
@@ -190,48 +215,190 @@ class _Problem:
         h = 1e-6 * np.maximum(1.0, np.abs(z))
         zs = np.vstack([z, z + np.diag(h)])             # the base point and one perturbation per parameter
         p = self.predict(zs)
-        r = np.concatenate([(p[o] - self.actual[o][:, None]) / self.scale[o] for o in self.outputs])
+        r = np.concatenate([((p[o] - self.actual[o][:, None]) / self.scale[o])[self._rows()] for o in self.outputs])
         return (r[:, 1:] - r[:, :1]) / h[None, :k]
+
+    def rmse(self, z, rows=None) -> dict[str, float]:
+        import numpy as np
+
+        p = self.predict(z)
+        sel = slice(None) if rows is None else rows
+        return {o: float(np.sqrt(np.mean((p[o] - self.actual[o])[sel] ** 2))) for o in self.outputs}
+
+
+BOUND_TOLERANCE = 1e-3    # a value within 0.1 % of the bounds' span from one is "on the bound"
+MAX_RELATIVE_STDERR = 0.5
+CORRELATED = 0.95
+HELD_OUT_BLOCKS = 10      # the data cut in ten; blocks 2, 5 and 8 are held out to choose a structure
 
 
 def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | None = None,
-        initial: dict | None = None, validate: tuple | None = None, tolerance: float = 1e-12) -> FitResult:
-    """Fit `names` (default: the definition's `calibrate.parameters`) to the data; `validate`
-    = (t, columns) of a profile the fit does not see, to report the error there too;
-    `tolerance`: least_squares' relative change in cost and parameters at which it stops."""
+        initial: dict | None = None, validate: tuple | None = None, tolerance: float = 1e-10,
+        structure: str | None = None) -> FitResult:
+    """Fit `names` (default: the definition's `calibrate.parameters`) to the data.
+
+    When the definition lists `calibrate.structures` (and neither `names` nor `structure` is
+    given) each structure is fitted on the data less three held-out blocks, and the one with the
+    least error on those blocks is refitted on all of it. Parameters the data does not excite
+    keep their start values and are reported, with the test that would identify them. `validate`
+    = (t, columns) of a profile the fit never sees, to report the error there too."""
+    import numpy as np
+
+    started = time.perf_counter()
+    d = loaded.definition
+    choices = dict(d.calibrate.structures) if d.calibrate and not names else {}
+    if structure is not None:
+        if structure not in choices:
+            raise BadInput(f"--structure {structure}: {d.name} has no such structure "
+                           f"({', '.join(choices) or 'it lists none under calibrate.structures'})")
+        choices = {structure: choices[structure]}
+    evaluations, compared, chosen = 0, {}, None
+    if len(choices) > 1:
+        held = _held_out(len(t))
+        for sname, st in choices.items():
+            prob, u, x = _fit_structure(loaded, t, columns, st, bounds, initial, tolerance, mask=~held)
+            evaluations += prob.evaluations
+            compared[sname] = {"fit_rmse": prob.rmse(x, ~held), "held_out_rmse": prob.rmse(x, held),
+                               "parameters": len(u)}
+        chosen = min(compared, key=lambda k: _score(compared[k]["held_out_rmse"], d))
+    elif choices:
+        chosen = next(iter(choices))
+    st = choices.get(chosen) if chosen else None
+    prob, u, x = _fit_structure(loaded, t, columns, st, bounds, initial, tolerance, names=names)
+    result = _report(loaded, prob, u, x)
+    result.evaluations += evaluations
+    result.structure, result.structures = chosen, compared
+    if chosen and len(choices) > 1:
+        result.held_out_rmse = compared[chosen]["held_out_rmse"]
+    if validate is not None:
+        result.validation_rmse = validation_error(loaded, prob.params(x), *validate, initial=initial)
+    result.refusals = refusals(result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _held_out(m: int):
+    import numpy as np
+
+    block = np.arange(m) * HELD_OUT_BLOCKS // max(m, 1)
+    return np.isin(block, (2, 5, 8))
+
+
+def _score(rmse: dict[str, float], d) -> float:
+    """Held-out error summed over outputs, each in units of its threshold (or its own unit)."""
+    limits = d.calibrate.max_rmse if d.calibrate else {}
+    return sum(v / limits.get(o, 1.0) for o, v in rmse.items())
+
+
+def _fit_structure(loaded, t, columns, st, bounds, initial, tolerance, names=None, mask=None):
+    """One structure fitted: parameters the data does not excite are set back and left out."""
+    import numpy as np
+
+    fixed = dict(st.set) if st is not None else {}
+    u = unknowns(loaded, names or (st.fit if st is not None and st.fit else None), bounds)
+    u = [x for x in u if x.key not in fixed]
+    prob = _Problem(loaded, t, columns, u, initial, fixed)
+    prob.mask = mask
+    x = _solve(prob, u, tolerance)
+    # a column of the Jacobian with no weight: the data never reaches what this parameter shapes
+    jac = prob.jacobian(x)
+    norms = np.linalg.norm(jac, axis=0)
+    idle = norms <= 1e-6 * max(float(norms.max()), 1e-300)
+    if idle.any() and not idle.all():
+        prob.unexcited = [u[i] for i in np.flatnonzero(idle)]
+        keep = [x_ for x_, dead in zip(u, idle) if not dead]
+        prob2 = _Problem(loaded, t, columns, keep, initial, {**fixed, **_as_overrides(prob, x, u, idle)})
+        prob2.mask, prob2.unexcited, prob2.evaluations = mask, prob.unexcited, prob.evaluations
+        z0 = x[~idle]
+        x = _solve(prob2, keep, tolerance, z0)
+        return prob2, keep, x
+    return prob, u, x
+
+
+def _as_overrides(prob, x, u, idle) -> dict:
+    """The values of the parameters left out: fitted ones of a table kept, idle ones at their start."""
+    import numpy as np
+
+    z = np.where(idle, np.array([x_.start / (abs(x_.start) or 1.0) for x_ in u]), x)
+    values = prob.params(z)
+    keys = {x_.key for x_, dead in zip(u, idle) if dead}
+    return {k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in values.items() if k in keys}
+
+
+def _solve(prob, u, tolerance, z_start=None):
     import numpy as np
     from scipy.optimize import least_squares
 
-    started = time.perf_counter()
-    u = unknowns(loaded, names, bounds)
-    prob = _Problem(loaded, t, columns, u, initial)
     scale = np.array([abs(x.start) or 1.0 for x in u])
-    z0 = np.array([x.start for x in u]) / scale
     lo = np.array([x.low for x in u]) / scale
     hi = np.array([x.high for x in u]) / scale
-    z0 = np.clip(z0, lo + 1e-12 * (hi - lo), hi - 1e-12 * (hi - lo))
+    z0 = np.array([x.start for x in u]) / scale if z_start is None else np.asarray(z_start, dtype=float)
+    z0 = np.clip(z0, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
     sol = least_squares(prob.residuals, z0, jac=prob.jacobian, bounds=(lo, hi), x_scale="jac", method="trf",
                         ftol=tolerance, xtol=tolerance, gtol=tolerance, max_nfev=200)
-    m, k = len(sol.fun), len(z0)
-    s2 = 2 * sol.cost / max(m - k, 1)
-    jac = prob.jacobian(sol.x)
+    return sol.x
+
+
+def _report(loaded, prob, u, x) -> FitResult:
+    import numpy as np
+
+    scale = np.array([abs(x_.start) or 1.0 for x_ in u])
+    r = prob.residuals(x)
+    jac = prob.jacobian(x)
+    m, k = len(r), len(x)
+    s2 = float(r @ r) / max(m - k, 1)
     cov = np.linalg.pinv(jac.T @ jac) * s2
-    stderr = np.sqrt(np.clip(np.diag(cov), 0, None)) * scale
-    values = sol.x * scale
-    preds = prob.predict(sol.x)
-    rmse = {o: float(np.sqrt(np.mean((preds[o] - prob.actual[o]) ** 2))) for o in prob.outputs}
-    fitted = prob.params(sol.x)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    stderr = sd * scale
+    values = x * scale
+    labels = [x_.label for x_ in u]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    correlated = [(labels[i], labels[j], float(corr[i, j])) for i in range(k) for j in range(i + 1, k)
+                  if np.isfinite(corr[i, j]) and abs(corr[i, j]) > CORRELATED]
+    on_bound = [x_.label for x_, v in zip(u, values)
+                if min(v - x_.low, x_.high - v) <= BOUND_TOLERANCE * (x_.high - x_.low)]
+    fitted = prob.params(x)
     params = dict(prob.base)
     for key, value in fitted.items():
         params[key] = np.asarray(value).tolist() if np.ndim(value) else float(value)
-    result = FitResult(loaded.definition.name, {x.label: float(v) for x, v in zip(u, values)},
-                       {x.label: x.start for x in u}, {x.label: float(s) for x, s in zip(u, stderr)}, rmse,
-                       samples=int(len(prob.t)), evaluations=prob.evaluations, parameters=unflatten(params),
-                       units={o: _unit(loaded, o) for o in prob.outputs})
-    if validate is not None:
-        result.validation_rmse = validation_error(loaded, fitted, *validate, initial=initial)
-    result.seconds = time.perf_counter() - started
+    d = loaded.definition
+    hints = d.calibrate.identified_by if d.calibrate else {}
+    not_identified = {}
+    for x_ in getattr(prob, "unexcited", []):
+        not_identified[x_.label] = ("the data does not reach what it shapes (left at its start value); "
+                                    + hints.get(x_.key, "data that exercises it"))
+    result = FitResult(d.name, {lab: float(v) for lab, v in zip(labels, values)},
+                       {x_.label: x_.start for x_ in u}, {lab: float(s) for lab, s in zip(labels, stderr)},
+                       prob.rmse(x), samples=int(len(prob.t)), evaluations=prob.evaluations,
+                       parameters=unflatten(params), units={o: _unit(loaded, o) for o in prob.outputs},
+                       bounds={x_.label: (x_.low, x_.high) for x_ in u}, on_bound=on_bound,
+                       correlated=correlated, not_identified=not_identified,
+                       max_rmse=dict(d.calibrate.max_rmse) if d.calibrate else {})
+    for lab in on_bound:
+        result.not_identified.setdefault(lab, "the fit stopped on a bound; " + hints.get(lab.split("[")[0], "more data that exercises it"))
+    for lab in labels:
+        rse = result.relative_stderr(lab)
+        if rse is not None and rse > MAX_RELATIVE_STDERR:
+            result.not_identified.setdefault(lab, f"relative standard error {rse:.0%}; "
+                                             + hints.get(lab.split("[")[0], "more data that exercises it"))
     return result
+
+
+def refusals(result: FitResult) -> list[str]:
+    """Why a fit may not land without --force: a bound hit, an unidentified parameter, a large error."""
+    out = [f"{lab} is on its bound ({result.values[lab]:.4g}, bounds {result.bounds[lab][0]:g}..{result.bounds[lab][1]:g})"
+           for lab in result.on_bound]
+    for lab in result.values:
+        rse = result.relative_stderr(lab)
+        if rse is not None and rse > MAX_RELATIVE_STDERR:
+            out.append(f"{lab} is not identified: relative standard error {rse:.0%} (> {MAX_RELATIVE_STDERR:.0%})")
+    for o, v in result.rmse.items():
+        limit = result.max_rmse.get(o)
+        if limit is not None and v > limit:
+            out.append(f"fit RMSE of {o} is {v:.4g} {result.units.get(o, '')}, above the stated threshold {limit:g} "
+                       "(the data's units, its columns, or the model's structure)")
+    return out
 
 
 def validation_error(loaded, fitted: dict, t, columns, initial: dict | None = None) -> dict[str, float]:
@@ -253,7 +420,10 @@ def _unit(loaded, output: str) -> str:
 
 def calibrate(repo, model: str, *, actor: str, data: Path | None = None, execution: str | None = None,
               names: list[str] | None = None, validate: Path | None = None, dry_run: bool = False,
-              base: Path = Path(".")) -> tuple[FitResult, object | None, str | None]:
+              base: Path = Path("."), force: bool = False,
+              structure: str | None = None) -> tuple[FitResult, object | None, str | None]:
+    """Fit, and land the parameters unless the fit is refused (a bound hit, a parameter not
+    identified, an error past the stated threshold: `result.refusals`) and not `force`d."""
     from metaforge.sim import record
     from metaforge.sim.catalog import ENTITY, Catalog
     from metaforge.thread.commands import Change, execute
@@ -277,13 +447,15 @@ def calibrate(repo, model: str, *, actor: str, data: Path | None = None, executi
     shown = str(data)
     t, columns = read_data(base / data if not data.is_absolute() else data, shown)
     check = read_data(base / validate, str(validate)) if validate else None
-    result = fit(loaded, t, columns, names=names, validate=check)
+    result = fit(loaded, t, columns, names=names, validate=check, structure=structure)
     name = loaded.definition.name
-    if dry_run:
+    if dry_run or (result.refusals and not force):
         return result, None, None
     source = (f"{Path(shown).name}{f' ({execution})' if execution else ''}: {result.samples} samples, RMSE "
               + ", ".join(f"{o} {v:.4g} {result.units.get(o, '')}" for o, v in result.rmse.items())
-              + f", fitted {', '.join(result.values)} on {time.strftime('%Y-%m-%d')}")
+              + (f", structure {result.structure}" if result.structure else "")
+              + f", fitted {', '.join(result.values)} on {time.strftime('%Y-%m-%d')}"
+              + (f"; FORCED past: {'; '.join(result.refusals)}" if result.refusals else ""))
     composed = from_models([loaded])
     run_id = record.start(repo, "calibration", actor=actor, scenario=f"{name}: fit to {Path(shown).name}",
                           composed=composed, targets=[f"{ENTITY}:{name}"],

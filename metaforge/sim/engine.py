@@ -42,6 +42,7 @@ class Scenario:
     step: float | None = None
     curves: bool = True                                  # resample every port at the output rate
     record: set[str] = field(default_factory=set)        # extra traces to keep (compare)
+    hold_events: bool = False                            # latched events stay 0 (a fit to measured data)
 
 
 @dataclass
@@ -85,6 +86,7 @@ def simulate(composed: Composed, sc: Scenario, limits: Callable[[str], tuple[flo
 class _Build:
     def __init__(self, composed: Composed, sc: Scenario):
         from metaforge.sim.params import resolve
+        from metaforge.sim.physical import check_parameters
 
         self.c, self.sc = composed, sc
         self.mode = "scalar" if sc.n == 1 and not _has_arrays(composed, sc) else "array"
@@ -92,9 +94,12 @@ class _Build:
         self.members = {}
         for alias, loaded in composed.members.items():
             params = resolve(loaded.definition.parameters, sc.parameters.get(alias), loaded.display, array)
+            check_parameters(params, loaded.definition.limits, f"{loaded.display} ({alias})")
             self.members[alias] = _member(alias, loaded, params, self.mode, sc.n)
+            self.members[alias].hold_events = sc.hold_events
         where = composed.source.display if composed.source else composed.name
         self.params = resolve(composed.parameters, sc.parameters.get(""), where, array)
+        check_parameters(self.params, composed.source.definition.limits if composed.source else {}, where)
         self.h, self.steps = self._step()
 
     def _step(self) -> tuple[float, int]:
@@ -239,6 +244,8 @@ class _Build:
     def initial_states(self) -> dict[str, Any]:
         import numpy as np
 
+        from metaforge.sim.physical import check_value
+
         out: dict[str, Any] = {}
         given = dict(self.sc.initial)
         for alias, m in self.members.items():
@@ -247,6 +254,7 @@ class _Build:
                 v = given.pop(key, value)
                 if v is None:
                     continue
+                check_value("state", key, v, m.state_unit(name), self._where())
                 if self.mode == "array":
                     v = np.broadcast_to(np.asarray(v, dtype=float), (self.sc.n,)).copy()
                 out[key] = v if self.mode == "array" else float(v)
@@ -261,6 +269,8 @@ class _Build:
         charge a current profile carries is kept exactly)."""
         import numpy as np
 
+        from metaforge.sim.physical import check_value
+
         knobs = {p.name: p for p in self.c.scenario}
         unknown = [k for k in self.sc.inputs if k not in knobs]
         if unknown:
@@ -269,6 +279,7 @@ class _Build:
         grid = np.arange(self.steps + 1) * self.h
         for name, port in knobs.items():
             value = self.sc.inputs.get(name, port.default)
+            check_value("input", name, value.values if isinstance(value, Series) else value, port.unit, self._where())
             if isinstance(value, Series):
                 series[name] = _step_average(value, grid, self.h)
             elif self.mode == "array" and np.ndim(value):
@@ -436,7 +447,7 @@ def _in_chunks(composed, sc, limits, chunk, started):
         hi = min(sc.n, lo + chunk)
         part = Scenario(sc.duration, sc.rate_hz, hi - lo, _slice(sc.inputs, lo, hi, sc.n),
                         {a: _slice(p, lo, hi, sc.n) for a, p in sc.parameters.items()},
-                        _slice(sc.initial, lo, hi, sc.n), sc.step, sc.curves, sc.record)
+                        _slice(sc.initial, lo, hi, sc.n), sc.step, sc.curves, sc.record, sc.hold_events)
         parts.append(simulate(composed, part, limits))
     first = parts[0]
     join = lambda arrs: np.concatenate([np.atleast_1d(a) for a in arrs], axis=-1)
