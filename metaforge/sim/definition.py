@@ -62,6 +62,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, defer_build=True)
 
 
+def _unit_text(value: str) -> str:
+    from metaforge.thread import units
+
+    if value in ("", "1"):
+        return "1"
+    try:
+        units.dimensionality(units.normalize_unit(value, "temperature"))
+    except units.UnitError:
+        raise ValueError(f"unknown unit '{value}'") from None
+    return value
+
+
 class Port(_Strict):
     name: str
     unit: str = "1"
@@ -79,15 +91,7 @@ class Port(_Strict):
     @field_validator("unit")
     @classmethod
     def _unit(cls, value: str) -> str:
-        from metaforge.thread import units
-
-        if value in ("", "1"):
-            return "1"
-        try:
-            units.dimensionality(units.normalize_unit(value, "temperature"))
-        except units.UnitError:
-            raise ValueError(f"unknown unit '{value}'") from None
-        return value
+        return _unit_text(value)
 
     @field_validator("expr")
     @classmethod
@@ -129,6 +133,7 @@ class _Base(_Strict):
     calibration_source: Optional[str] = None
     valid_range: dict[str, tuple[float, float]] = {}
     limits: dict[str, tuple[Optional[float], Optional[float]]] = {}   # physical bounds of parameters
+    parameter_units: dict[str, str] = {}   # a parameter's unit where its name does not end with one
     calibrate: Optional[Calibrate] = None
 
     @field_validator("name")
@@ -238,6 +243,11 @@ class State(_Strict):
     initial: Union[float, str] = 0.0
     rate: str
     range: Optional[tuple[float, float]] = None   # clamped there (a state of charge: [0, 1])
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        return _unit_text(value)
 
     @field_validator("range")
     @classmethod
