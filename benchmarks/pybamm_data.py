@@ -7,7 +7,7 @@ cylinder; Marquis2019: a 0.68 Ah LCO pouch) × one ambient temperature (25 °C, 
 driven by two current profiles written in C-rates (so each cell gets the same test):
 
 - pulse test (what a lab calibrates on, README "Calibrating a battery model"): from full, steps
-  of 1C discharge of 8 % of the capacity, each followed by 3 min of rest and a 10 s 2C pulse with
+  of 1C discharge of 10 % of the capacity, each followed by 10 min of rest and a 10 s 2C pulse with
   40 s of rest; once, at about 40 % depth, one sustained 1.8C segment of 10 min. Down to 85 %
   depth of discharge. (The rates suit both cells: Chen2020's energy cell falls to its cut-off
   past about 2.5C.)
@@ -51,8 +51,8 @@ def pulse_test_c_rates() -> np.ndarray:
             hold(600, 1.8)                        # the one sustained segment: diffusion shows
             sustained_done = True
         else:
-            hold(int(0.08 * 3600), 1.0)
-        hold(180, 0.0)                            # rest: the voltage relaxes toward OCV
+            hold(int(0.10 * 3600), 1.0)
+        hold(600, 0.0)                            # rest: the voltage relaxes toward OCV
         hold(10, 2.0)                             # a short pulse: R0 and the fast polarization
         hold(40, 0.0)
     return np.array(out)

@@ -112,6 +112,7 @@ class Calibrate(_Strict):
     structures: dict[str, Structure] = {}    # calibration keeps the one with the least held-out error
     max_rmse: dict[str, float] = {}          # output → the largest fit RMSE a calibration may land
     identified_by: dict[str, str] = {}       # parameter → the test that pins it (said when it is not)
+    start: dict[str, str] = {}               # parameter → its start value from the data: charge(load_current) * 1.1
 
     @field_validator("max_rmse")
     @classmethod
@@ -173,7 +174,7 @@ class _Base(_Strict):
             for key in self.calibrate.parameters:
                 if _lookup(self.parameters, key) is None:
                     raise _FieldError(("calibrate", "parameters"), f"'{key}' is not a parameter")
-            for field_name in ("bounds", "max_rmse", "identified_by"):
+            for field_name in ("bounds", "max_rmse", "identified_by", "start"):
                 for key in getattr(self.calibrate, field_name):
                     known = self.output_names() if field_name == "max_rmse" else None
                     if (key not in known) if known is not None else _lookup(self.parameters, key) is None:
