@@ -109,10 +109,15 @@ def calibrate(
     fit: Annotated[Optional[str], typer.Option("--fit", help="Parameters to fit, comma-separated (default: the definition's calibrate.parameters).")] = None,
     validate: Annotated[Optional[str], typer.Option("--validate", help="Another profile the fit does not see: its error is reported too.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Fit and report; land nothing.")] = False,
+    structure: Annotated[Optional[str], typer.Option("--structure", help="Fit this one of the definition's calibrate.structures (default: the one with the least held-out error).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Land the fit even with a parameter on a bound, one not identified (relative standard error > 50 %) or an RMSE past the definition's max_rmse.")] = False,
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fit a model's parameters to test data and land them as a mutation (calibration_source set)."""
+    """Fit a model's parameters to test data and land them as a mutation (calibration_source set).
+
+    Exit 1, landing nothing, when the fit is not trustworthy (see --force); the report says which
+    test data would identify what this data could not."""
     from pathlib import Path
 
     from metaforge.sim.calibrate import calibrate as run_calibrate
@@ -121,34 +126,61 @@ def calibrate(
     result, landed, run_id = run_calibrate(ctx.repo, model, actor=ctx.actor, data=Path(data) if data else None,
                                            execution=execution, names=_split(fit),
                                            validate=Path(validate) if validate else None, dry_run=dry_run,
-                                           base=ctx.base)
+                                           base=ctx.base, force=force, structure=structure)
     if json_out:
         emit_json({**result.as_dict(), "run": run_id, "landed": landed.as_dict() if landed else None})
     else:
-        from rich.table import Table
+        _show_calibration(result, landed, run_id)
+    if result.refusals and not force:
+        raise typer.Exit(1)
 
-        c = console()
-        c.print(f"[bold]calibration[/] {result.model} on {result.samples} samples "
-                f"({result.evaluations} model runs, {result.seconds:.1f} s)")
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for col in ("parameter", "start", "fitted", "± std. error", "95 % interval"):
-            table.add_column(col, justify="left" if col == "parameter" else "right")
-        for k, v in result.values.items():
-            se = result.stderr[k]
-            table.add_row(k, f"{result.start[k]:.5g}", f"{v:.5g}", f"{se:.2g} ({abs(se / v) * 100 if v else 0:.2g} %)",
-                          f"{v - 1.96 * se:.4g} … {v + 1.96 * se:.4g}")
-        c.print(table)
-        for o, e in result.rmse.items():
-            unit = result.units.get(o, "")
-            line = f"fit error (RMSE) {o}: {e * 1000:.1f} m{unit}" if unit == "V" else f"fit error (RMSE) {o}: {e:.4g} {unit}"
-            if o in result.validation_rmse:
-                v = result.validation_rmse[o]
-                line += f"; on the unseen profile: {v * 1000:.1f} m{unit}" if unit == "V" else f"; unseen: {v:.4g} {unit}"
-            c.print(line)
-        if landed:
-            say(f"[green]✓[/] landed on BehavioralModel:{result.model} (calibration_source set), recorded as {run_id}")
-        else:
-            say("dry run: nothing landed")
+
+def _show_calibration(result, landed, run_id) -> None:
+    from rich.table import Table
+
+    c = console()
+    c.print(f"[bold]calibration[/] {result.model} on {result.samples} samples "
+            f"({result.evaluations} model runs, {result.seconds:.1f} s)")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    if result.structures:
+        c.print("structures (RMSE on the fitted part / on the held-out part the fit never saw):")
+        for name, s in result.structures.items():
+            mark = "→" if name == result.structure else " "
+            c.print(f"  {mark} {name:<20} " + ", ".join(
+                f"{o} {s['fit_rmse'][o]:.4g} / {s['held_out_rmse'][o]:.4g} {result.units.get(o, '')}"
+                for o in s["fit_rmse"]), markup=False, soft_wrap=True)
+    for col in ("parameter", "start", "fitted", "± std. error", "95 % interval", "bounds"):
+        table.add_column(col, justify="left" if col == "parameter" else "right")
+    for k, v in result.values.items():
+        se = result.stderr[k]
+        rse = result.relative_stderr(k)
+        shown = f"{se:.2g} ({rse * 100:.2g} %)" if rse is not None else f"{se:.2g}"
+        lo, hi = result.bounds.get(k, (float("nan"), float("nan")))
+        flag = " [red]on bound[/]" if k in result.on_bound else ""
+        table.add_row(k, f"{result.start[k]:.5g}", f"{v:.5g}", shown if rse is None or rse <= 0.5 else f"[red]{shown}[/]",
+                      f"{v - 1.96 * se:.4g} … {v + 1.96 * se:.4g}", f"{lo:g} … {hi:g}{flag}")
+    c.print(table)
+    for a, b, r in result.correlated[:8]:
+        c.print(f"correlated: {a} and {b} (r = {r:+.3f}): the data moves them together", markup=False)
+    if len(result.correlated) > 8:
+        c.print(f"… and {len(result.correlated) - 8} more correlated pairs (--json lists them)")
+    for k, why in result.not_identified.items():
+        c.print(f"not identified: {k}: {why}", markup=False, soft_wrap=True)
+    for o, e in result.rmse.items():
+        unit = result.units.get(o, "")
+        line = f"fit error (RMSE) {o}: {e * 1000:.1f} m{unit}" if unit == "V" else f"fit error (RMSE) {o}: {e:.4g} {unit}"
+        if o in result.validation_rmse:
+            v = result.validation_rmse[o]
+            line += f"; on the unseen profile: {v * 1000:.1f} m{unit}" if unit == "V" else f"; unseen: {v:.4g} {unit}"
+        c.print(line)
+    if landed:
+        say(f"[green]✓[/] landed on BehavioralModel:{result.model} (calibration_source set), recorded as {run_id}")
+    elif result.refusals:
+        for why in result.refusals:
+            warn(f"refused: {why}")
+        warn("nothing landed: give the test data named above, or --force to land it anyway")
+    else:
+        say("dry run: nothing landed")
 
 
 @app.command("compare")
