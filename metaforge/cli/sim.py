@@ -272,6 +272,11 @@ def _show(out, json_out: bool, csv_out: bool, plot: str | None, curve: list[str]
         import orjson
         import sys
 
+        if out.curve_file is not None:   # a long run: its curves stream from disk
+            from metaforge.sim.curvefile import dump_json
+
+            dump_json(out.as_dict(curves=False), out.curve_file, out.curve_units, sys.stdout.buffer)
+            return
         data = out.as_dict()
         sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2) + b"\n")
         return
@@ -342,19 +347,19 @@ def _plain_text(markup: str) -> str:
     return re.sub(r"\[/?[a-z ]*\]", "", markup)
 
 
-def _default_curves(out) -> list[str]:
+def _default_curves(out, curves) -> list[str]:
     """One voltage and one temperature, when there are: what a what-if is usually about."""
-    if not out.curves:
+    if not curves:
         return []
     wanted = []
-    for key in out.curves:
+    for key in curves:
         unit = out.curve_units.get(key, "")
         if unit in ("V", "degC") and key not in wanted and "ambient" not in key and "cell_temperature" not in key:
             wanted.append(key)
     by_unit = {}
     for key in wanted:
         by_unit.setdefault(out.curve_units[key], key)
-    return list(by_unit.values())[:2] or list(out.curves)[:1]
+    return list(by_unit.values())[:2] or list(curves)[:1]
 
 
 def _chart(out, curve: list[str] | None) -> None:
@@ -362,15 +367,16 @@ def _chart(out, curve: list[str] | None) -> None:
 
     from metaforge.sim.plot import text_chart
 
-    keys = curve or _default_curves(out)
+    t_view, curves = out.view(points=2000)
+    keys = curve or _default_curves(out, curves)
     palette = ["cyan", "magenta", "green", "yellow"]
     c = console()
     width = max(30, min(72, c.width - 14))
     for key in keys:
-        if key not in out.curves:
-            warn(f"no curve {key} (curves: {', '.join(out.curves)})")
+        if key not in curves:
+            warn(f"no curve {key} (curves: {', '.join(curves)})")
             continue
-        rows, lo, hi = text_chart(out.t, out.curves[key], width=width, height=6)
+        rows, lo, hi = text_chart(t_view, curves[key], width=width, height=6)
         unit = {"degC": "°C"}.get(out.curve_units.get(key, ""), out.curve_units.get(key, ""))
         legend = "  ".join(f"[{palette[i % 4]}]━ {label}[/]" for i, label in enumerate(out.labels)) if len(out.labels) > 1 else ""
         c.print(f"[bold]{key}[/] [{unit}]  {legend}")
@@ -381,7 +387,7 @@ def _chart(out, curve: list[str] | None) -> None:
                 line.append(ch, style=palette[owner % 4] if owner >= 0 else None)
             c.print(line)
         c.print(" " * 9 + "└" + "─" * width)
-        c.print(" " * 10 + "0" + _fmt(out.t[-1], "s").rjust(width - 1))
+        c.print(" " * 10 + "0" + _fmt(t_view[-1], "s").rjust(width - 1))
 
 
 def _csv_curves(out) -> None:
@@ -389,6 +395,12 @@ def _csv_curves(out) -> None:
 
     import numpy as np
 
+    if out.curve_file is not None:   # a long run: row chunks from disk
+        cf = out.curve_file
+        sys.stdout.write(",".join(["t_s", *cf.keys]) + "\n")
+        for t, part in cf.chunks():
+            np.savetxt(sys.stdout, np.column_stack([t] + [part[k] for k in cf.keys]), delimiter=",", fmt="%.6g")
+        return
     keys = list(out.curves)
     header = ["t_s"] + [k if len(out.labels) == 1 else f"{k}[{label}]" for k in keys for label in out.labels]
     cols = [np.asarray(out.t)] + [np.asarray(arr) for k in keys for arr in out.curves[k]]
@@ -401,20 +413,29 @@ def _plot(out, path: str, curve: list[str] | None) -> None:
     from metaforge.errors import BadInput
     from metaforge.sim.plot import png, svg
 
-    if not out.curves:
+    t, curves = out.view(points=4000)
+    if not curves:
         raise BadInput("--plot needs curves: a single device or run (a fleet or sweep gives a table)")
-    keys = curve or [k for k in out.curves if out.curve_units.get(k) in ("V", "degC", "A", "W")
-                     and "ambient" not in k][:6] or list(out.curves)[:4]
+    keys = curve or _limiting_curves(out, curves)
     panels = [{"name": k, "unit": {"degC": "°C"}.get(out.curve_units.get(k, ""), out.curve_units.get(k, "")),
-               "series": list(zip(out.labels, out.curves[k]))} for k in keys]
+               "series": list(zip(out.labels, curves[k])), "limits": out.limits.get(k, [])} for k in keys]
     title = f"{out.model}: " + (", ".join(f"{k}={v}" for k, v in out.overrides.items()) or "as is")
     target = context().path(path)
     if target.suffix.lower() == ".svg":
-        target.write_text(svg(out.t, panels, title))
+        target.write_text(svg(t, panels, title))
     elif target.suffix.lower() == ".png":
-        png(str(target), out.t, panels, title)
+        png(str(target), t, panels, title)
     else:
         raise BadInput(f"--plot {path}: write .svg or .png")
+
+
+def _limiting_curves(out, curves) -> list[str]:
+    """What limits the result first (the curves that meet a rating or a threshold: temperatures
+    against their ratings, the voltage against its cut-off), then the load, at most six."""
+    limited = [k for k in curves if out.limits.get(k)]
+    rest = [k for k in curves if k not in limited and out.curve_units.get(k) in ("A", "W")
+            and "ambient" not in k and not k.endswith(("_power", "_heat"))]
+    return (limited + rest)[:6] or list(curves)[:4]
 
 
 def _plot_compare(out, path: str) -> None:
