@@ -53,8 +53,10 @@ def test_the_template_calibrated_on_a_pulse_test_predicts_an_unseen_flight_withi
     assert 4.7 < fit["capacity_Ah"]["value"] < 5.4                          # Chen2020 is a 5 Ah cell
     for k, v in fit.items():   # what landed is identified: no bound, relative standard error ≤ 50 %
         assert not v["on_bound"] and v["relative_stderr"] <= 0.5, k
-    ocv = [fit[f"ocv_curve.volts[{i}]"]["value"] for i in range(12) if f"ocv_curve.volts[{i}]" in fit]
+    ocv = out["parameters"]["ocv_curve"]["volts"]
     assert all(b > a for a, b in zip(ocv, ocv[1:]))                          # a physical OCV: rising with the charge
+    # the charge the test never reached is said, not fitted
+    assert all("ocv_curve.volts" in k for k in out["not_identified"]), out["not_identified"]
 
 
 def test_the_calibrated_pack_lands_and_the_what_if_runs_it(calibrated):

@@ -73,6 +73,7 @@ class FitResult:
                 "not_identified": self.not_identified,
                 "rmse": self.rmse, "held_out_rmse": self.held_out_rmse, "validation_rmse": self.validation_rmse,
                 "max_rmse": self.max_rmse, "units": self.units, "refusals": self.refusals,
+                "parameters": self.parameters,
                 "landable": not self.refusals}
 
 
@@ -184,6 +185,7 @@ class _Problem:
         self.fixed = dict(fixed or {})         # a structure's switches
         self.mask = None                       # samples the residuals count (None: all)
         self.unexcited: list[Unknown] = []
+        self.extrapolated: set[str] = set()
         self.t = np.asarray(t, dtype=float)
         self.u = unknowns
         self.base = flatten(loaded.definition.parameters)
@@ -322,6 +324,13 @@ def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | No
     if validate is not None:
         result.validation_rmse = validation_error(loaded, prob.params(x), *validate, initial=initial)
     result.refusals = refusals(result)
+    flat = flatten(result.parameters)
+    for key in (d.calibrate.increasing if d.calibrate else []):
+        vals = flat.get(key) or []
+        bad = [i for i in range(1, len(vals)) if not vals[i] > vals[i - 1]]
+        if bad:
+            result.refusals.append(f"{key} does not rise at [{bad[0]}] ({vals[bad[0] - 1]:.4g} then {vals[bad[0]]:.4g}): "
+                                   "not a physical curve (more rests across the range would pin it)")
     result.seconds = time.perf_counter() - started
     return result
 
@@ -380,23 +389,55 @@ def _fit_structure(loaded, t, columns, st, bounds, initial, tolerance, names=Non
     jac = prob.jacobian(x)
     norms = np.linalg.norm(jac, axis=0)
     idle = norms <= 1e-6 * max(float(norms.max()), 1e-300)
+    scale = np.array([abs(x_.start) or 1.0 for x_ in u])
+    values = {x_.label: (x_.start if dead else float(v) * sc) for x_, v, dead, sc in zip(u, x, idle, scale)}
+    # an end point of a table that must rise (an OCV curve), barely reached and found out of order:
+    # set by linear extrapolation of its neighbours and left out of the fit
+    ends = _disordered_ends(loaded, u, values)
+    for i in ends:
+        idle[i] = True
+        values[u[i].label] = ends[i]
     if idle.any() and not idle.all():
         prob.unexcited = [u[i] for i in np.flatnonzero(idle)]
+        prob.extrapolated = {u[i].label for i in ends}
         keep = [x_ for x_, dead in zip(u, idle) if not dead]
-        prob2 = _Problem(loaded, t, columns, keep, initial, {**fixed, **_as_overrides(prob, x, u, idle)})
+        z_all = np.array([values[x_.label] for x_ in u]) / scale
+        prob2 = _Problem(loaded, t, columns, keep, initial, {**fixed, **_as_overrides(prob, z_all, u, idle)})
         prob2.mask, prob2.unexcited, prob2.evaluations = mask, prob.unexcited, prob.evaluations
-        z0 = x[~idle]
-        x = _solve(prob2, keep, tolerance, z0, max_nfev)
+        prob2.extrapolated = prob.extrapolated
+        x = _solve(prob2, keep, tolerance, z_all[~idle], max_nfev)
         return prob2, keep, x
     return prob, u, x
 
 
-def _as_overrides(prob, x, u, idle) -> dict:
-    """The values of the parameters left out: fitted ones of a table kept, idle ones at their start."""
+def _disordered_ends(loaded, u, values: dict) -> dict[int, float]:
+    """index in u → the value an out-of-order end point of an `increasing` table takes."""
+    d = loaded.definition
+    out: dict[int, float] = {}
+    for key in (d.calibrate.increasing if d.calibrate else []):
+        idx = {x_.index: i for i, x_ in enumerate(u) if x_.key == key and x_.index is not None}
+        if not idx:
+            continue
+        from metaforge.sim.params import flatten
+
+        base = list(flatten(d.parameters)[key])
+        vals = [values.get(f"{key}[{j}]", base[j]) for j in range(len(base))]
+        grid = flatten(d.parameters).get(key.rsplit(".", 1)[0] + ".soc") or list(range(len(base)))
+        n = len(vals)
+        if n >= 3 and 0 in idx and vals[0] >= vals[1]:
+            slope = (vals[2] - vals[1]) / (grid[2] - grid[1])
+            out[idx[0]] = vals[1] - max(slope, 0.0) * (grid[1] - grid[0]) - 1e-6
+        if n >= 3 and n - 1 in idx and vals[-1] <= vals[-2]:
+            slope = (vals[-2] - vals[-3]) / (grid[-2] - grid[-3])
+            out[idx[n - 1]] = vals[-2] + max(slope, 0.0) * (grid[-1] - grid[-2]) + 1e-6
+    return out
+
+
+def _as_overrides(prob, z_all, u, idle) -> dict:
+    """The values of the tables and parameters left out (z_all: every unknown, scaled)."""
     import numpy as np
 
-    z = np.where(idle, np.array([x_.start / (abs(x_.start) or 1.0) for x_ in u]), x)
-    values = prob.params(z)
+    values = prob.params(z_all)
     keys = {x_.key for x_, dead in zip(u, idle) if dead}
     return {k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in values.items() if k in keys}
 
@@ -442,8 +483,10 @@ def _report(loaded, prob, u, x) -> FitResult:
     hints = d.calibrate.identified_by if d.calibrate else {}
     not_identified = {}
     for x_ in getattr(prob, "unexcited", []):
-        not_identified[x_.label] = ("the data does not reach what it shapes (left at its start value); "
-                                    + hints.get(x_.key, "data that exercises it"))
+        how = ("an end point out of order, barely reached: extrapolated from its neighbours"
+               if x_.label in getattr(prob, "extrapolated", set()) else
+               "the data does not reach what it shapes (left at its start value)")
+        not_identified[x_.label] = how + "; " + hints.get(x_.key, "data that exercises it")
     result = FitResult(d.name, {lab: float(v) for lab, v in zip(labels, values)},
                        {x_.label: x_.start for x_ in u}, {lab: float(s) for lab, s in zip(labels, stderr)},
                        prob.rmse(x), samples=int(len(prob.t)), evaluations=prob.evaluations,

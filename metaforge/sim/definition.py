@@ -113,6 +113,7 @@ class Calibrate(_Strict):
     max_rmse: dict[str, float] = {}          # output → the largest fit RMSE a calibration may land
     identified_by: dict[str, str] = {}       # parameter → the test that pins it (said when it is not)
     start: dict[str, str] = {}               # parameter → its start value from the data: charge(load_current) * 1.1
+    increasing: list[str] = []               # tables that must rise (an OCV curve): checked after a fit
 
     @field_validator("max_rmse")
     @classmethod
