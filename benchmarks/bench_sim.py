@@ -13,6 +13,8 @@
    the template's battery (3S pack as shipped) on a pulse test, then the RMSE per cell on a drone
    flight it never saw, beside a two-RC circuit fitted with scipy on the same data.
    `--cases=SPMe-Chen2020-25,DFN-Marquis2019-5` runs some cases only. Skipped without PyBaMM.
+   `--pybamm-only` runs this part alone (it takes 20-30 min on 2 cores: 8 calibrations).
+5. A 10-day `mf sim what-if --json` at 10 Hz: the peak memory of the process (curves streamed).
 """
 
 from __future__ import annotations
@@ -142,6 +144,24 @@ def pybamm_per_solve() -> None:
     print(f"   PyBaMM SPMe, one cell, the same hour: {per * 1000:.1f} ms a solve, x 10,000 = {per * 1e4:.0f} s")
 
 
+def long_run_memory(base: Path) -> None:
+    """A 10-day what-if with --json at 10 Hz (8.6 M points a curve), its peak memory (a new process)."""
+    import resource
+
+    repo = template_repo(base / "long")
+    root = repo.root
+    repo.close()
+    t = time.perf_counter()
+    p = subprocess.run(mf_cmd() + ["sim", "what-if", DEV, "--duration", "10d", "--json"], cwd=root,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    took = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"10-day what-if failed: {p.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"5. `mf sim what-if {DEV} --duration 10d --json` (10 Hz, curves streamed to disk): {took:.1f} s, "
+          f"peak memory of any mf process so far {peak:.0f} MB   target < 500 MB")
+
+
 def synthetic_calibration() -> None:
     from metaforge.sim.calibrate import fit
     from metaforge.sim.compose import from_models
@@ -249,6 +269,7 @@ def main() -> None:
             base = Path(tmp)
             one_device(base)
             fleet(base, 1000 if QUICK else 10_000)
+            long_run_memory(base)
         synthetic_calibration()
     if not QUICK:
         import pybamm_data as data

@@ -348,11 +348,12 @@ def _plain_text(markup: str) -> str:
 
 
 def _default_curves(out, curves) -> list[str]:
-    """One voltage and one temperature, when there are: what a what-if is usually about."""
+    """The voltage and the temperature that limit the result (those with a rating or a cut-off),
+    else one voltage and one temperature: what a what-if is usually about."""
     if not curves:
         return []
     wanted = []
-    for key in curves:
+    for key in sorted(curves, key=lambda k: not out.limits.get(k)):
         unit = out.curve_units.get(key, "")
         if unit in ("V", "degC") and key not in wanted and "ambient" not in key and "cell_temperature" not in key:
             wanted.append(key)
