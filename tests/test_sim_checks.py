@@ -236,3 +236,57 @@ def test_the_plot_shows_temperatures_against_ratings_and_voltage_against_cut_off
     assert "time_to_throttle 80" in svg
     assert svg.count("stroke-dasharray") >= 4
     assert "mcu_power" not in svg                         # not the two constant inputs
+
+
+# ---- calibration that may not land --------------------------------------------------------------
+
+def test_calibration_refuses_a_fit_past_its_threshold_unless_forced(twin, mf):
+    from test_sim_cli import _synthetic_discharge
+
+    _synthetic_discharge(twin / "pack.csv", {"r0_ohm": 0.008, "r1_ohm": 0.006, "tau1_s": 20.0, "capacity_Ah": 2.0})
+    rows = (twin / "pack.csv").read_text().splitlines()
+    per_cell = [rows[0]] + [",".join(r.split(",")[:3] + [f"{float(r.split(',')[3]) / 3:.5f}"]) for r in rows[1:]]
+    (twin / "cell.csv").write_text("\n".join(per_cell) + "\n")      # one cell's voltage: the pack model cannot fit it
+    before = len(read_log(twin))
+    fit = "r0_ohm,r1_ohm,tau1_s,capacity_Ah"
+    r = mf("sim", "calibrate", "battery-discharge", "--data", "cell.csv", "--fit", fit, "--json", cwd=twin)
+    assert r.code == 1
+    out = r.json
+    assert not out["landable"] and out["landed"] is None
+    assert any("above the stated threshold 0.09" in x for x in out["refusals"])
+    assert len(read_log(twin)) == before                               # nothing landed
+    text = mf("sim", "calibrate", "battery-discharge", "--data", "cell.csv", "--fit", fit, cwd=twin)
+    assert text.code == 1 and "refused: fit RMSE of terminal_voltage" in text.err and "--force" in text.err
+    forced = mf("sim", "calibrate", "battery-discharge", "--data", "cell.csv", "--fit", fit, "--force", "--json", cwd=twin)
+    assert forced.code == 0 and forced.json["landed"] is not None
+    props = mf("show", "BehavioralModel:battery-discharge", "--json", cwd=twin).json["properties"]
+    assert "FORCED past: fit RMSE of terminal_voltage" in props["calibration_source"]
+
+
+def test_calibration_refuses_a_parameter_the_data_cannot_identify(twin, mf):
+    from test_sim_cli import _synthetic_discharge
+
+    # a cell with one R||C pair: a second pair has nothing to fit, and lands on its bound
+    _synthetic_discharge(twin / "short.csv", {"r0_ohm": 0.008, "r1_ohm": 0.006, "tau1_s": 20.0, "capacity_Ah": 2.0,
+                                              "use_rc2": 0.0, "use_diffusion": 0.0})
+    r = mf("sim", "calibrate", "battery-discharge", "--data", "short.csv", "--fit",
+           "r0_ohm,r1_ohm,tau1_s,r2_ohm,tau2_s", "--json", cwd=twin)
+    out = r.json
+    assert r.code == 1 and not out["landable"], out["fit"]
+    assert any(x.startswith(("r2_ohm ", "tau2_s ")) for x in out["refusals"]), out["refusals"]
+    named = {k: v for k, v in out["not_identified"].items() if k in ("r2_ohm", "tau2_s")}
+    assert named and all("a rest of 10 min after a sustained discharge" in v for v in named.values())   # what identifies them
+
+
+def test_a_parameter_the_data_never_excites_is_left_and_named(twin, mf):
+    from test_sim_cli import _synthetic_discharge
+
+    _synthetic_discharge(twin / "warm.csv", {"r0_ohm": 0.008, "r1_ohm": 0.006, "tau1_s": 20.0, "capacity_Ah": 2.0})
+    # every sample at 25 °C: the activation energy changes nothing there
+    r = mf("sim", "calibrate", "battery-discharge", "--data", "warm.csv", "--fit", "r0_ohm,r_activation_J_per_mol",
+           "--dry-run", "--json", cwd=twin)
+    out = r.json
+    assert r.code == 0 and out["landable"], out
+    assert "r_activation_J_per_mol" not in out["fit"]
+    assert "does not reach what it shapes" in out["not_identified"]["r_activation_J_per_mol"]
+    assert out["parameters"]["r_activation_J_per_mol"] == 20000
