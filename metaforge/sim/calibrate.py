@@ -112,8 +112,16 @@ def start_values(loaded, t, columns) -> dict[str, float]:
     d = loaded.definition
     out = {}
     t = np.asarray(t, dtype=float)
+    params = flatten(d.parameters)
 
     def value(node, where):
+        if isinstance(node, ast.Name) and isinstance(params.get(node.id), (int, float)):
+            return float(params[node.id])
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand, where)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("exp", "min2", "max2"):
+            args = [value(a, where) for a in node.args]
+            return float(np.exp(args[0])) if node.func.id == "exp" else (min(args) if node.func.id == "min2" else max(args))
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             return float(node.value)
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
@@ -131,7 +139,7 @@ def start_values(loaded, t, columns) -> dict[str, float]:
             return float({"mean": np.mean, "min": np.min, "max": np.max}[fn](v)) if fn in ("mean", "min", "max") \
                 else float(v[0] if fn == "first" else v[-1])
         raise BadInput(f"{loaded.display}: calibrate.start.{where}: '{ast.unparse(node)}' is not numbers, "
-                       f"+ - * / and {', '.join(_DATA_FUNCTIONS)}(column)")
+                       f"parameters, + - * /, exp, min2, max2 and {', '.join(_DATA_FUNCTIONS)}(column)")
 
     for key, text in (d.calibrate.start if d.calibrate else {}).items():
         try:
