@@ -45,10 +45,13 @@ def test_the_template_calibrated_on_a_pulse_test_predicts_an_unseen_flight_withi
     assert out["landable"] and out["landed"] is not None and not out["refusals"]
     assert out["validation_rmse"]["terminal_voltage"] / 3 <= 0.020        # the figure, per cell
     assert out["rmse"]["terminal_voltage"] / 3 < 0.015                    # on its own data
-    # the structure was chosen by the error on the held-out sustained segment, not by fit error
+    # the structure was chosen by the error on the held-out sustained segment, not by fit error:
+    # the least of those whose fit may land
     held = {k: v["held_out_rmse"]["terminal_voltage"] for k, v in out["structures"].items()}
     assert set(held) == {"one-rc", "two-rc", "one-rc-diffusion", "two-rc-diffusion"}
-    assert held[out["structure"]] == min(held.values())
+    better = [k for k in held if held[k] < held[out["structure"]]]
+    assert all(out["structures"][k]["landable"] is False for k in better)
+    assert out["structures"][out["structure"]]["landable"] is True
     fit = out["fit"]
     assert 4.7 < fit["capacity_Ah"]["value"] < 5.4                          # Chen2020 is a 5 Ah cell
     for k, v in fit.items():   # what landed is identified: no bound, relative standard error ≤ 50 %

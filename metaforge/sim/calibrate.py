@@ -294,8 +294,8 @@ def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | No
     """Fit `names` (default: the definition's `calibrate.parameters`) to the data.
 
     When the definition lists `calibrate.structures` (and neither `names` nor `structure` is
-    given) each structure is fitted on the data less three held-out blocks, and the one with the
-    least error on those blocks is refitted on all of it. Parameters the data does not excite
+    given) each structure is fitted on the data less a held-out part (`_held_out`), and they are
+    refitted on all of it in the order of their error on that part until one may land. Parameters the data does not excite
     keep their start values and are reported, with the test that would identify them. `validate`
     = (t, columns) of a profile the fit never sees, to report the error there too."""
     import numpy as np
@@ -308,7 +308,8 @@ def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | No
             raise BadInput(f"--structure {structure}: {d.name} has no such structure "
                            f"({', '.join(choices) or 'it lists none under calibrate.structures'})")
         choices = {structure: choices[structure]}
-    evaluations, compared, chosen, warm = 0, {}, None, {}
+    evaluations, compared, warm = 0, {}, {}
+    order = list(choices) or [None]
     if len(choices) > 1:
         held = _held_out(t, columns, loaded)
         for sname, st in choices.items():
@@ -318,29 +319,44 @@ def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | No
             compared[sname] = {"fit_rmse": prob.rmse(x, ~held), "held_out_rmse": prob.rmse(x, held),
                                "parameters": len(u)}
             warm[sname] = {x_.label: float(v) * (abs(x_.start) or 1.0) for x_, v in zip(u, x)}
-        chosen = min(compared, key=lambda k: _score(compared[k]["held_out_rmse"], d))
-    elif choices:
-        chosen = next(iter(choices))
-    st = choices.get(chosen) if chosen else None
-    prob, u, x = _fit_structure(loaded, t, columns, st, bounds, initial, tolerance, names=names,
-                                warm=warm.get(chosen))
-    result = _report(loaded, prob, u, x)
-    result.evaluations += evaluations
-    result.structure, result.structures = chosen, compared
-    if chosen and len(choices) > 1:
-        result.held_out_rmse = compared[chosen]["held_out_rmse"]
+        # least held-out error first; a structure whose final fit may not land gives way to the next
+        order = sorted(compared, key=lambda k: _score(compared[k]["held_out_rmse"], d))
+    first = None
+    for chosen in order:
+        st = choices.get(chosen) if chosen else None
+        prob, u, x = _fit_structure(loaded, t, columns, st, bounds, initial, tolerance, names=names,
+                                    warm=warm.get(chosen))
+        result = _report(loaded, prob, u, x)
+        evaluations += prob.evaluations
+        result.structure, result.structures = chosen, compared
+        if chosen and len(choices) > 1:
+            result.held_out_rmse = compared[chosen]["held_out_rmse"]
+        result.refusals = refusals(result) + _disorder(d, result)
+        if chosen is not None and len(choices) > 1:
+            compared[chosen]["landable"] = not result.refusals
+        first = first or (result, prob, x)
+        if not result.refusals:
+            break
+    else:   # none may land: report the one with the least held-out error, and why
+        result, prob, x = first
+    result.evaluations = evaluations
     if validate is not None:
         result.validation_rmse = validation_error(loaded, prob.params(x), *validate, initial=initial)
-    result.refusals = refusals(result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _disorder(d, result: FitResult) -> list[str]:
+    """A table that must rise (an OCV curve) and does not: a refusal."""
     flat = flatten(result.parameters)
+    out = []
     for key in (d.calibrate.increasing if d.calibrate else []):
         vals = flat.get(key) or []
         bad = [i for i in range(1, len(vals)) if not vals[i] > vals[i - 1]]
         if bad:
-            result.refusals.append(f"{key} does not rise at [{bad[0]}] ({vals[bad[0] - 1]:.4g} then {vals[bad[0]]:.4g}): "
-                                   "not a physical curve (more rests across the range would pin it)")
-    result.seconds = time.perf_counter() - started
-    return result
+            out.append(f"{key} does not rise at [{bad[0]}] ({vals[bad[0] - 1]:.4g} then {vals[bad[0]]:.4g}): "
+                       "not a physical curve (more rests across the range would pin it)")
+    return out
 
 
 def _held_out(t, columns, loaded):
