@@ -130,9 +130,10 @@ def start_values(loaded, t, columns) -> dict[str, float]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _DATA_FUNCTIONS \
                 and len(node.args) == 1 and isinstance(node.args[0], ast.Name):
             col = node.args[0].id
-            if col not in columns:
+            default = next((p.default for p in d.inputs if p.name == col), None)
+            if col not in columns and default is None:
                 raise BadInput(f"{loaded.display}: calibrate.start.{where}: the data has no column '{col}'")
-            v = np.asarray(columns[col], dtype=float)
+            v = np.asarray(columns[col], dtype=float) if col in columns else np.full(len(t), float(default))
             fn = node.func.id
             if fn == "charge":
                 return float(np.sum(v[:-1] * np.diff(t)) / 3600.0)
@@ -302,6 +303,7 @@ def fit(loaded, t, columns, *, names: list[str] | None = None, bounds: dict | No
 
     started = time.perf_counter()
     d = loaded.definition
+    _setup(loaded, columns)   # the data has the model's outputs and inputs, before anything else
     choices = dict(d.calibrate.structures) if d.calibrate and not names else {}
     if structure is not None:
         if structure not in choices:
