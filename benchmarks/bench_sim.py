@@ -146,20 +146,22 @@ def pybamm_per_solve() -> None:
 
 def long_run_memory(base: Path) -> None:
     """A 10-day what-if with --json at 10 Hz (8.6 M points a curve), its peak memory (a new process)."""
-    import resource
-
     repo = template_repo(base / "long")
     root = repo.root
     repo.close()
+    # a fresh parent whose only child is mf: its children's peak is mf's own
+    probe = ("import resource, subprocess, sys\n"
+             "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+             "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     t = time.perf_counter()
-    p = subprocess.run(mf_cmd() + ["sim", "what-if", DEV, "--duration", "10d", "--json"], cwd=root,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run([sys.executable, "-c", probe, *mf_cmd(), "sim", "what-if", DEV, "--duration", "10d", "--json"],
+                       cwd=root, capture_output=True, text=True)
     took = time.perf_counter() - t
-    if p.returncode != 0:
+    code, peak_kb = p.stdout.split()
+    if code != "0":
         raise SystemExit(f"10-day what-if failed: {p.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"5. `mf sim what-if {DEV} --duration 10d --json` (10 Hz, curves streamed to disk): {took:.1f} s, "
-          f"peak memory of any mf process so far {peak:.0f} MB   target < 500 MB")
+    print(f"5. `mf sim what-if {DEV} --duration 10d --json` (10 Hz, 2 GB of JSON to /dev/null, curves streamed "
+          f"to disk): {took:.1f} s, peak memory {int(peak_kb) / 1024:.0f} MB   target < 500 MB")
 
 
 def synthetic_calibration() -> None:

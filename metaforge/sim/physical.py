@@ -84,10 +84,13 @@ def _show(arr) -> str:
 
 
 def check_value(kind: str, name: str, value: Any, unit: str, where: str) -> None:
-    """An input or a start state: finite, and above absolute zero when it is a temperature."""
+    """An input or a start state: finite, and above absolute zero when it is a temperature. A start
+    state may be NaN for some devices of a fleet: no telemetry, the model's own start there."""
     import numpy as np
 
     arr = np.asarray(value, dtype=float)
+    if kind == "state":
+        arr = arr[~np.isnan(arr)]
     if arr.size and not np.all(np.isfinite(arr)):
         raise BadInput(f"{where}: {kind} {name} is not a finite number")
     floor = _TEMPERATURE_UNITS.get(unit)
