@@ -84,7 +84,8 @@ def test_fleet_what_if_runs_every_device_at_once(twin, mf):
     for i in range(2, 6):
         assert mf("device", "register", f"FC-SN-20260301-00{i}", "--model", "DroneFlightController-v2.1", cwd=twin).code == 0
     now = int(time.time())
-    (twin / "t.csv").write_text(f"ts,device,battery_status.remaining\n{now - 5},FC-SN-20260301-003,0.4\n")
+    # one device with a board temperature, the others without: their thermal start is the model's own
+    (twin / "t.csv").write_text(f"ts,device,battery_status.remaining,board_temp_c\n{now - 5},FC-SN-20260301-003,0.4,30\n")
     assert mf("ingest", "telemetry", "t.csv", cwd=twin).code == 0
     r = mf("sim", "what-if", "--model", "DroneFlightController-v2.1", "--set", "ambient_temp_c=35", "--json", cwd=twin)
     assert r.code == 0, r.err
