@@ -1,11 +1,17 @@
 """Model definitions: the YAML files under models/, validated with pydantic, errors naming the field.
 
 Every kind shares `name`, `model_type`, `domain`, `inputs`/`outputs` (ports with units),
-`parameters`, `calibration_source`, `valid_range` (input → [low, high]) and `calibrate` (the
-parameters a fit adjusts by default, with bounds). Each kind adds the fields of its structure:
+`parameters`, `calibration_source`, `valid_range` (input → [low, high]), `limits` (parameter →
+[low, high]: its physical bounds, where its name's unit does not say them; see `physical`),
+`parameter_units` (parameter → unit, where its name does not end with one; see `dimensions`) and
+`calibrate`: the parameters a fit adjusts by default, their bounds, `structures` to choose among
+(switch parameters `set`, the parameters each `fit`s), `start` values read from the data,
+`increasing` tables, `max_rmse` per output (past it a fit does not land) and `identified_by` (the
+test that pins each parameter). Each kind adds the fields of its structure:
 
-- differential-equation: `states` (unit, initial, rate expression), `let` (intermediate
-  expressions, in order), output ports with `expr`, `events` (latched 0/1 outputs), `stiff`.
+- differential-equation: `states` (unit, initial, rate expression, an optional clamping `range`),
+  `let` (intermediate expressions, in order), output ports with `expr`, `events` (latched 0/1
+  outputs; lets and rates read their value from the step before), `stiff`.
 - transfer-function: `parameters.numerator` / `denominator`, numbers or parameter expressions.
 - thermal-rc: `parameters.nodes` (capacitances), `parameters.resistances_K_per_W` ("a-b",
   "b-ambient"), `heat_inputs` (node → input); the `ambient_temperature` input is the ambient.
