@@ -172,7 +172,7 @@ class Checker:
         return None, False
 
 
-def _ode_names(d, declared) -> dict:
+def _ode_names(d) -> dict:
     dims = {p.name: of_unit(p.unit) for p in d.inputs}
     for name, s in d.states.items():
         dims[name] = of_unit(s.unit)
@@ -190,7 +190,7 @@ def check_definition(d) -> None:
 
     declared = dict(getattr(d, "parameter_units", {}) or {})
     flat = flatten(d.parameters)
-    names = _ode_names(d, declared)
+    names = _ode_names(d)
 
     def dims(name: str) -> Dim | None:
         if name in names:

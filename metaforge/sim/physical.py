@@ -98,6 +98,3 @@ def check_value(kind: str, name: str, value: Any, unit: str, where: str) -> None
         low = float(arr.min())
         raise BadInput(f"{where}: {kind} {name} = {low:g} {unit} is below absolute zero")
 
-
-def is_temperature(unit: str) -> bool:
-    return unit in _TEMPERATURE_UNITS
