@@ -8,9 +8,13 @@
    PyBaMM SPMe solve of the same hour, times 10,000.
 3. Calibration on synthetic data from known parameters with 2 mV of noise: the largest error of a
    recovered parameter.
-4. Against PyBaMM's DFN (Chen2020 cell, a physics model; `pip install 'metaforge[bench]'`):
-   calibrate an equivalent circuit (benchmarks/models/) on one full pulse discharge, then predict
-   a flight-like profile it never saw; voltage RMSE on both. Skipped when PyBaMM is missing.
+4. Against PyBaMM (SPMe and DFN, Chen2020 and Marquis2019, 25 °C and 5 °C; `pip install
+   'metaforge[bench]'`, data made and cached by benchmarks/pybamm_data.py): `mf sim calibrate` of
+   the template's battery (3S pack as shipped) on a pulse test, then the RMSE per cell on a drone
+   flight it never saw, beside a two-RC circuit fitted with scipy on the same data.
+   `--cases=SPMe-Chen2020-25,DFN-Marquis2019-5` runs some cases only. Skipped without PyBaMM.
+   `--pybamm-only` runs this part alone (it takes 20-30 min on 2 cores: 8 calibrations).
+5. A 10-day `mf sim what-if --json` at 10 Hz: the peak memory of the process (curves streamed).
 """
 
 from __future__ import annotations
@@ -140,6 +144,26 @@ def pybamm_per_solve() -> None:
     print(f"   PyBaMM SPMe, one cell, the same hour: {per * 1000:.1f} ms a solve, x 10,000 = {per * 1e4:.0f} s")
 
 
+def long_run_memory(base: Path) -> None:
+    """A 10-day what-if with --json at 10 Hz (8.6 M points a curve), its peak memory (a new process)."""
+    repo = template_repo(base / "long")
+    root = repo.root
+    repo.close()
+    # a fresh parent whose only child is mf: its children's peak is mf's own
+    probe = ("import resource, subprocess, sys\n"
+             "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+             "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", probe, *mf_cmd(), "sim", "what-if", DEV, "--duration", "10d", "--json"],
+                       cwd=root, capture_output=True, text=True)
+    took = time.perf_counter() - t
+    code, peak_kb = p.stdout.split()
+    if code != "0":
+        raise SystemExit(f"10-day what-if failed: {p.stderr}")
+    print(f"5. `mf sim what-if {DEV} --duration 10d --json` (10 Hz, 2 GB of JSON to /dev/null, curves streamed "
+          f"to disk): {took:.1f} s, peak memory {int(peak_kb) / 1024:.0f} MB   target < 500 MB")
+
+
 def synthetic_calibration() -> None:
     from metaforge.sim.calibrate import fit
     from metaforge.sim.compose import from_models
@@ -147,7 +171,7 @@ def synthetic_calibration() -> None:
     from metaforge.sim.engine import Scenario, Series, simulate
 
     model = load(MODELS / "battery-discharge.yaml")
-    true = {"r0_ohm": 0.025, "r1_ohm": 0.02, "c1_F": 1500.0, "capacity_Ah": 2.0}
+    true = {"r0_ohm": 0.008, "r1_ohm": 0.006, "tau1_s": 20.0, "capacity_Ah": 2.0}
     t = np.arange(0, 1100.0)
     amps = np.where((t // 30) % 2 == 0, 9.0, 0.5)
     amps[(t > 600) & (t < 640)] = 25.0
@@ -157,7 +181,8 @@ def synthetic_calibration() -> None:
     out = simulate(from_models([model]), sc)
     v = np.interp(t, out.trace_t, out.traces["battery_discharge.terminal_voltage"])
     v = v + np.random.default_rng(11).normal(0, 0.002, len(v))
-    r = fit(model, t, {"load_current": amps, "cell_temperature": np.full_like(t, 25.0), "terminal_voltage": v})
+    r = fit(model, t, {"load_current": amps, "cell_temperature": np.full_like(t, 25.0), "terminal_voltage": v},
+            names=list(true))
     errors = {k: abs(r.values[k] / true[k] - 1) * 100 for k in true}
     worst = max(errors, key=errors.get)
     print(f"3. calibration on synthetic data (template battery, {len(t)} samples, 2 mV noise), {r.seconds:.1f} s")
@@ -165,76 +190,97 @@ def synthetic_calibration() -> None:
           + f"; largest error {errors[worst]:.2f} % ({worst})   target < 2 %")
 
 
-def pybamm_profiles():
-    os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
-    import pybamm
+def two_rc_scipy(t, amps, volts, temp_c):
+    """The reference the issue names: a plain two-RC circuit (per cell: OCV on 21 knots, R0, two
+    R||C pairs, capacity), simulated exactly for a held current, fitted with least_squares."""
+    from scipy.optimize import least_squares
 
-    pybamm.set_logging_level("ERROR")
+    t, amps, volts = (np.asarray(x, dtype=float) for x in (t, amps, volts))
+    dt = np.diff(t, append=t[-1] + (t[-1] - t[-2]))
+    knots = np.linspace(0, 1, 21)
 
-    def solve(t, amps):
-        pv = pybamm.ParameterValues("Chen2020")
-        pv["Lower voltage cut-off [V]"] = 2.6
-        pv["Current function [A]"] = pybamm.Interpolant(t, amps, pybamm.t)
-        sim = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=pv, solver=pybamm.IDAKLUSolver())
-        grid = np.arange(0, t[-1] + 1, 1.0)
-        sol = sim.solve(grid, t_interp=grid)
-        return sol["Time [s]"].entries, sol["Current [A]"].entries, sol["Voltage [V]"].entries
+    def simulate(p, t_, i_):
+        q, r0, r1, tau1, r2, tau2 = p[:6]
+        ocv = p[6:]
+        d_ = np.diff(t_, append=t_[-1] + (t_[-1] - t_[-2]))
+        soc = 1 - np.concatenate([[0], np.cumsum(i_[:-1] * d_[:-1])]) / (3600 * q)
+        v1 = np.zeros_like(t_)
+        v2 = np.zeros_like(t_)
+        a1, a2 = np.exp(-d_ / tau1), np.exp(-d_ / tau2)
+        for k in range(1, len(t_)):
+            v1[k] = a1[k - 1] * v1[k - 1] + (1 - a1[k - 1]) * r1 * i_[k - 1]
+            v2[k] = a2[k - 1] * v2[k - 1] + (1 - a2[k - 1]) * r2 * i_[k - 1]
+        return np.interp(soc, knots, np.sort(ocv)) - i_ * r0 - v1 - v2
 
-    # calibration: one full pulse discharge, repeated to cut-off: 4 min at 8 A (1.6C), a 20 s 18 A
-    # pulse, 4 min at 8 A, 1 min of rest, 30 s at 3 A, 2 min of rest
-    cycle = [(240, 8.0), (20, 18.0), (240, 8.0), (60, 0.0), (30, 3.0), (120, 0.0)]
-    ip = np.array([a for _ in range(12) for d, a in cycle for _ in range(d)], dtype=float)
-    tp = np.arange(len(ip), dtype=float)
-    # unseen: a flight, hover with punch-outs and descents, changing every 2-6 s
-    rng = np.random.default_rng(7)
-    tf = np.arange(0, 2400.0)
-    fi = np.empty_like(tf)
-    k = 0
-    while k < len(tf):
-        d = int(rng.integers(2, 7))
-        fi[k:k + d] = max(float(rng.choice([7.0, 7.0, 7.0, 12.0, 18.0, 3.0]) + rng.normal(0, 0.8)), 0.5)
-        k += d
-    return solve(tp, ip), solve(tf, fi)
+    q0 = 1.1 * float(np.sum(amps[:-1] * np.diff(t))) / 3600
+    p0 = np.concatenate([[q0, 0.02, 0.01, 30, 0.01, 600], np.linspace(volts.min(), volts.max(), 21)])
+    lo = np.concatenate([[0.3 * q0, 1e-4, 1e-5, 1, 1e-5, 60], np.full(21, 2.0)])
+    hi = np.concatenate([[3 * q0, 0.5, 0.5, 300, 0.5, 5000], np.full(21, 4.6)])
+    sol = least_squares(lambda p: simulate(p, t, amps) - volts, p0, bounds=(lo, hi), x_scale="jac", max_nfev=200)
+    return lambda t_, i_: simulate(sol.x, np.asarray(t_, float), np.asarray(i_, float))
 
 
-def against_pybamm() -> None:
+def against_pybamm(cases: list[tuple[str, str, float]]) -> None:
+    """`mf sim calibrate battery-discharge` on the template's 3S pack as shipped (pack voltage =
+    three identical cells), on a PyBaMM pulse test; RMSE per cell on an unseen PyBaMM flight,
+    beside a two-RC circuit fitted with scipy on the same data."""
     try:
         import pybamm  # noqa: F401
     except ImportError:
         print("4. PyBaMM not installed (pip install 'metaforge[bench]'): no physics-model comparison")
         return
-    from metaforge.sim.calibrate import fit
-    from metaforge.sim.definition import load
+    import json
 
-    t0 = time.perf_counter()
-    (tp, ip, vp), (tf, fi, vf) = pybamm_profiles()
-    made = time.perf_counter() - t0
-    if "--write-data" in sys.argv:   # the files tests/test_sim_calibration.py fits
-        out = ROOT / "tests" / "data" / "pybamm"
-        out.mkdir(parents=True, exist_ok=True)
-        for name, (t, i, v) in (("pulse-discharge.csv", (tp, ip, vp)), ("flight.csv", (tf, fi, vf))):
-            np.savetxt(out / name, np.column_stack([t, i, v]), delimiter=",", fmt=["%.3f", "%.4f", "%.6f"],
-                       header="t,load_current,terminal_voltage", comments="")
-    print(f"4. against PyBaMM DFN (Chen2020, 5 Ah): a pulse discharge ({tp[-1] / 60:.0f} min, {ip.mean():.1f} A mean) "
-          f"to calibrate, a flight ({tf[-1] / 60:.0f} min, {fi.mean():.1f} A mean, {fi.max():.0f} A peaks) to predict; "
-          f"made in {made:.0f} s")
-    for name in ("cell-1rc.yaml", "cell-ecm.yaml"):
-        model = load(Path(__file__).parent / "models" / name)
-        r = fit(model, tp, {"load_current": ip, "terminal_voltage": vp},
-                validate=(tf, {"load_current": fi, "terminal_voltage": vf}))
-        fit_mv, unseen_mv = r.rmse["terminal_voltage"] * 1000, r.validation_rmse["terminal_voltage"] * 1000
-        print(f"   {name:14s} ({len(r.values)} parameters, {r.seconds:5.1f} s): RMSE on its own pulse data {fit_mv:5.1f} mV, "
-              f"on the unseen flight {unseen_mv:5.1f} mV   target < 25 mV")
+    import pybamm_data as data
+
+    print("4. against PyBaMM (benchmarks/pybamm_data.py): `mf sim calibrate battery-discharge --data pulse.csv "
+          "--validate flight.csv --dry-run` on the template's 3S pack as shipped; RMSE per cell (pack / 3)")
+    print(f"   {'case':28s} {'structure':17s} {'fit':>6s} {'held-out':>8s} {'unseen':>7s}   {'2RC scipy fit':>13s} "
+          f"{'unseen':>7s}  {'mf s':>5s}  landable")
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = template_repo(Path(tmp) / "cal")
+        root = repo.root
+        repo.close()
+        for model, params, temp_c in cases:
+            tp, ip, vp, _ = data.case(model, params, temp_c, "pulse")
+            tf, fi, vf, _ = data.case(model, params, temp_c, "flight")
+            every = slice(None, None, 5)     # the pulse test logged at 0.2 Hz: 1,500 samples
+            data.write_csv(root / "pulse.csv", tp[every], ip[every], temp_c, vp[every], cells=3)
+            data.write_csv(root / "flight.csv", tf, fi, temp_c, vf, cells=3)
+            t0 = time.perf_counter()
+            p = subprocess.run(mf_cmd() + ["sim", "calibrate", "battery-discharge", "--data", "pulse.csv",
+                                           "--validate", "flight.csv", "--dry-run", "--json"],
+                               cwd=root, capture_output=True, text=True)
+            took = time.perf_counter() - t0
+            if p.returncode not in (0, 1):
+                print(f"   {model} {params} {temp_c:g} °C: mf sim calibrate failed: {p.stderr.strip()[:300]}")
+                continue
+            out = json.loads(p.stdout)
+            mv = lambda d: d["terminal_voltage"] * 1000 / 3 if d else float("nan")
+            ref = two_rc_scipy(tp[every], ip[every], vp[every], temp_c)
+            ref_fit = float(np.sqrt(np.mean((ref(tp[every], ip[every]) - vp[every]) ** 2))) * 1000
+            ref_unseen = float(np.sqrt(np.mean((ref(tf, fi) - vf) ** 2))) * 1000
+            print(f"   {model + ' ' + params + f' {temp_c:g} °C':28s} {out['structure'] or '-':17s} {mv(out['rmse']):5.1f}  "
+                  f"{mv(out['held_out_rmse']):7.1f}  {mv(out['validation_rmse']):6.1f}   {ref_fit:12.1f}  {ref_unseen:6.1f}  "
+                  f"{took:5.0f}  {'yes' if out['landable'] else 'no: ' + '; '.join(out['refusals'])[:80]}", flush=True)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        one_device(base)
-        fleet(base, 1000 if QUICK else 10_000)
-    synthetic_calibration()
+    if "--pybamm-only" not in sys.argv:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp)
+            one_device(base)
+            fleet(base, 1000 if QUICK else 10_000)
+            long_run_memory(base)
+        synthetic_calibration()
     if not QUICK:
-        against_pybamm()
+        import pybamm_data as data
+
+        only = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--cases=")]
+        cases = [(m, p, temp) for m in data.MODELS for p in data.PARAMETER_SETS for temp in data.TEMPERATURES_C]
+        if only:
+            cases = [c for c in cases if f"{c[0]}-{c[1]}-{c[2]:g}" in only[0].split(",")]
+        against_pybamm(cases)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def test_fleet_what_if_runs_every_device_at_once(twin, mf):
     for i in range(2, 6):
         assert mf("device", "register", f"FC-SN-20260301-00{i}", "--model", "DroneFlightController-v2.1", cwd=twin).code == 0
     now = int(time.time())
-    (twin / "t.csv").write_text(f"ts,device,battery_status.remaining\n{now - 5},FC-SN-20260301-003,0.4\n")
+    # one device with a board temperature, the others without: their thermal start is the model's own
+    (twin / "t.csv").write_text(f"ts,device,battery_status.remaining,board_temp_c\n{now - 5},FC-SN-20260301-003,0.4,30\n")
     assert mf("ingest", "telemetry", "t.csv", cwd=twin).code == 0
     r = mf("sim", "what-if", "--model", "DroneFlightController-v2.1", "--set", "ambient_temp_c=35", "--json", cwd=twin)
     assert r.code == 0, r.err
@@ -219,10 +220,11 @@ def _synthetic_discharge(path: Path, true: dict, noise: float = 0.002):
 
 
 def test_calibration_recovers_known_parameters_and_lands_them(twin, mf):
-    true = {"r0_ohm": 0.025, "r1_ohm": 0.02, "c1_F": 1500.0, "capacity_Ah": 2.0}
+    true = {"r0_ohm": 0.008, "r1_ohm": 0.006, "tau1_s": 20.0, "capacity_Ah": 2.0}
     _synthetic_discharge(twin / "bench.csv", true)
     assert mf("mutate", "add", "TestExecution:EVT-PWR-01-run3", "result=pass", "data_path=bench.csv", cwd=twin).code == 0
-    r = mf("sim", "calibrate", "battery-discharge", "--execution", "TestExecution:EVT-PWR-01-run3", "--json", cwd=twin)
+    r = mf("sim", "calibrate", "battery-discharge", "--execution", "TestExecution:EVT-PWR-01-run3",
+           "--fit", ",".join(true), "--json", cwd=twin)
     assert r.code == 0, r.err
     out = r.json
     for key, value in true.items():
@@ -232,7 +234,7 @@ def test_calibration_recovers_known_parameters_and_lands_them(twin, mf):
     assert out["rmse"]["terminal_voltage"] == pytest.approx(0.002, rel=0.2)   # the noise, no more
     model = mf("show", "BehavioralModel:battery-discharge", "--json", cwd=twin).json
     p = model["properties"]
-    assert p["parameters"]["r0_ohm"] == pytest.approx(0.025, rel=0.02) and p["parameters"]["cells"] == 3
+    assert p["parameters"]["r0_ohm"] == pytest.approx(0.008, rel=0.02) and p["parameters"]["cells"] == 3
     assert "bench.csv (TestExecution:EVT-PWR-01-run3)" in p["calibration_source"] and "RMSE" in p["calibration_source"]
     rels = {(e["rel"], e["id"].split(":")[0]) for e in model["out"]}
     assert ("CALIBRATED_BY", "TestExecution") in rels and ("CALIBRATED_BY", "SimulationRun") in rels

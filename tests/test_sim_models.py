@@ -182,13 +182,14 @@ LIMITS = {"BOMItem:U1.max_temp": (85, "degC"), "BOMItem:U4.max_temp": (125, "deg
 
 def test_composed_drone_flight_time_heat_and_throttle():
     r = simulate(_drone(), Scenario(3600, inputs={"ambient_temp_c": 25, "load_current_a": 12}), LIMITS)
-    q = 2.2 * np.clip(1 + 0.003 * (r.curves["battery.cell_temperature"] - 25), 0.5, 1.2)  # Q(T)
-    counted = np.trapezoid(r.curves["battery.load_current"] / q, r.t) / 3600
+    kelvin = r.curves["battery.cell_temperature"] + 273.15
+    q = 2.2 * np.minimum(np.exp(-6000 / 8.314 * (1 / kelvin - 1 / 298.15)), 1.05)   # Q(T), Arrhenius
+    counted = np.trapezoid(r.curves["battery.cell_current"] / q, r.t) / 3600
     assert counted == pytest.approx(1 - r.results["final_soc"], abs=3e-3)            # coulombs counted
     assert 560 < r.results["flight_time"] < 700                                     # ~ 2.2 Ah / 12 A
     v = r.curves["battery.terminal_voltage"]
     cut = int(np.argmax(r.t >= r.results["flight_time"]))
-    assert v[cut - 1] > 9.9 >= v[cut + 1] - 0.05 and r.curves["battery.load_current"][cut + 40] == 0
+    assert v[cut - 1] > 9.9 >= v[cut + 1] - 0.05 and r.curves["battery.cell_current"][cut + 40] == 0
     assert r.curves["thermal.battery_temperature"].max() > 26   # the pack's I²R heats its node
     hot = simulate(_drone(), Scenario(3600, inputs={"ambient_temp_c": 45, "load_current_a": 22}), LIMITS)
     tt = hot.results["time_to_throttle"]
@@ -231,12 +232,12 @@ def test_battery_physics_colder_is_shorter():
 
 @pytest.mark.parametrize("change, message", [
     (("model_type: differential-equation", "model_type: neural-net"), "model_type: 'neural-net' is not one of"),
-    (("rate: \"-load_current / (3600 * q_ah)\"", "rate: \"-load_current / (3600 * q_ahh)\""),
+    (("rate: \"-i_cell / (3600 * q_ah)\"", "rate: \"-i_cell / (3600 * q_ahh)\""),
      "states.soc.rate: unknown name 'q_ahh'"),
     (("  - {name: load_current, unit: A, default: 0}", "  - {name: load_current, unit: zorks, default: 0}"),
      "inputs.0.unit: unknown unit 'zorks'"),
     (("  load_current: [0, 99]", "  load_currents: [0, 99]"), "valid_range.load_currents: 'load_currents' is not an input"),
-    (("  r0_ohm: 0.018 ", "  r0_ohm: [oops "), "not valid YAML"),
+    (("  r0_ohm: 0.006 ", "  r0_ohm: [oops "), "not valid YAML"),
     (("  q_ah: capacity_Ah", "  q_ah: __import__('os').system('true') or capacity_Ah"), "let.q_ah: unknown function '__import__"),
     (("  depleted: terminal_voltage <=", "  depleted: terminal_voltage <=="), "events.depleted: "),
 ])

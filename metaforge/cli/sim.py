@@ -109,10 +109,15 @@ def calibrate(
     fit: Annotated[Optional[str], typer.Option("--fit", help="Parameters to fit, comma-separated (default: the definition's calibrate.parameters).")] = None,
     validate: Annotated[Optional[str], typer.Option("--validate", help="Another profile the fit does not see: its error is reported too.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Fit and report; land nothing.")] = False,
+    structure: Annotated[Optional[str], typer.Option("--structure", help="Fit this one of the definition's calibrate.structures (default: the one with the least held-out error).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Land the fit even with a parameter on a bound, one not identified (relative standard error > 50 %) or an RMSE past the definition's max_rmse.")] = False,
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fit a model's parameters to test data and land them as a mutation (calibration_source set)."""
+    """Fit a model's parameters to test data and land them as a mutation (calibration_source set).
+
+    Exit 1, landing nothing, when the fit is not trustworthy (see --force); the report says which
+    test data would identify what this data could not."""
     from pathlib import Path
 
     from metaforge.sim.calibrate import calibrate as run_calibrate
@@ -121,34 +126,61 @@ def calibrate(
     result, landed, run_id = run_calibrate(ctx.repo, model, actor=ctx.actor, data=Path(data) if data else None,
                                            execution=execution, names=_split(fit),
                                            validate=Path(validate) if validate else None, dry_run=dry_run,
-                                           base=ctx.base)
+                                           base=ctx.base, force=force, structure=structure)
     if json_out:
         emit_json({**result.as_dict(), "run": run_id, "landed": landed.as_dict() if landed else None})
     else:
-        from rich.table import Table
+        _show_calibration(result, landed, run_id)
+    if result.refusals and not force:
+        raise typer.Exit(1)
 
-        c = console()
-        c.print(f"[bold]calibration[/] {result.model} on {result.samples} samples "
-                f"({result.evaluations} model runs, {result.seconds:.1f} s)")
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for col in ("parameter", "start", "fitted", "± std. error", "95 % interval"):
-            table.add_column(col, justify="left" if col == "parameter" else "right")
-        for k, v in result.values.items():
-            se = result.stderr[k]
-            table.add_row(k, f"{result.start[k]:.5g}", f"{v:.5g}", f"{se:.2g} ({abs(se / v) * 100 if v else 0:.2g} %)",
-                          f"{v - 1.96 * se:.4g} … {v + 1.96 * se:.4g}")
-        c.print(table)
-        for o, e in result.rmse.items():
-            unit = result.units.get(o, "")
-            line = f"fit error (RMSE) {o}: {e * 1000:.1f} m{unit}" if unit == "V" else f"fit error (RMSE) {o}: {e:.4g} {unit}"
-            if o in result.validation_rmse:
-                v = result.validation_rmse[o]
-                line += f"; on the unseen profile: {v * 1000:.1f} m{unit}" if unit == "V" else f"; unseen: {v:.4g} {unit}"
-            c.print(line)
-        if landed:
-            say(f"[green]✓[/] landed on BehavioralModel:{result.model} (calibration_source set), recorded as {run_id}")
-        else:
-            say("dry run: nothing landed")
+
+def _show_calibration(result, landed, run_id) -> None:
+    from rich.table import Table
+
+    c = console()
+    c.print(f"[bold]calibration[/] {result.model} on {result.samples} samples "
+            f"({result.evaluations} model runs, {result.seconds:.1f} s)")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    if result.structures:
+        c.print("structures (RMSE on the fitted part / on the held-out part the fit never saw):")
+        for name, s in result.structures.items():
+            mark = "→" if name == result.structure else " "
+            c.print(f"  {mark} {name:<20} " + ", ".join(
+                f"{o} {s['fit_rmse'][o]:.4g} / {s['held_out_rmse'][o]:.4g} {result.units.get(o, '')}"
+                for o in s["fit_rmse"]), markup=False, soft_wrap=True)
+    for col in ("parameter", "start", "fitted", "± std. error", "95 % interval", "bounds"):
+        table.add_column(col, justify="left" if col == "parameter" else "right")
+    for k, v in result.values.items():
+        se = result.stderr[k]
+        rse = result.relative_stderr(k)
+        shown = f"{se:.2g} ({rse * 100:.2g} %)" if rse is not None else f"{se:.2g}"
+        lo, hi = result.bounds.get(k, (float("nan"), float("nan")))
+        flag = " [red]on bound[/]" if k in result.on_bound else ""
+        table.add_row(k, f"{result.start[k]:.5g}", f"{v:.5g}", shown if rse is None or rse <= 0.5 else f"[red]{shown}[/]",
+                      f"{v - 1.96 * se:.4g} … {v + 1.96 * se:.4g}", f"{lo:g} … {hi:g}{flag}")
+    c.print(table)
+    for a, b, r in result.correlated[:8]:
+        c.print(f"correlated: {a} and {b} (r = {r:+.3f}): the data moves them together", markup=False)
+    if len(result.correlated) > 8:
+        c.print(f"… and {len(result.correlated) - 8} more correlated pairs (--json lists them)")
+    for k, why in result.not_identified.items():
+        c.print(f"not identified: {k}: {why}", markup=False, soft_wrap=True)
+    for o, e in result.rmse.items():
+        unit = result.units.get(o, "")
+        line = f"fit error (RMSE) {o}: {e * 1000:.1f} m{unit}" if unit == "V" else f"fit error (RMSE) {o}: {e:.4g} {unit}"
+        if o in result.validation_rmse:
+            v = result.validation_rmse[o]
+            line += f"; on the unseen profile: {v * 1000:.1f} m{unit}" if unit == "V" else f"; unseen: {v:.4g} {unit}"
+        c.print(line)
+    if landed:
+        say(f"[green]✓[/] landed on BehavioralModel:{result.model} (calibration_source set), recorded as {run_id}")
+    elif result.refusals:
+        for why in result.refusals:
+            warn(f"refused: {why}")
+        warn("nothing landed: give the test data named above, or --force to land it anyway")
+    else:
+        say("dry run: nothing landed")
 
 
 @app.command("compare")
@@ -240,6 +272,11 @@ def _show(out, json_out: bool, csv_out: bool, plot: str | None, curve: list[str]
         import orjson
         import sys
 
+        if out.curve_file is not None:   # a long run: its curves stream from disk
+            from metaforge.sim.curvefile import dump_json
+
+            dump_json(out.as_dict(curves=False), out.curve_file, out.curve_units, sys.stdout.buffer)
+            return
         data = out.as_dict()
         sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2) + b"\n")
         return
@@ -310,19 +347,20 @@ def _plain_text(markup: str) -> str:
     return re.sub(r"\[/?[a-z ]*\]", "", markup)
 
 
-def _default_curves(out) -> list[str]:
-    """One voltage and one temperature, when there are: what a what-if is usually about."""
-    if not out.curves:
+def _default_curves(out, curves) -> list[str]:
+    """The voltage and the temperature that limit the result (those with a rating or a cut-off),
+    else one voltage and one temperature: what a what-if is usually about."""
+    if not curves:
         return []
     wanted = []
-    for key in out.curves:
+    for key in sorted(curves, key=lambda k: not out.limits.get(k)):
         unit = out.curve_units.get(key, "")
         if unit in ("V", "degC") and key not in wanted and "ambient" not in key and "cell_temperature" not in key:
             wanted.append(key)
     by_unit = {}
     for key in wanted:
         by_unit.setdefault(out.curve_units[key], key)
-    return list(by_unit.values())[:2] or list(out.curves)[:1]
+    return list(by_unit.values())[:2] or list(curves)[:1]
 
 
 def _chart(out, curve: list[str] | None) -> None:
@@ -330,15 +368,16 @@ def _chart(out, curve: list[str] | None) -> None:
 
     from metaforge.sim.plot import text_chart
 
-    keys = curve or _default_curves(out)
+    t_view, curves = out.view(points=2000)
+    keys = curve or _default_curves(out, curves)
     palette = ["cyan", "magenta", "green", "yellow"]
     c = console()
     width = max(30, min(72, c.width - 14))
     for key in keys:
-        if key not in out.curves:
-            warn(f"no curve {key} (curves: {', '.join(out.curves)})")
+        if key not in curves:
+            warn(f"no curve {key} (curves: {', '.join(curves)})")
             continue
-        rows, lo, hi = text_chart(out.t, out.curves[key], width=width, height=6)
+        rows, lo, hi = text_chart(t_view, curves[key], width=width, height=6)
         unit = {"degC": "°C"}.get(out.curve_units.get(key, ""), out.curve_units.get(key, ""))
         legend = "  ".join(f"[{palette[i % 4]}]━ {label}[/]" for i, label in enumerate(out.labels)) if len(out.labels) > 1 else ""
         c.print(f"[bold]{key}[/] [{unit}]  {legend}")
@@ -349,7 +388,7 @@ def _chart(out, curve: list[str] | None) -> None:
                 line.append(ch, style=palette[owner % 4] if owner >= 0 else None)
             c.print(line)
         c.print(" " * 9 + "└" + "─" * width)
-        c.print(" " * 10 + "0" + _fmt(out.t[-1], "s").rjust(width - 1))
+        c.print(" " * 10 + "0" + _fmt(t_view[-1], "s").rjust(width - 1))
 
 
 def _csv_curves(out) -> None:
@@ -357,6 +396,12 @@ def _csv_curves(out) -> None:
 
     import numpy as np
 
+    if out.curve_file is not None:   # a long run: row chunks from disk
+        cf = out.curve_file
+        sys.stdout.write(",".join(["t_s", *cf.keys]) + "\n")
+        for t, part in cf.chunks():
+            np.savetxt(sys.stdout, np.column_stack([t] + [part[k] for k in cf.keys]), delimiter=",", fmt="%.6g")
+        return
     keys = list(out.curves)
     header = ["t_s"] + [k if len(out.labels) == 1 else f"{k}[{label}]" for k in keys for label in out.labels]
     cols = [np.asarray(out.t)] + [np.asarray(arr) for k in keys for arr in out.curves[k]]
@@ -369,20 +414,29 @@ def _plot(out, path: str, curve: list[str] | None) -> None:
     from metaforge.errors import BadInput
     from metaforge.sim.plot import png, svg
 
-    if not out.curves:
+    t, curves = out.view(points=4000)
+    if not curves:
         raise BadInput("--plot needs curves: a single device or run (a fleet or sweep gives a table)")
-    keys = curve or [k for k in out.curves if out.curve_units.get(k) in ("V", "degC", "A", "W")
-                     and "ambient" not in k][:6] or list(out.curves)[:4]
+    keys = curve or _limiting_curves(out, curves)
     panels = [{"name": k, "unit": {"degC": "°C"}.get(out.curve_units.get(k, ""), out.curve_units.get(k, "")),
-               "series": list(zip(out.labels, out.curves[k]))} for k in keys]
+               "series": list(zip(out.labels, curves[k])), "limits": out.limits.get(k, [])} for k in keys]
     title = f"{out.model}: " + (", ".join(f"{k}={v}" for k, v in out.overrides.items()) or "as is")
     target = context().path(path)
     if target.suffix.lower() == ".svg":
-        target.write_text(svg(out.t, panels, title))
+        target.write_text(svg(t, panels, title))
     elif target.suffix.lower() == ".png":
-        png(str(target), out.t, panels, title)
+        png(str(target), t, panels, title)
     else:
         raise BadInput(f"--plot {path}: write .svg or .png")
+
+
+def _limiting_curves(out, curves) -> list[str]:
+    """What limits the result first (the curves that meet a rating or a threshold: temperatures
+    against their ratings, the voltage against its cut-off), then the load, at most six."""
+    limited = [k for k in curves if out.limits.get(k)]
+    rest = [k for k in curves if k not in limited and out.curve_units.get(k) in ("A", "W")
+            and "ambient" not in k and not k.endswith(("_power", "_heat"))]
+    return (limited + rest)[:6] or list(curves)[:4]
 
 
 def _plot_compare(out, path: str) -> None:

@@ -117,6 +117,9 @@ def from_models(models: list[Loaded]) -> Composed:
     name = "+".join(m.definition.name for m in models)
     results = {f"{alias}.{p.name}": Result(final=f"{alias}.{p.name}", unit=p.unit)   # where each output ends
                for alias, m in members.items() for p in m.definition.outputs}
+    for alias, m in members.items():   # when each event (a cut-off) happened
+        for e in getattr(m.definition, "events", {}) or {}:
+            results[f"{alias}.{e}_at"] = Result(first=f"{alias}.{e} >= 0.5", description=f"{e}: the time it latched")
     return Composed(name, members, list(scenario.values()), {}, conns, results, Telemetry(), ranges)
 
 

@@ -1,11 +1,17 @@
 """Model definitions: the YAML files under models/, validated with pydantic, errors naming the field.
 
 Every kind shares `name`, `model_type`, `domain`, `inputs`/`outputs` (ports with units),
-`parameters`, `calibration_source`, `valid_range` (input → [low, high]) and `calibrate` (the
-parameters a fit adjusts by default, with bounds). Each kind adds the fields of its structure:
+`parameters`, `calibration_source`, `valid_range` (input → [low, high]), `limits` (parameter →
+[low, high]: its physical bounds, where its name's unit does not say them; see `physical`),
+`parameter_units` (parameter → unit, where its name does not end with one; see `dimensions`) and
+`calibrate`: the parameters a fit adjusts by default, their bounds, `structures` to choose among
+(switch parameters `set`, the parameters each `fit`s), `start` values read from the data,
+`increasing` tables, `max_rmse` per output (past it a fit does not land) and `identified_by` (the
+test that pins each parameter). Each kind adds the fields of its structure:
 
-- differential-equation: `states` (unit, initial, rate expression), `let` (intermediate
-  expressions, in order), output ports with `expr`, `events` (latched 0/1 outputs), `stiff`.
+- differential-equation: `states` (unit, initial, rate expression, an optional clamping `range`),
+  `let` (intermediate expressions, in order), output ports with `expr`, `events` (latched 0/1
+  outputs; lets and rates read their value from the step before), `stiff`.
 - transfer-function: `parameters.numerator` / `denominator`, numbers or parameter expressions.
 - thermal-rc: `parameters.nodes` (capacitances), `parameters.resistances_K_per_W` ("a-b",
   "b-ambient"), `heat_inputs` (node → input); the `ambient_temperature` input is the ambient.
@@ -62,6 +68,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, defer_build=True)
 
 
+def _unit_text(value: str) -> str:
+    from metaforge.thread import units
+
+    if value in ("", "1"):
+        return "1"
+    try:
+        units.dimensionality(units.normalize_unit(value, "temperature"))
+    except units.UnitError:
+        raise ValueError(f"unknown unit '{value}'") from None
+    return value
+
+
 class Port(_Strict):
     name: str
     unit: str = "1"
@@ -79,15 +97,7 @@ class Port(_Strict):
     @field_validator("unit")
     @classmethod
     def _unit(cls, value: str) -> str:
-        from metaforge.thread import units
-
-        if value in ("", "1"):
-            return "1"
-        try:
-            units.dimensionality(units.normalize_unit(value, "temperature"))
-        except units.UnitError:
-            raise ValueError(f"unknown unit '{value}'") from None
-        return value
+        return _unit_text(value)
 
     @field_validator("expr")
     @classmethod
@@ -95,9 +105,29 @@ class Port(_Strict):
         return None if value is None else _expression(value)
 
 
+class Structure(_Strict):
+    """One candidate structure of a model: parameters set to switch parts off, and what it fits."""
+    set: dict[str, float] = {}
+    fit: Optional[list[str]] = None          # default: the calibration's parameters
+    description: Optional[str] = None
+
+
 class Calibrate(_Strict):
     parameters: list[str] = Field(min_length=1)
     bounds: dict[str, tuple[float, float]] = {}
+    structures: dict[str, Structure] = {}    # calibration keeps the one with the least held-out error
+    max_rmse: dict[str, float] = {}          # output → the largest fit RMSE a calibration may land
+    identified_by: dict[str, str] = {}       # parameter → the test that pins it (said when it is not)
+    start: dict[str, str] = {}               # parameter → its start value from the data: charge(load_current) * 1.1
+    increasing: list[str] = []               # tables that must rise (an OCV curve): checked after a fit
+
+    @field_validator("max_rmse")
+    @classmethod
+    def _positive(cls, value: dict) -> dict:
+        for k, v in value.items():
+            if not v > 0:
+                raise ValueError(f"{k}: a threshold must be positive")
+        return value
 
 
 class _Base(_Strict):
@@ -110,6 +140,8 @@ class _Base(_Strict):
     parameters: dict[str, Any] = {}
     calibration_source: Optional[str] = None
     valid_range: dict[str, tuple[float, float]] = {}
+    limits: dict[str, tuple[Optional[float], Optional[float]]] = {}   # physical bounds of parameters
+    parameter_units: dict[str, str] = {}   # a parameter's unit where its name does not end with one
     calibrate: Optional[Calibrate] = None
 
     @field_validator("name")
@@ -142,10 +174,23 @@ class _Base(_Strict):
         for key in self.valid_range:
             if key not in names:
                 raise _FieldError(("valid_range", key), f"'{key}' is not an input (inputs: {', '.join(sorted(names))})")
+        for key in self.limits:
+            if _lookup(self.parameters, key) is None:
+                raise _FieldError(("limits", key), f"'{key}' is not a parameter")
         if self.calibrate:
             for key in self.calibrate.parameters:
                 if _lookup(self.parameters, key) is None:
                     raise _FieldError(("calibrate", "parameters"), f"'{key}' is not a parameter")
+            for field_name in ("bounds", "max_rmse", "identified_by", "start"):
+                for key in getattr(self.calibrate, field_name):
+                    known = self.output_names() if field_name == "max_rmse" else None
+                    if (key not in known) if known is not None else _lookup(self.parameters, key) is None:
+                        raise _FieldError(("calibrate", field_name, key),
+                                          f"'{key}' is not {'an output' if known is not None else 'a parameter'}")
+            for sname, st in self.calibrate.structures.items():
+                for key in [*st.set, *(st.fit or [])]:
+                    if _lookup(self.parameters, key) is None:
+                        raise _FieldError(("calibrate", "structures", sname), f"'{key}' is not a parameter")
         return self
 
     def input_names(self) -> list[str]:
@@ -205,6 +250,19 @@ class State(_Strict):
     unit: str = "1"
     initial: Union[float, str] = 0.0
     rate: str
+    range: Optional[tuple[float, float]] = None   # clamped there (a state of charge: [0, 1])
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        return _unit_text(value)
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, value):
+        if value is not None and value[0] >= value[1]:
+            raise ValueError(f"low {value[0]} is not below high {value[1]}")
+        return value
 
     @field_validator("rate", mode="before")
     @classmethod
@@ -222,7 +280,8 @@ class DifferentialEquation(_Base):
     @model_validator(mode="after")
     def _names(self):
         params = set(self.parameters)
-        known = params | set(self.input_names()) | set(self.states) | {"t"}
+        # an event is latched: its value from the step before, so lets and rates may read it
+        known = params | set(self.input_names()) | set(self.states) | set(self.events) | {"t"}
         for group, names in (("states", self.states), ("let", self.let), ("events", self.events)):
             for n in names:
                 if not _IDENT.match(n) or n in RESERVED:

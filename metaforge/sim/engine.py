@@ -42,6 +42,7 @@ class Scenario:
     step: float | None = None
     curves: bool = True                                  # resample every port at the output rate
     record: set[str] = field(default_factory=set)        # extra traces to keep (compare)
+    hold_events: bool = False                            # latched events stay 0 (a fit to measured data)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class SimResult:
     seconds: float
     traces: dict[str, Any] = field(default_factory=dict)   # at the step grid, for compare
     trace_t: Any = None
+    curve_file: Any = None      # a CurveFile: the curves of a long run, on disk (curves then empty)
+    limits: dict = field(default_factory=dict)   # curve → [{label, value}]: ratings and thresholds it meets
 
 
 def simulate(composed: Composed, sc: Scenario, limits: Callable[[str], tuple[float, str]] | None = None) -> SimResult:
@@ -85,6 +88,7 @@ def simulate(composed: Composed, sc: Scenario, limits: Callable[[str], tuple[flo
 class _Build:
     def __init__(self, composed: Composed, sc: Scenario):
         from metaforge.sim.params import resolve
+        from metaforge.sim.physical import check_parameters
 
         self.c, self.sc = composed, sc
         self.mode = "scalar" if sc.n == 1 and not _has_arrays(composed, sc) else "array"
@@ -92,9 +96,12 @@ class _Build:
         self.members = {}
         for alias, loaded in composed.members.items():
             params = resolve(loaded.definition.parameters, sc.parameters.get(alias), loaded.display, array)
+            check_parameters(params, loaded.definition.limits, f"{loaded.display} ({alias})")
             self.members[alias] = _member(alias, loaded, params, self.mode, sc.n)
+            self.members[alias].hold_events = sc.hold_events
         where = composed.source.display if composed.source else composed.name
         self.params = resolve(composed.parameters, sc.parameters.get(""), where, array)
+        check_parameters(self.params, composed.source.definition.limits if composed.source else {}, where)
         self.h, self.steps = self._step()
 
     def _step(self) -> tuple[float, int]:
@@ -239,6 +246,8 @@ class _Build:
     def initial_states(self) -> dict[str, Any]:
         import numpy as np
 
+        from metaforge.sim.physical import check_value
+
         out: dict[str, Any] = {}
         given = dict(self.sc.initial)
         for alias, m in self.members.items():
@@ -247,6 +256,7 @@ class _Build:
                 v = given.pop(key, value)
                 if v is None:
                     continue
+                check_value("state", key, v, m.state_unit(name), self._where())
                 if self.mode == "array":
                     v = np.broadcast_to(np.asarray(v, dtype=float), (self.sc.n,)).copy()
                 out[key] = v if self.mode == "array" else float(v)
@@ -261,6 +271,8 @@ class _Build:
         charge a current profile carries is kept exactly)."""
         import numpy as np
 
+        from metaforge.sim.physical import check_value
+
         knobs = {p.name: p for p in self.c.scenario}
         unknown = [k for k in self.sc.inputs if k not in knobs]
         if unknown:
@@ -269,6 +281,7 @@ class _Build:
         grid = np.arange(self.steps + 1) * self.h
         for name, port in knobs.items():
             value = self.sc.inputs.get(name, port.default)
+            check_value("input", name, value.values if isinstance(value, Series) else value, port.unit, self._where())
             if isinstance(value, Series):
                 series[name] = _step_average(value, grid, self.h)
             elif self.mode == "array" and np.ndim(value):
@@ -308,6 +321,23 @@ class _Build:
         out += [(name, tuple(r)) for name, r in self.c.valid_range.items()]
         return out
 
+    def _curve_writer(self, recorded: list[str]):
+        """A CurveFile when one device's curves would not fit comfortably in memory."""
+        from metaforge.sim.curvefile import STREAM_BYTES, CurveFile
+
+        if not self.sc.curves or self.sc.record or self.sc.n != 1:
+            return None
+        points = int(self.sc.duration * self.sc.rate_hz) + 1
+        keys = list(recorded)
+        flags = []
+        for alias, m in self.members.items():
+            if hasattr(m, "derived") and f"{alias}.state" in keys:
+                flags += [f"{alias}.{s}" for s in m.names]
+        if points * (len(keys) + len(flags)) * 8 <= STREAM_BYTES:
+            return None
+        discrete = {f"{a}.{x}" for a, m in self.members.items() for x in m.discrete} | set(flags)
+        return CurveFile(keys + flags, discrete, self.sc.rate_hz, self.sc.duration)
+
     def loop(self, reducer) -> dict[str, Any]:
         """Run the loop; in block mode hand the traces to `reducer` as they fill, else return them."""
         import numpy as np
@@ -337,7 +367,8 @@ class _Build:
                                                                                      if f"{a}.{s}" in states})]
         src = ["def _run(S0, SER, TR, n):", *("    " + x for x in lines), "    k = 0", "    t = 0.0"]
         src += ["    " + x for x in body + init]
-        blocks = self.mode == "array" and not self.sc.curves and not self.sc.record
+        self.writer = self._curve_writer(recorded)
+        blocks = (self.mode == "array" and not self.sc.curves and not self.sc.record) or self.writer is not None
         src += ["    for k in range(n + 1):", "        t = k * _h"]
         src += ["        " + x for x in body]
         if blocks:
@@ -352,14 +383,25 @@ class _Build:
         self.source = "\n".join(src)
         exec(compile(self.source, f"<sim {self.c.name}>", "exec"), code.namespace)  # noqa: S102 - checked ASTs
         n = self.steps
-        if self.mode == "scalar":
-            traces = {k: [0.0] * (n + 1) for k in recorded}
-        elif blocks:
-            traces = {k: np.empty((BLOCK, self.sc.n)) for k in recorded}
+        if blocks:
+            traces = ({k: [0.0] * BLOCK for k in recorded} if self.mode == "scalar"
+                      else {k: np.empty((BLOCK, self.sc.n)) for k in recorded})
+            writer = self.writer
 
             def flush(k: int, rows: int) -> None:
-                reducer.block(np.arange(k - rows + 1, k + 1) * self.h, {key: a[:rows] for key, a in traces.items()})
+                t = np.arange(k - rows + 1, k + 1) * self.h
+                block = {key: np.asarray(a[:rows], dtype=float) for key, a in traces.items()}
+                reducer.block(t, block)
+                if writer is not None:
+                    if self.mode == "array":
+                        block = {key: a[:, 0] for key, a in block.items()}
+                    for m in self.members.values():
+                        if hasattr(m, "derived"):
+                            block.update(m.derived(block))
+                    writer.block(t, block)
             code.namespace["FLUSH"] = flush
+        elif self.mode == "scalar":
+            traces = {k: [0.0] * (n + 1) for k in recorded}
         else:
             traces = {k: np.empty((n + 1, self.sc.n)) for k in recorded}
         try:
@@ -436,7 +478,7 @@ def _in_chunks(composed, sc, limits, chunk, started):
         hi = min(sc.n, lo + chunk)
         part = Scenario(sc.duration, sc.rate_hz, hi - lo, _slice(sc.inputs, lo, hi, sc.n),
                         {a: _slice(p, lo, hi, sc.n) for a, p in sc.parameters.items()},
-                        _slice(sc.initial, lo, hi, sc.n), sc.step, sc.curves, sc.record)
+                        _slice(sc.initial, lo, hi, sc.n), sc.step, sc.curves, sc.record, sc.hold_events)
         parts.append(simulate(composed, part, limits))
     first = parts[0]
     join = lambda arrs: np.concatenate([np.atleast_1d(a) for a in arrs], axis=-1)
@@ -488,11 +530,18 @@ def _read(run: _Build, traces: dict, reducer) -> SimResult:
             units.setdefault(f"{alias}.{x}", "1")
     results, result_units, margins_at, ranges = reducer.finish()
     t_out, curves = grid, {}
-    if run.sc.curves:
+    writer = getattr(run, "writer", None)
+    if writer is not None:   # streamed to disk as the loop ran
+        units.update({key: run.c.port_unit(key) or "1" for key in writer.keys})
+        t_out = None
+    elif run.sc.curves:
         t_out, curves = _resample(run, traces, grid)
     keep = {k: traces[k] for k in run.sc.record if k in traces}
-    return SimResult(t_out, curves, units, results, result_units, margins_at, ranges, run.h, run.steps, run.mode,
-                     0.0, keep, grid)
+    out = SimResult(t_out, curves, units, results, result_units, margins_at, ranges, run.h, run.steps, run.mode,
+                    0.0, keep, grid)
+    out.curve_file = writer
+    out.limits = reducer.limits()
+    return out
 
 
 def _resample(run: _Build, traces: dict, grid):

@@ -28,6 +28,10 @@ class Member:
         """State name → initial value (a number, or None: set from the first step's inputs)."""
         return {}
 
+    def state_unit(self, name: str) -> str:
+        """The unit of a state (a temperature must stay above absolute zero)."""
+        return ""
+
     def direct_outputs(self) -> set[str]:
         return {p.name for p in self.outputs}
 

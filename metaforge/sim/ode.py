@@ -63,12 +63,16 @@ class OdeMember(Member):
     def direct_outputs(self):
         return set(self._direct)
 
+    def state_unit(self, name):
+        s = self.definition.states.get(name)
+        return s.unit if s is not None else "1"
+
     # ---- the right-hand side as a compiled function ------------------------------------------
     def _compile_rhs(self, code: Code, with_static: bool, states: list[str] | None = None):
         """f(t, *states, *inputs[, *static lets]) → rates; parameters read as globals."""
         d = self.definition
         states = self.state_names if states is None else states
-        names = states + self.input_names + ([] if with_static else self.static_lets)
+        names = states + self.input_names + list(self.events) + ([] if with_static else self.static_lets)
         local = {n: "a_" + n for n in names}  # prefixed: a port may be called like a function
         local["t"] = "t"
         args = ["t"] + [local[n] for n in names]
@@ -98,7 +102,7 @@ class OdeMember(Member):
         f = self._compile_rhs(probe, with_static=True)
         init = self.states()
         y = np.array([float(np.mean(init[s])) for s in self.state_names])
-        u = [p.default if p.default is not None else 0.0 for p in self.definition.inputs]
+        u = [p.default if p.default is not None else 0.0 for p in self.definition.inputs] + [0.0] * len(self.events)
         f0 = np.array(f(0.0, *y, *u), dtype=float)
         jac = np.zeros((len(y), len(y)))
         for j in range(len(y)):
@@ -136,13 +140,18 @@ class OdeMember(Member):
 
     def emit_advance(self, code):
         names = self._names()
+        if self.state_names:
+            (self._emit_stiff if self.definition.stiff else self._emit_explicit)(code)
+        for name, s in self.definition.states.items():   # a bounded state stays in its range
+            if s.range is not None:
+                code.advance.append(f"{self.v(name)} = clip({self.v(name)}, {float(s.range[0])!r}, {float(s.range[1])!r})")
+        if getattr(self, "hold_events", False):   # a fit driven by measured data: no protection trips
+            return
         for name, text in self.events.items():  # latched from the step it becomes true
             src, _ = code.expr(text, self.resolver(names, f"events.{name}"))
             ev = self.v(name)
             code.advance.append(f"{ev} = (1.0 if {src} else {ev})" if code.mode == "scalar"
                                 else f"{ev} = where({src}, 1.0, {ev})")
-        if self.state_names:
-            (self._emit_stiff if self.definition.stiff else self._emit_explicit)(code)
 
     def _emit_stiff(self, code):
         from metaforge.sim.stiff import ros2
@@ -152,7 +161,7 @@ class OdeMember(Member):
             own.namespace["g_" + pvar(self.alias, name)] = value
         fn = code.bind(self._compile_rhs(own, with_static=False), "f")
         ys = ", ".join(self.v(s) for s in self.state_names)
-        extra = "".join(f"{self.v(n)}, " for n in self.input_names + self.static_lets)
+        extra = "".join(f"{self.v(n)}, " for n in self.input_names + list(self.events) + self.static_lets)
         code.advance.append(f"{ys}, = {code.bind(ros2, 'ros2')}({fn}, t, _h, ({ys},), ({extra}))")
 
     def _emit_explicit(self, code):
@@ -164,7 +173,7 @@ class OdeMember(Member):
         if not rest:
             return
         fn = code.bind(self._compile_rhs(code, with_static=False, states=rest), "f")
-        extra = [self.v(n) for n in self.input_names + self.static_lets]
+        extra = [self.v(n) for n in self.input_names + list(self.events) + self.static_lets]
         sub = max(1, int(-(-code.namespace["_h"] * (self.fastest_rate() or 0.0) // 2.0)))  # RK4: stable to |λ|h ≈ 2.8
         self._emit_rk4(code, fn, [self.v(s) for s in rest], extra, sub)
 

@@ -48,7 +48,9 @@ def text_chart(t, series: list, width: int = 64, height: int = 8) -> tuple[list[
 
 
 def svg(t, panels: list[dict], title: str = "", width: int = 760, panel_height: int = 200) -> str:
-    """One panel per quantity: {"name", "unit", "series": [(label, values)]}; t in seconds."""
+    """One panel per quantity: {"name", "unit", "series": [(label, values)], "limits": [{label, value}]};
+    t in seconds. A limit (a rating, a cut-off) is a dashed red line with its name, and the panel's
+    scale always includes it: how close the curve came is what the plot is for."""
     import numpy as np
 
     t = np.asarray(t, dtype=float)
@@ -65,6 +67,9 @@ def svg(t, panels: list[dict], title: str = "", width: int = 760, panel_height: 
         y0 = top + i * (panel_height + gap)
         vals = [np.asarray(v, dtype=float) for _, v in panel["series"]]
         finite = np.concatenate([v[np.isfinite(v)] for v in vals])
+        lines = [x for x in panel.get("limits", []) if math.isfinite(x["value"])]
+        if lines:
+            finite = np.concatenate([finite, [x["value"] for x in lines]])
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if hi - lo < 1e-12:
             lo, hi = lo - 0.5, hi + 0.5
@@ -81,6 +86,12 @@ def svg(t, panels: list[dict], title: str = "", width: int = 760, panel_height: 
             out.append(f'<text x="{px(x):.1f}" y="{y0 + panel_height + 16}" text-anchor="middle">{x:g}</text>')
         unit = f" [{panel['unit']}]" if panel.get("unit") else ""
         out.append(f'<text x="{left}" y="{y0 - 6}" font-weight="bold">{escape(panel["name"] + unit)}</text>')
+        for x in lines:
+            y = py(x["value"])
+            out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d62728" '
+                       'stroke-width="1.2" stroke-dasharray="6,4"/>')
+            out.append(f'<text x="{left + 4}" y="{y - 4:.1f}" fill="#d62728" font-size="11">'
+                       f'{escape(x["label"])} {x["value"]:.4g}</text>')
         step = max(1, len(t) // 2000)   # at most ~2000 points a line: the picture is the same, the file small
         for j, (label, values) in enumerate(panel["series"]):
             v = np.asarray(values, dtype=float)[::step]
@@ -113,6 +124,11 @@ def png(path: str, t, panels: list[dict], title: str = "") -> None:
     for ax, panel in zip(axes[:, 0], panels):
         for label, values in panel["series"]:
             ax.plot(t / scale, values, label=label, linewidth=1.2)
+        for x in panel.get("limits", []):
+            if math.isfinite(x["value"]):
+                ax.axhline(x["value"], color="#d62728", linestyle="--", linewidth=1.0)
+                ax.annotate(f"{x['label']} {x['value']:.4g}", (t[0] / scale, x["value"]), color="#d62728", fontsize=7,
+                            xytext=(2, 2), textcoords="offset points")
         ax.set_ylabel(panel["name"] + (f" [{panel['unit']}]" if panel.get("unit") else ""), fontsize=8)
         ax.grid(alpha=0.3)
         if len(panel["series"]) > 1:

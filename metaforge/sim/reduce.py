@@ -53,6 +53,8 @@ class Reducer:
                 op = node.ops[0]
                 item.update(kind="cross", left=self._fn(ast.unparse(node.left), where),
                             right=self._fn(ast.unparse(node.comparators[0]), where),
+                            left_text=ast.unparse(node.left), right_text=ast.unparse(node.comparators[0]),
+                            threshold=None,
                             sign=1.0 if isinstance(op, (ast.Gt, ast.GtE)) else -1.0,
                             inclusive=isinstance(op, (ast.GtE, ast.LtE)), prev=None)
             else:
@@ -63,7 +65,7 @@ class Reducer:
                 value, unit = _limit(limit, limits, where)
                 port_unit = self.run.c.port_unit(text) or unit
                 entries.append({"label": text, "fn": self._fn(text, where), "limit": _to_base(value, unit),
-                                "unit": port_unit, "peak": None})
+                                "unit": port_unit, "peak": None, "ref": str(limit)})
             item.update(entries=entries, unit=r.unit or "K")
         else:
             item["fn"] = self._fn(getattr(r, r.kind), where)
@@ -88,7 +90,10 @@ class Reducer:
         for item in self.items:
             kind = item["kind"]
             if kind == "cross":
-                d = item["sign"] * (full(eval(item["left"], env)) - full(eval(item["right"], env)))
+                right = full(eval(item["right"], env))
+                if item["threshold"] is None:   # what the curve is held against, for plots
+                    item["threshold"] = float(np.ravel(right)[0]) if np.ptp(right) == 0 else float("nan")
+                d = item["sign"] * (full(eval(item["left"], env)) - right)
                 tt = t
                 if item["prev"] is not None:
                     d, tt = np.concatenate([item["prev"][None], d]), np.concatenate([[self.prev_t], t])
@@ -165,6 +170,25 @@ class Reducer:
                            "first_outside_s": r["first"], "outside_s": float(per_device.max() * self.run.h),
                            "devices_outside": int((per_device > 0).sum())})
         return out, units, margins_at, ranges
+
+    def limits(self) -> dict[str, list[dict]]:
+        """curve → the lines that limit it: ratings of margins, thresholds of crossings."""
+        import math
+
+        from metaforge.thread import units
+
+        out: dict[str, list[dict]] = {}
+        for item in self.items:
+            if item["kind"] == "margin":
+                for e in item["entries"]:
+                    value = e["limit"]
+                    if e["unit"] and e["unit"] != "1":
+                        value = units.from_base(value, units.normalize_unit(e["unit"], "temperature"))
+                    out.setdefault(e["label"], []).append({"label": e["ref"], "value": float(value)})
+            elif item["kind"] == "cross" and item.get("threshold") is not None and not math.isnan(item["threshold"]):
+                if item["left_text"] in self.names:
+                    out.setdefault(item["left_text"], []).append({"label": item["name"], "value": item["threshold"]})
+        return out
 
 
 def _limit(limit, limits, where):

@@ -61,6 +61,9 @@ class ThermalMember(Member):
         nodes = self.definition.parameters["nodes"]
         return {n: nodes[n].get("initial_C") if isinstance(nodes[n], dict) else None for n in self.nodes}
 
+    def state_unit(self, name):
+        return "degC"
+
     def direct_outputs(self):
         return set()
 

@@ -43,6 +43,17 @@ class Outcome:
     curve_units: dict[str, str] = field(default_factory=dict)
     swept: dict[str, list] = field(default_factory=dict)
     subject: str = ""                       # the device (or fleet, or model) the run is about
+    curve_file: Any = None                  # a long run's curves, streamed to disk (curves then empty)
+    limits: dict = field(default_factory=dict)   # curve → the ratings and thresholds that limit it
+
+    def view(self, points: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """(t, curves): the curves in memory, or every k-th point of a streamed run's (about
+        `points` of them; all of them when None)."""
+        if self.curve_file is None:
+            return self.t, self.curves
+        cf = self.curve_file
+        every = cf.every_for(points) if points else 1
+        return cf.t[::every], {k: [cf.column(k, every)] for k in cf.keys}
 
     def summary(self) -> dict:
         """Results of one column, or fleet statistics of many (what the SimulationRun keeps)."""
@@ -195,9 +206,14 @@ def _outcome(run_id, kind, composed, labels, outs, vectorized, duration, rate_hz
             cols = [arr] if arr.ndim == 1 else [arr[:, i] for i in range(arr.shape[1])]
             curves.setdefault(k, []).extend(cols)
     ranges = [dict(x, column=labels[i] if not vectorized else None) for i, r in enumerate(outs) for x in r.ranges]
-    return Outcome(run_id, kind, composed.name, labels, results, first.result_units, margins, ranges, duration,
-                   rate_hz, first.step, first.steps, sum(r.seconds for r in outs), overrides, sources,
-                   first.t if first.curves else None, curves, {k: first.units.get(k, "") for k in curves})
+    out = Outcome(run_id, kind, composed.name, labels, results, first.result_units, margins, ranges, duration,
+                  rate_hz, first.step, first.steps, sum(r.seconds for r in outs), overrides, sources,
+                  first.t if first.curves else None, curves, {k: first.units.get(k, "") for k in curves})
+    out.limits = first.limits
+    if first.curve_file is not None and len(outs) == 1:
+        out.curve_file = first.curve_file
+        out.curve_units = {k: first.units.get(k, "") for k in first.curve_file.keys}
+    return out
 
 
 # ---- sweep ------------------------------------------------------------------------------------
