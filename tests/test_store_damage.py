@@ -298,14 +298,18 @@ def test_read_only_file_system_is_one_line_exit_1(tmp_path, small_fs):
 def test_permission_denied_is_one_line_exit_1(tmp_path):
     repo = _repo(tmp_path, n=3)
     before = log_bytes(repo)
-    os.chmod(tmp_path, 0o755)
-    for p in [repo, *repo.rglob("*")]:
-        os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    # root passes permission checks: run mf as `nobody`, who may read but not write
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        os.environ.get("PYTHON", __import__("sys").executable), "-m", "metaforge", "mutate", "add",
-                        "BOMItem:P"], cwd=repo, capture_output=True, text=True,
-                       env={**os.environ, "HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/mf-nobody-cache"})
+    meta = repo / ".metaforge"
+    for p in [meta, *meta.rglob("*")]:
+        os.chmod(p, 0o555 if p.is_dir() else 0o444)
+    # root passes permission checks: drop the capabilities that let it (mf stays readable to it,
+    # wherever it is installed, and the read-only files are refused as they are to anyone)
+    try:
+        r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner",
+                            os.environ.get("PYTHON", __import__("sys").executable), "-m", "metaforge", "mutate", "add",
+                            "BOMItem:P"], cwd=repo, capture_output=True, text=True)
+    finally:
+        for p in [meta, *meta.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
     assert r.returncode == 1, r.stderr
     line, = r.stderr.strip().splitlines()
     assert "Permission denied" in line and ".metaforge" in line
