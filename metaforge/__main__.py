@@ -1,3 +1,4 @@
 from metaforge.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned child (the STEP reader) imports the main module
+    main()

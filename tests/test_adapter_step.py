@@ -292,14 +292,13 @@ def test_a_parse_prints_nothing_on_stdout(rover_step, capfd):
     assert out == ""
 
 
-def test_without_ocp_the_error_says_how_to_install_it(rover_step):
+def test_without_ocp_the_error_says_how_to_install_it(rover_step, tmp_path):
+    # an OCP that is not there, first on the path of mf and of the STEP reader it spawns
+    blocked = tmp_path / "no-ocp" / "OCP"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'OCP'\", name='OCP')\n")
     code = (
-        "import sys, importlib.abc\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'OCP' or name.startswith('OCP.'):\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, Block())\n"
+        "import sys\n"
         "from pathlib import Path\n"
         "from metaforge.adapters.step import StepAdapter\n"
         "from metaforge.adapters.base import AdapterError\n"
@@ -308,7 +307,7 @@ def test_without_ocp_the_error_says_how_to_install_it(rover_step):
         "except AdapterError as exc:\n"
         "    print(exc)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked.parent), str(Path(__file__).resolve().parents[1])])}
     p = subprocess.run([sys.executable, "-c", code, str(rover_step)], capture_output=True, text=True, env=env,
                        timeout=60)
     assert p.returncode == 0, p.stderr

@@ -17,6 +17,8 @@ STEP file is read; the header is checked before.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import os
@@ -48,7 +50,7 @@ class StepAdapter(Adapter):
 
         check_header(path, rel)
         users = model_users(path, rel, root)
-        result = step_child.parse(path, rel, root, parse_here, lambda: _ocp_modules(rel))
+        result = step_child.parse(path, rel, root, parse_here, functools.partial(_ocp_modules, rel))
         if users is not None:
             result = _as_model(result, rel, users)
         return result

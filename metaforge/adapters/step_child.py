@@ -4,8 +4,9 @@ down with it. One child serves every STEP file of a command, so OCP is imported 
 that dies or overruns its time is killed, its file refused in one line, and the next file gets
 a fresh child.
 
-The child is forked: it needs none of the parent's state but the code, and a fork starts in
-milliseconds where a fresh interpreter would import mf again.
+The child is a fresh interpreter (spawned), not a fork: mf may have threads running (a paho
+client, a file watcher, the knowledge update) and a fork copies whatever lock one of them holds,
+which hung the child once in the test suite. The interpreter costs ~0.1 s beside OCP's import.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def time_limit() -> float:
 
 class _Child:
     def __init__(self, reader, warm):
-        ctx = mp.get_context("fork")
+        ctx = mp.get_context("spawn")
         self.pipe, theirs = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(theirs, reader, warm), daemon=True, name="mf-step-reader")
         self.process.start()
