@@ -147,6 +147,8 @@ def test_a_model_file_opencascade_cannot_read_leaves_a_box_and_a_warning(tmp_pat
     manifest, _ = _artifacts(repo, "stickhub/StickHub.kicad_pcb")
     assert any("APHB1608.step" in w for w in manifest.get("warnings", []))
     assert len(manifest["models_seen"]) == 4  # found, if not readable: its parts are boxes
+    # and the person running ingest is told, not only the manifest
+    assert "stickhub/StickHub.kicad_pcb: " in p.stderr and "APHB1608.step" in p.stderr, p.stderr
 
 
 @needs_demos
@@ -164,6 +166,7 @@ def test_a_model_file_that_crashes_opencascade_leaves_the_board_in_boxes(tmp_pat
     assert mf("show", "DesignElement:StickHub/Y1", cwd=repo).code == 0  # the board's entities are in
     manifest, gltf = _artifacts(repo, "stickhub/StickHub.kicad_pcb")
     assert "OpenCascade crashed" in manifest["warnings"][0] and "SIGSEGV" in manifest["warnings"][0]
+    assert "every part a box" in p.stderr
     assert manifest["models_seen"] == [] and len(manifest["boxes"]) == len(manifest["component_tree"]["children"])
     y1 = next(n for n in gltf["nodes"] if n["name"] == "StickHub/Y1")
     assert _triangles(gltf, y1) == 12  # the crystal whose model crashed: its courtyard's box

@@ -69,6 +69,8 @@ def ingest_files(
             detail = (f["error"] if f.get("error") else f"{f['entities']} entities" if f["status"] == "read"
                       else f"waiting for approval in {f['proposal']}" if f["status"] == "proposed" else "unchanged")
             say(f"{mark} {f['path']}  [dim]{f['adapter']}[/]  {detail}")
+            for note in f.get("notes", []):
+                warn(note)
         if out.get("proposal"):
             say(f"{len(out['files'])} files, {out['changes']} changes: they need approval, proposed as "
                 f"[bold]{out['proposal']}[/] (mf approve / mf reject); the files stay drifted until then")

@@ -38,14 +38,23 @@ class FileOutcome:
     proposal: str | None = None
     sha256: str | None = None
     mappings: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the adapter could not do (no GLB, a model left out)
 
     def as_dict(self) -> dict:
         out = {"path": self.rel, "adapter": self.adapter, "status": self.status, "entities": self.entities}
         if self.error:
             out["error"] = self.error
+        if self.notes:
+            out["notes"] = self.notes
         if self.proposal:
             out["proposal"] = self.proposal
         return out
+
+
+def _adapter_notes(result, rel: str) -> list[str]:
+    """The adapter's warnings and its 3D manifest's, each naming the file once."""
+    found = list(result.extra.get("warnings") or []) + list((result.extra.get("manifest") or {}).get("warnings") or [])
+    return [w if w.startswith(rel) else f"{rel}: {w}" for w in found]
 
 
 def collect(repo, paths: list[Path], adapter_name: str | None = None,
@@ -174,7 +183,8 @@ def ingest(repo, paths: list[Path], *, actor: str, message: str | None = None, a
                     raise
                 outcomes.append(FileOutcome(rel, ad.name, "refused", error=exc.message))
             else:
-                outcome = FileOutcome(rel, ad.name, "read", len(result.entities), sha256=sha)
+                outcome = FileOutcome(rel, ad.name, "read", len(result.entities), sha256=sha,
+                                      notes=_adapter_notes(result, rel))
                 outcomes.append(outcome)
                 parsed.append((outcome, ad, result))
         if progress:
