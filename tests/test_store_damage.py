@@ -390,3 +390,16 @@ def test_a_running_server_never_answers_from_a_log_changed_by_hand(tmp_path):
     finally:
         err = server.stop()
     assert err.count(f"{SEGMENT}:8:") == 1, err  # named once, not per request
+
+
+def test_seal_refuses_a_log_that_does_not_verify(tmp_path):
+    repo = _repo(tmp_path, n=20)
+    subprocess.run(["git", "checkout", "-q", "-b", "main"], cwd=repo, check=False)
+    seg = repo / SEGMENT
+    lines = seg.read_bytes().splitlines(keepends=True)
+    lines[5], lines[6] = lines[6], lines[5]
+    seg.write_bytes(b"".join(lines))
+    r = mf_process("seal", "--force", cwd=repo)
+    assert r.returncode == 1, r.stderr
+    assert f"{SEGMENT}:6:" in r.stderr
+    assert sorted(p.name for p in (repo / ".metaforge/events").glob("*.jsonl")) == ["000001.jsonl"]  # no new segment

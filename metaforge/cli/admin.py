@@ -82,6 +82,7 @@ def seal(force: Annotated[bool, typer.Option("--force", help="Seal on a branch o
     from metaforge.thread.transaction import maintenance
 
     with maintenance(repo):
+        repo.index.sync(repo.log, locked=True)  # a chain that does not verify is not sealed into history
         started = repo.log.seal()
     if json_out:
         emit_json({"started": started})
