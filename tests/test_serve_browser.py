@@ -64,9 +64,17 @@ def test_the_dashboard_shows_the_model_a_part_and_live_telemetry(dashboard):
     assert page.locator("#component-tree .item").count() == 15  # the rover, its parts and sub-assemblies
     page.screenshot(path=str(SHOTS / "1-model-loaded.png"))
 
+    # idle, it draws nothing: frames only when something changed (a page left open costs no CPU)
+    page.wait_for_timeout(500)
+    idle = page.evaluate("window.mf.viewer.frames")
+    assert isinstance(idle, int) and idle > 0  # the model was drawn
+    page.wait_for_timeout(1500)
+    assert page.evaluate("window.mf.viewer.frames") == idle
+
     # a click on a part (in the 3D view, through the raycaster) shows its entity, BOM and constraints
     click_part(page, "enclosure/chassis_plate")
     page.wait_for_selector(f"#entity-title:text-is('{PLATE}')", timeout=10_000)
+    page.wait_for_function(f"window.mf.viewer.frames > {idle}", timeout=5_000)  # the selection is drawn
     assert "aluminium 6061" in page.inner_text("#entity-properties")
     click_part(page, "enclosure/sensor_mast/lidar_dome")
     page.wait_for_selector(f"#entity-title:text-is('{DOME}')", timeout=10_000)

@@ -29,9 +29,22 @@ export class Viewer {
     canvas.addEventListener("pointerup", (e) => {
       if (down && Math.hypot(e.clientX - down[0], e.clientY - down[1]) < 4) this.pick(e);
     });
+    // drawn only when something changed (the camera moved, a part was picked or coloured, the
+    // canvas resized): an idle dashboard left open all day costs no CPU
+    this.frames = 0;
+    this.pending = false;
+    this.controls.addEventListener("change", () => this.requestRender());
     new ResizeObserver(() => this.resize()).observe(canvas);
     this.resize();
-    this.renderer.setAnimationLoop(() => this.frame());
+  }
+
+  requestRender() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      this.frame();
+    });
   }
 
   async load(url, manifest) {
@@ -47,6 +60,7 @@ export class Viewer {
     });
     this.scene.add(this.model);
     this.frameModel();
+    this.requestRender();
     return this.byMesh.size;
   }
 
@@ -68,6 +82,7 @@ export class Viewer {
     this.renderer.setSize(w, h, false);
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();
+    this.requestRender();
   }
 
   pick(event) {
@@ -91,6 +106,7 @@ export class Viewer {
     if (this.selected) paint(this.selected, (m) => m.emissive?.setHex(0x000000));
     this.selected = this.byMesh.get(this.meshOf(entityId)) || null;
     if (this.selected) paint(this.selected, (m) => m.emissive?.setHex(0x1d4ed8));
+    this.requestRender();
   }
 
   applyOverlay(overlay) {
@@ -100,6 +116,7 @@ export class Viewer {
     }
     this.annotations = (overlay.annotations || []).filter((a) => a.position);
     this.drawLabels();
+    this.requestRender();
   }
 
   // where a part is on the screen, in page pixels (tests click there, as a person would)
@@ -134,7 +151,7 @@ export class Viewer {
   }
 
   frame() {
-    this.controls.update();
+    this.frames += 1;
     this.renderer.render(this.scene, this.camera);
     if (this.annotations.length) this.drawLabels();
   }
