@@ -190,6 +190,8 @@ def schemathesis_run(server: Server, folder: Path, seconds: int, seed: str | Non
     st = Path(sys.executable).with_name("schemathesis")
     return subprocess.run([str(st), "--config-file", str(ROOT / "tests" / "serve_schemathesis.toml"), "run",
                            f"{server.url}/openapi.json", "--checks", "all", "--max-time", str(seconds),
+                           # the config's `enabled = false` does not reach the stateful phase: said here too
+                           "--exclude-checks", "use_after_free",
                            "--workers", "1", "--seed", seed or os.environ.get("MF_SCHEMATHESIS_SEED", "20260301"),
                            *extra, "--no-color", "--report-dir", str(folder / "schemathesis-report")],
                           capture_output=True, text=True, timeout=seconds + 600, cwd=folder)

@@ -44,19 +44,28 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     _in_head = True
     _head_bytes = 0
+    _head_ended = False
+    _header_bytes = 0
 
     def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        self._in_head, self._head_bytes, self._header_count, self._header_bytes = True, 0, 0, 0
         super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head, self._head_ended = False, True
         if self._header_count > HEADERS:
             raise BadHead(f"more than {HEADERS} headers")
+        if self._header_bytes > HEAD_BYTES:  # a head that arrived whole, in one chunk with its end
+            raise BadHead(f"request line and headers over {HEAD_BYTES} bytes")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -65,9 +74,11 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
-        was_in_head = self._in_head
+        # counted only while no head ended in this chunk: a whole request (head and body) may arrive
+        # in one chunk, and then the parser is "in a head" again, of the next request, after it
+        was_in_head, self._head_ended = self._in_head, False
         super().data_received(data)
-        if was_in_head and self._in_head and not self.transport.is_closing():
+        if was_in_head and self._in_head and not self._head_ended and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > HEAD_BYTES:
                 self.send_400_response(f"request line and headers over {HEAD_BYTES} bytes")
